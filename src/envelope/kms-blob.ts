@@ -1,0 +1,71 @@
+/**
+ * The in-memory form of a KMSBlob envelope (schemas/kms_blob.fbs), with the limits that both the
+ * encoder and the verifying decoder enforce.
+ *
+ * @module
+ */
+
+/** Current value of `schema_version`; a decoder refuses envelopes written by a newer schema. */
+export const KMS_BLOB_SCHEMA_VERSION = 1;
+
+/** The FlatBuffer `file_identifier` of a KMSBlob. */
+export const KMS_BLOB_FILE_IDENTIFIER = 'KMSB';
+
+/** Limits on field sizes and values, checked on encode and on decode. */
+export const KmsBlobLimits = {
+  /** Largest stored envelope in bytes (FlatBuffer plus checksum trailer). */
+  maxEnvelopeBytes: 64 * 1024,
+  /** Longest `key_id` in characters. */
+  maxKeyIdLength: 2048,
+  /** Longest `region` in characters. */
+  maxRegionLength: 128,
+  /** Largest `wrapped_kek` in bytes (an RSA-4096 wrap is 512). */
+  maxWrappedKekBytes: 8192,
+  /** Most entries in `encryption_context`. */
+  maxContextEntries: 64,
+  /** Longest encryption-context key in characters. */
+  maxContextKeyLength: 256,
+  /** Longest encryption-context value in characters. */
+  maxContextValueLength: 2048,
+  /** Largest `kek_check` in bytes. */
+  maxKekCheckBytes: 64,
+  /** Latest accepted `created_at` / `updated_at`: 9999-12-31T23:59:59Z in epoch seconds. */
+  maxTimestamp: 253_402_300_799,
+  /** Largest `version` (the schema type is uint32). */
+  maxVersion: 0xffff_ffff,
+} as const;
+
+/** Provider ids: lower-case letters, digits and '-', starting with a letter. */
+export const PROVIDER_ID_PATTERN = /^[a-z][a-z0-9-]{0,63}$/;
+
+/**
+ * One KMSBlob envelope: an index's KEK wrapped by the KMS slot `kmsName`.
+ *
+ * Field names are the camelCase of the schema's names. Timestamps are unix epoch seconds.
+ */
+export interface KmsBlob {
+  /** Name of the KMS slot that wrapped the KEK (`kms_name`). */
+  readonly kmsName: string;
+  /** Provider id: `none`, `local`, `aws`, `aws-kms`, `gcp-kms`, `azure-kv` or a plugin's. */
+  readonly provider: string;
+  /** The provider's key reference: KMS key ARN, secret id, CryptoKey version, key URL; may be ''. */
+  readonly keyId: string;
+  /** Region or location, where the provider has one; otherwise ''. */
+  readonly region: string;
+  /** The wrapped KEK; empty for provider `none`. */
+  readonly wrappedKek: Uint8Array;
+  /** 1 on create, +1 on every rotation. */
+  readonly version: number;
+  /** When the envelope was first created. */
+  readonly createdAt: number;
+  /** The index this envelope is bound to. */
+  readonly indexName: string;
+  /** Extra context bound to the wrap (AAD / encryption context), besides index and slot. */
+  readonly encryptionContext: Readonly<Record<string, string>>;
+  /** Layout version of the table; {@link KMS_BLOB_SCHEMA_VERSION} for everything written now. */
+  readonly schemaVersion: number;
+  /** When the envelope was last written (create or rotation); never before `createdAt`. */
+  readonly updatedAt: number;
+  /** Optional KEK check value (see `kekCheckValue`); `undefined` when absent. */
+  readonly kekCheck: Uint8Array | undefined;
+}

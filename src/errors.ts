@@ -1,0 +1,149 @@
+/**
+ * Typed errors. Every error thrown by kms-envelope is a {@link KmsEnvelopeError} with a stable
+ * `code` that callers can switch on. Messages are for people: they name the index, slot and
+ * provider involved and never contain key material in any encoding. The underlying error, where
+ * there is one, travels as `cause`.
+ *
+ * @module
+ */
+
+/** Context that an error message may name. None of it is secret. */
+export interface ErrorContext {
+  /** The index the operation was about. */
+  index?: string;
+  /** The KMS slot (`kms_name`) involved. */
+  slot?: string;
+  /** The provider id involved (`local`, `aws-kms`, ...). */
+  provider?: string;
+  /** The underlying error, kept for debugging. Must not carry key bytes. */
+  cause?: unknown;
+}
+
+/** The stable codes of every error class, for `switch (err.code)`. */
+export const ErrorCode = {
+  base: 'KMS_ENVELOPE_ERROR',
+  notFound: 'KMS_ENVELOPE_NOT_FOUND',
+  exists: 'KMS_ENVELOPE_EXISTS',
+  versionConflict: 'KMS_ENVELOPE_VERSION_CONFLICT',
+  malformed: 'KMS_ENVELOPE_MALFORMED',
+  unavailable: 'KMS_ENVELOPE_UNAVAILABLE',
+  storeUnavailable: 'KMS_ENVELOPE_STORE_UNAVAILABLE',
+  accessDenied: 'KMS_ENVELOPE_ACCESS_DENIED',
+  unwrapFailed: 'KMS_ENVELOPE_UNWRAP_FAILED',
+  kekMismatch: 'KMS_ENVELOPE_KEK_MISMATCH',
+  invalidArgument: 'KMS_ENVELOPE_INVALID_ARGUMENT',
+  config: 'KMS_ENVELOPE_CONFIG',
+  missingDependency: 'KMS_ENVELOPE_MISSING_DEPENDENCY',
+} as const;
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+function describe(message: string, ctx: ErrorContext): string {
+  const where = [
+    ctx.index !== undefined ? `index "${ctx.index}"` : undefined,
+    ctx.slot !== undefined ? `slot "${ctx.slot}"` : undefined,
+    ctx.provider !== undefined ? `provider "${ctx.provider}"` : undefined,
+  ].filter((part) => part !== undefined);
+  return where.length > 0 ? `${message} (${where.join(', ')})` : message;
+}
+
+/** Base class of every kms-envelope error. */
+export class KmsEnvelopeError extends Error {
+  /** Stable machine-readable code. */
+  readonly code: ErrorCode = ErrorCode.base;
+  /** True when the same call may succeed if tried again later (a service was unavailable). */
+  readonly retryable: boolean = false;
+  readonly index: string | undefined;
+  readonly slot: string | undefined;
+  readonly provider: string | undefined;
+
+  constructor(message: string, ctx: ErrorContext = {}) {
+    super(describe(message, ctx), ctx.cause === undefined ? undefined : { cause: ctx.cause });
+    this.name = new.target.name;
+    this.index = ctx.index;
+    this.slot = ctx.slot;
+    this.provider = ctx.provider;
+  }
+}
+
+/** No envelope is stored for the index. */
+export class EnvelopeNotFoundError extends KmsEnvelopeError {
+  override readonly code = ErrorCode.notFound;
+}
+
+/** A strict create found an envelope already stored for the index. */
+export class EnvelopeExistsError extends KmsEnvelopeError {
+  override readonly code = ErrorCode.exists;
+}
+
+/** A compare-and-set push found another version than the one expected. */
+export class VersionConflictError extends KmsEnvelopeError {
+  override readonly code = ErrorCode.versionConflict;
+  /** The version the caller expected. */
+  readonly expectedVersion: number;
+  /** The version found, or `undefined` when no envelope was stored. */
+  readonly actualVersion: number | undefined;
+  constructor(expectedVersion: number, actualVersion: number | undefined, ctx: ErrorContext = {}) {
+    super(
+      `version conflict: expected version ${expectedVersion}, found ${actualVersion === undefined ? 'no envelope' : `version ${actualVersion}`}`,
+      ctx,
+    );
+    this.expectedVersion = expectedVersion;
+    this.actualVersion = actualVersion;
+  }
+}
+
+/** Bytes that should hold a KMSBlob do not: truncated, corrupted, foreign or out of range. */
+export class MalformedEnvelopeError extends KmsEnvelopeError {
+  override readonly code = ErrorCode.malformed;
+}
+
+/** A KMS could not be reached, throttled the call, or answered too late. Retryable. */
+export class ProviderUnavailableError extends KmsEnvelopeError {
+  override readonly code = ErrorCode.unavailable;
+  override readonly retryable = true;
+}
+
+/** The envelope store (Redis, a disk that refuses writes) could not be reached. Retryable. */
+export class StoreUnavailableError extends KmsEnvelopeError {
+  override readonly code = ErrorCode.storeUnavailable;
+  override readonly retryable = true;
+}
+
+/** The KMS or store refused the credentials or permissions used. */
+export class AccessDeniedError extends KmsEnvelopeError {
+  override readonly code = ErrorCode.accessDenied;
+}
+
+/**
+ * The wrapped KEK could not be unwrapped: wrong key, tampered envelope, or an envelope bound to
+ * another index or slot. Says little on purpose.
+ */
+export class UnwrapFailedError extends KmsEnvelopeError {
+  override readonly code: ErrorCode = ErrorCode.unwrapFailed;
+}
+
+/** A KEK (unwrapped or supplied by the caller) does not match the envelope's KEK check value. */
+export class KekMismatchError extends UnwrapFailedError {
+  override readonly code = ErrorCode.kekMismatch;
+}
+
+/** An argument (index name, slot name, blob field, option) is not acceptable. */
+export class InvalidArgumentError extends KmsEnvelopeError {
+  override readonly code = ErrorCode.invalidArgument;
+}
+
+/** A KMS slot or configuration file is incomplete or inconsistent. */
+export class ConfigError extends KmsEnvelopeError {
+  override readonly code = ErrorCode.config;
+}
+
+/** An optional peer dependency needed by the chosen store or provider is not installed. */
+export class MissingDependencyError extends KmsEnvelopeError {
+  override readonly code = ErrorCode.missingDependency;
+  /** The npm package to install. */
+  readonly packageName: string;
+  constructor(packageName: string, usedBy: string, cause?: unknown) {
+    super(`${usedBy} needs the optional package "${packageName}": npm install ${packageName}`, { cause });
+    this.packageName = packageName;
+  }
+}

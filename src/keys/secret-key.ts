@@ -1,0 +1,100 @@
+import { randomFillSync, timingSafeEqual } from 'node:crypto';
+import { inspect } from 'node:util';
+import { InvalidArgumentError } from '../errors.js';
+
+const REDACTED = '[redacted]';
+
+/**
+ * Key bytes in a `Buffer` that is never printed: `toString`, `toJSON`, `util.inspect` and string
+ * coercion all give a redacted placeholder. The bytes live in a private field, are copied in and
+ * never shared with the caller's buffer, and can be overwritten with zeros by {@link zero}.
+ *
+ * Subclasses ({@link Kek}, and the DEK type of the wire layer) fix the length and brand the type
+ * so that one kind of key cannot be passed where another is expected.
+ */
+export abstract class SecretKey {
+  readonly #bytes: Buffer;
+  #zeroed = false;
+
+  /** What the key is called in messages (`KEK`, `DEK`). */
+  protected abstract get kind(): string;
+
+  protected constructor(bytes: Uint8Array, expectedLength: number, kind: string) {
+    if (!(bytes instanceof Uint8Array) || bytes.length !== expectedLength) {
+      // Only the length is reported, never the bytes.
+      const got = bytes instanceof Uint8Array ? `${bytes.length} bytes` : typeof bytes;
+      throw new InvalidArgumentError(`a ${kind} must be exactly ${expectedLength} bytes, got ${got}`);
+    }
+    // Buffer.alloc never hands out a slice of the shared pool, so zero() wipes only this key.
+    this.#bytes = Buffer.alloc(expectedLength);
+    this.#bytes.set(bytes);
+  }
+
+  /** Fills `length` fresh bytes from the CSPRNG. */
+  protected static randomBytes(length: number): Buffer {
+    return randomFillSync(Buffer.alloc(length));
+  }
+
+  /** Length of the key in bytes. */
+  get length(): number {
+    return this.#bytes.length;
+  }
+
+  /** True once {@link zero} has been called. */
+  get isZeroed(): boolean {
+    return this.#zeroed;
+  }
+
+  /**
+   * The key bytes themselves (not a copy), for handing to `node:crypto`.
+   *
+   * Security: do not log, serialise or keep the returned buffer; it is wiped by {@link zero}.
+   * @throws InvalidArgumentError if the key was zeroed.
+   */
+  expose(): Buffer {
+    if (this.#zeroed) throw new InvalidArgumentError(`this ${this.kind} was zeroed and can no longer be used`);
+    return this.#bytes;
+  }
+
+  /** Overwrites the bytes with zeros; the key is unusable afterwards. Idempotent. */
+  zero(): void {
+    this.#bytes.fill(0);
+    this.#zeroed = true;
+  }
+
+  /** Constant-time comparison with another key of the same kind and length. */
+  equals(other: SecretKey): boolean {
+    if (this.#zeroed || other.#zeroed || other.#bytes.length !== this.#bytes.length) return false;
+    return timingSafeEqual(this.#bytes, other.#bytes);
+  }
+
+  toString(): string {
+    return `${this.kind}${REDACTED}`;
+  }
+
+  toJSON(): string {
+    return REDACTED;
+  }
+
+  [Symbol.toPrimitive](): string {
+    return this.toString();
+  }
+
+  [inspect.custom](): string {
+    return `${this.kind} ${REDACTED}`;
+  }
+}
+
+/**
+ * Runs `fn` with `key` and zeroes the key afterwards, whether `fn` returns or throws.
+ *
+ * @example
+ * const sealed = await withKey(await client.unwrap('orders'), (kek) => seal(kek.expose(), data));
+ */
+export async function withKey<K extends SecretKey, T>(key: K, fn: (key: K) => T | Promise<T>): Promise<T> {
+  try {
+    return await fn(key);
+  } finally {
+    key.zero();
+  }
+}

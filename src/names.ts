@@ -1,0 +1,53 @@
+import { InvalidArgumentError } from './errors.js';
+
+/** An index name that was validated by {@link parseIndexName}; safe as a path segment or key part. */
+export type IndexName = string & { readonly __brand: 'IndexName' };
+/** A KMS slot name that was validated by {@link parseSlotName}. */
+export type SlotName = string & { readonly __brand: 'SlotName' };
+
+/** Longest accepted index or slot name, in characters (ASCII only, so also bytes). */
+export const MAX_NAME_LENGTH = 128;
+
+// ASCII letters, digits, '.', '_' and '-', starting with a letter or digit: no '/', '\\', NUL,
+// whitespace or control characters, no leading dot, so a name can never leave its folder.
+const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+
+function check(kind: string, name: unknown): string {
+  if (typeof name !== 'string') throw new InvalidArgumentError(`${kind} name must be a string`);
+  // JSON.stringify shows control characters escaped; names are not secret.
+  const shown = JSON.stringify(name.length > 40 ? `${name.slice(0, 40)}…` : name);
+  if (name.length === 0) throw new InvalidArgumentError(`${kind} name must not be empty`);
+  if (name.length > MAX_NAME_LENGTH) {
+    throw new InvalidArgumentError(`${kind} name ${shown} is longer than ${MAX_NAME_LENGTH} characters`);
+  }
+  if (!NAME.test(name) || name.includes('..')) {
+    throw new InvalidArgumentError(
+      `${kind} name ${shown} is not allowed: use letters, digits, '.', '_' and '-', starting with a letter or digit, without '..'`,
+    );
+  }
+  return name;
+}
+
+/**
+ * Validates an index name before it becomes a path segment or a Redis key.
+ * @throws InvalidArgumentError for empty, over-long, or names with '/', '\\', NUL, '..' or other
+ * characters outside `[A-Za-z0-9._-]`.
+ */
+export function parseIndexName(name: unknown): IndexName {
+  return check('index', name) as IndexName;
+}
+
+/** Validates a KMS slot name (same rules as index names). @throws InvalidArgumentError */
+export function parseSlotName(name: unknown): SlotName {
+  return check('slot', name) as SlotName;
+}
+
+/** True if `name` is an acceptable index name. */
+export function isValidIndexName(name: unknown): name is IndexName {
+  try {
+    parseIndexName(name);
+    return true;
+  } catch {
+    return false;
+  }
+}

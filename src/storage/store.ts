@@ -1,0 +1,43 @@
+import type { KmsBlob } from '../envelope/kms-blob.js';
+import type { IndexName } from '../names.js';
+
+/** Options of {@link EnvelopeStore.push}. */
+export interface PushOptions {
+  /**
+   * Compare-and-set: write only if the stored envelope currently has exactly this version.
+   * Otherwise (another version, or no envelope) the push throws `VersionConflictError` and
+   * changes nothing. The store decides this atomically (filesystem link protocol, Redis script).
+   */
+  readonly expectedVersion?: number;
+}
+
+/**
+ * Where envelopes live. One envelope per index; every implementation passes the same
+ * conformance suite (test/storage/conformance.ts).
+ *
+ * Every method validates `index` is an {@link IndexName} and that a written blob is bound to it
+ * (`blob.indexName === index`); every read verifies the stored bytes.
+ */
+export interface EnvelopeStore {
+  /** `disk`, `redis`, `memory`, or a plugin's id. */
+  readonly kind: string;
+  /** Where the store points, for messages and the CLI (`disk:/var/lib/idx`); never a password. */
+  readonly description: string;
+  /** Strict insert. @throws EnvelopeExistsError if an envelope is stored for `index`. */
+  create(index: IndexName, blob: KmsBlob): Promise<void>;
+  /**
+   * Idempotent upsert that replaces the whole envelope or nothing.
+   * @throws VersionConflictError with `expectedVersion` when the stored version differs.
+   */
+  push(index: IndexName, blob: KmsBlob, options?: PushOptions): Promise<void>;
+  /**
+   * Reads and verifies the envelope.
+   * @throws EnvelopeNotFoundError if none is stored; MalformedEnvelopeError if the stored value is
+   * corrupt or bound to another index.
+   */
+  get(index: IndexName): Promise<KmsBlob>;
+  /** Removes the envelope; deleting a missing envelope is a no-op. */
+  delete(index: IndexName): Promise<void>;
+  /** Releases connections the store opened itself (never a client the caller passed in). */
+  close(): Promise<void>;
+}
