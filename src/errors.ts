@@ -55,10 +55,13 @@ export class KmsEnvelopeError extends Error {
   readonly index: string | undefined;
   readonly slot: string | undefined;
   readonly provider: string | undefined;
+  /** The message without the index/slot/provider suffix. */
+  readonly detail: string;
 
   constructor(message: string, ctx: ErrorContext = {}) {
     super(describe(message, ctx), ctx.cause === undefined ? undefined : { cause: ctx.cause });
     this.name = new.target.name;
+    this.detail = message;
     this.index = ctx.index;
     this.slot = ctx.slot;
     this.provider = ctx.provider;

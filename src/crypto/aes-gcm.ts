@@ -1,0 +1,47 @@
+import { createCipheriv, createDecipheriv } from 'node:crypto';
+import { GCM_NONCE_LENGTH, noncePool } from './nonce-pool.js';
+
+/** Length of an AES-GCM tag in bytes. */
+export const GCM_TAG_LENGTH = 16;
+
+/** Smallest sealed box: nonce ‖ tag with an empty plaintext. */
+export const GCM_MIN_SEALED_LENGTH = GCM_NONCE_LENGTH + GCM_TAG_LENGTH;
+
+/**
+ * AES-256-GCM seal: returns `nonce(12) ‖ ciphertext ‖ tag(16)` with a fresh random nonce.
+ * `key` must be 32 bytes; `aad` is authenticated, not encrypted.
+ */
+export function sealAes256Gcm(key: Uint8Array, plaintext: Uint8Array, aad?: Uint8Array): Buffer {
+  const nonce = noncePool.take();
+  const cipher = createCipheriv('aes-256-gcm', key, nonce);
+  if (aad !== undefined && aad.length > 0) cipher.setAAD(aad);
+  const out = Buffer.allocUnsafe(GCM_NONCE_LENGTH + plaintext.length + GCM_TAG_LENGTH);
+  nonce.copy(out, 0);
+  const written = cipher.update(plaintext).copy(out, GCM_NONCE_LENGTH);
+  cipher.final();
+  cipher.getAuthTag().copy(out, GCM_NONCE_LENGTH + written);
+  return out;
+}
+
+/**
+ * AES-256-GCM open of `nonce(12) ‖ ciphertext ‖ tag(16)`. Returns the plaintext, or `undefined`
+ * when the box is too short or does not authenticate (wrong key, wrong AAD, tampered bytes): the
+ * caller turns that into the error that fits its layer. Never throws for bad input bytes.
+ */
+export function openAes256Gcm(key: Uint8Array, sealed: Uint8Array, aad?: Uint8Array): Buffer | undefined {
+  if (sealed.length < GCM_MIN_SEALED_LENGTH) return undefined;
+  const tagStart = sealed.length - GCM_TAG_LENGTH;
+  const decipher = createDecipheriv('aes-256-gcm', key, sealed.subarray(0, GCM_NONCE_LENGTH), {
+    authTagLength: GCM_TAG_LENGTH,
+  });
+  decipher.setAuthTag(sealed.subarray(tagStart));
+  if (aad !== undefined && aad.length > 0) decipher.setAAD(aad);
+  const plaintext = decipher.update(sealed.subarray(GCM_NONCE_LENGTH, tagStart));
+  try {
+    decipher.final();
+  } catch {
+    plaintext.fill(0);
+    return undefined;
+  }
+  return plaintext;
+}

@@ -1,0 +1,52 @@
+/**
+ * The bytes that bind a wrapped KEK to its index and slot: used as AES-GCM AAD by the `local`
+ * and `aws` providers, and flattened into an encryption context / AAD by the cloud providers.
+ *
+ * @module
+ */
+
+const LABEL = 'kms-envelope/kek-binding/v1';
+
+/** What a wrapped KEK is bound to. */
+export interface KekBinding {
+  /** Provider id (`local`, `aws`, ...). */
+  readonly provider: string;
+  /** KMS slot name (`kms_name`). */
+  readonly slot: string;
+  /** Index name. */
+  readonly index: string;
+  /** Extra context, bound too; order does not matter. */
+  readonly encryptionContext: Readonly<Record<string, string>>;
+}
+
+/**
+ * The binding as an unambiguous byte string: a label, then each field as a 4-byte big-endian
+ * length and its UTF-8 bytes, the extra context sorted by key. Two different bindings never give
+ * the same bytes.
+ */
+export function bindingAad(binding: KekBinding): Buffer {
+  const parts = [LABEL, binding.provider, binding.slot, binding.index];
+  for (const key of Object.keys(binding.encryptionContext).sort()) {
+    parts.push(key, binding.encryptionContext[key] ?? '');
+  }
+  const encoded = parts.map((part) => Buffer.from(part, 'utf8'));
+  const out = Buffer.allocUnsafe(encoded.reduce((n, b) => n + 4 + b.length, 0));
+  let at = 0;
+  for (const b of encoded) {
+    at = out.writeUInt32BE(b.length, at);
+    at += b.copy(out, at);
+  }
+  return out;
+}
+
+/**
+ * The binding as a flat string map, for KMS APIs that take an encryption context: the caller's
+ * context plus `kms-envelope:index` and `kms-envelope:slot` (which the caller may not override).
+ */
+export function bindingContext(binding: KekBinding): Record<string, string> {
+  return {
+    ...binding.encryptionContext,
+    'kms-envelope:index': binding.index,
+    'kms-envelope:slot': binding.slot,
+  };
+}

@@ -1,0 +1,70 @@
+import type { Kek } from '../keys/kek.js';
+import type { SecretRefOptions } from '../keys/secret-ref.js';
+import type { IndexName, SlotName } from '../names.js';
+import type { KmsSlot } from './slot.js';
+
+/** What a wrap or unwrap is about; the provider binds the KEK to it (AAD / encryption context). */
+export interface WrapContext {
+  /** The index the KEK belongs to. */
+  readonly index: IndexName;
+  /** The KMS slot doing the wrap (`kms_name`). */
+  readonly slot: SlotName;
+  /** Extra context bound to the wrap, stored in the envelope. */
+  readonly encryptionContext: Readonly<Record<string, string>>;
+  /** Deadline for the KMS call; providers pass it to their SDK. */
+  readonly signal?: AbortSignal;
+}
+
+/** The provider's output, recorded in the envelope. */
+export interface WrappedKek {
+  /** The wrapped KEK bytes (`wrapped_kek`); empty for `none`. */
+  readonly wrappedKek: Uint8Array;
+  /** The key reference that did the wrap (`key_id`), e.g. the resolved key ARN or version. */
+  readonly keyId: string;
+  /** Region or location (`region`), '' where the provider has none. */
+  readonly region: string;
+}
+
+/** Extra input to {@link KmsProvider.unwrap}. */
+export interface UnwrapContext extends WrapContext {
+  /** A KEK the caller supplies (provider `none` only: it stores nothing key-derived). */
+  readonly suppliedKek?: Kek;
+}
+
+/**
+ * A key-management service that wraps and unwraps 32-byte KEKs. One implementation per file
+ * under `providers/`; the core never imports a cloud SDK.
+ *
+ * A provider must: bind the wrap to `index` and `slot` (an envelope copied onto another index or
+ * slot fails to unwrap); throw `UnwrapFailedError` for a wrong key or tampered bytes,
+ * `AccessDeniedError`, `ProviderUnavailableError` (retryable) and the other typed errors with the
+ * SDK error as `cause`; never log, return in an error, or keep the plaintext KEK.
+ */
+export interface KmsProvider {
+  /** Provider id, as stored in `KMSBlob.provider`. */
+  readonly id: string;
+  /** Wraps `kek` (which the caller still owns and zeroes). */
+  wrap(kek: Kek, context: WrapContext): Promise<WrappedKek>;
+  /** Unwraps what {@link wrap} returned; the caller owns (and zeroes) the returned KEK. */
+  unwrap(wrapped: WrappedKek, context: UnwrapContext): Promise<Kek>;
+  /** Releases clients the provider created itself. */
+  close?(): Promise<void>;
+}
+
+/** What a provider factory gets besides its slot. */
+export interface ProviderEnvironment {
+  /** Options for resolving secret references (`env:`, `file:` ...). */
+  readonly secrets: SecretRefOptions;
+}
+
+/**
+ * Builds a provider for one slot. Called at most once per slot, on first use; it validates the
+ * slot's fields and throws `ConfigError` naming what is missing.
+ */
+export type ProviderFactory = (slot: KmsSlot, environment: ProviderEnvironment) => KmsProvider | Promise<KmsProvider>;
+
+/** A provider plugin: its id and factory, as exported by `kms-envelope/providers/<id>`. */
+export interface ProviderPlugin {
+  readonly id: string;
+  readonly create: ProviderFactory;
+}

@@ -1,0 +1,137 @@
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { ConfigError } from '../errors.js';
+import { PROVIDER_ID_PATTERN } from '../envelope/kms-blob.js';
+import { parseSlotName, type SlotName } from '../names.js';
+
+/**
+ * A KMS slot: a named configuration of one provider, what `KMSBlob.kms_name` refers to.
+ * Fields a provider needs but the slot lacks fail with `ConfigError` when the slot is first used.
+ */
+export interface KmsSlot {
+  /** Slot name, e.g. `prod-kms`. */
+  readonly name: SlotName;
+  /** Provider id: `none`, `local`, `aws`, `aws-kms`, `gcp-kms`, `azure-kv` or a plugin's. */
+  readonly provider: string;
+  /** The provider's key reference (ARN / alias, secret id, CryptoKey name, key URL, local key id). */
+  readonly keyId?: string;
+  /** Region or location. */
+  readonly region?: string;
+  /** Service endpoint override (LocalStack, a proxy, a fake server). */
+  readonly endpoint?: string;
+  /** Cross-account BYOK: the role to assume (AWS). */
+  readonly roleArn?: string;
+  /** Required with `roleArn`. */
+  readonly externalId?: string;
+  /** Session name for AssumeRole. */
+  readonly roleSessionName?: string;
+  /** `local`: a secret reference (`env:`, `file:`, `secret:`, `literal:`) to the 32-byte master key. */
+  readonly masterKey?: string;
+  /** Provider-specific settings (a ready SDK client, timeouts, ...). */
+  readonly options?: Readonly<Record<string, unknown>>;
+}
+
+/** A slot as written in code or in a config file, before validation. */
+export type KmsSlotInput = Omit<KmsSlot, 'name'> & { readonly name?: string };
+
+const FILE_KEYS: Record<string, keyof KmsSlot> = {
+  provider: 'provider',
+  key_id: 'keyId',
+  keyId: 'keyId',
+  region: 'region',
+  endpoint: 'endpoint',
+  role_arn: 'roleArn',
+  roleArn: 'roleArn',
+  external_id: 'externalId',
+  externalId: 'externalId',
+  role_session_name: 'roleSessionName',
+  roleSessionName: 'roleSessionName',
+  master_key: 'masterKey',
+  masterKey: 'masterKey',
+  options: 'options',
+};
+
+/**
+ * Validates one slot. Checks what holds for every provider (name, provider id, `externalId`
+ * whenever `roleArn` is set); provider-specific fields are checked by the provider on first use.
+ * @throws ConfigError
+ */
+export function parseKmsSlot(name: string, input: KmsSlotInput): KmsSlot {
+  let slotName: SlotName;
+  try {
+    slotName = parseSlotName(name);
+  } catch (cause) {
+    throw new ConfigError(`invalid slot name: ${(cause as Error).message}`, { cause });
+  }
+  if (typeof input !== 'object' || input === null) throw new ConfigError('slot must be an object', { slot: name });
+  if (typeof input.provider !== 'string' || !PROVIDER_ID_PATTERN.test(input.provider)) {
+    throw new ConfigError('slot needs a "provider" (none, local, aws, aws-kms, gcp-kms, azure-kv, ...)', { slot: name });
+  }
+  for (const field of ['keyId', 'region', 'endpoint', 'roleArn', 'externalId', 'roleSessionName', 'masterKey'] as const) {
+    const value = input[field];
+    if (value !== undefined && typeof value !== 'string') {
+      throw new ConfigError(`slot field "${field}" must be a string`, { slot: name });
+    }
+  }
+  if (input.roleArn !== undefined && !input.externalId) {
+    throw new ConfigError('"external_id" is required when "role_arn" is set', { slot: name });
+  }
+  return { ...input, name: slotName };
+}
+
+/** Replaces `${VAR}` and `${VAR:-default}` in every string of a parsed config. */
+export function interpolateEnv(value: unknown, env: NodeJS.ProcessEnv, where = 'config'): unknown {
+  if (typeof value === 'string') {
+    return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g, (_, name: string, fallback?: string) => {
+      const found = env[name];
+      if (found !== undefined && found !== '') return found;
+      if (fallback !== undefined) return fallback;
+      throw new ConfigError(`${where}: environment variable ${name} is not set and has no default (\${${name}:-…})`);
+    });
+  }
+  if (Array.isArray(value)) return value.map((item) => interpolateEnv(item, env, where));
+  if (typeof value === 'object' && value !== null) {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, interpolateEnv(v, env, `${where}.${k}`)]));
+  }
+  return value;
+}
+
+/**
+ * Parses a slots config (YAML or JSON text; JSON is YAML) of the form
+ * `slots: { <name>: { provider, key_id, region, endpoint, role_arn, external_id, role_session_name, master_key } }`,
+ * with `${VAR}` / `${VAR:-default}` taken from `env`. Snake_case and camelCase keys both work.
+ * @throws ConfigError
+ */
+export function parseSlotsConfig(text: string, env: NodeJS.ProcessEnv = process.env): KmsSlot[] {
+  let doc: unknown;
+  try {
+    doc = parseYaml(text);
+  } catch (cause) {
+    throw new ConfigError('slots config is neither valid YAML nor JSON', { cause });
+  }
+  const slots = (doc as { slots?: unknown } | null)?.slots;
+  if (typeof slots !== 'object' || slots === null || Array.isArray(slots)) {
+    throw new ConfigError('slots config needs a top-level "slots" map of slot name → settings');
+  }
+  return Object.entries(slots).map(([name, raw]) => {
+    if (typeof raw !== 'object' || raw === null) throw new ConfigError('slot must be a map of settings', { slot: name });
+    const input: Record<string, unknown> = {};
+    for (const [key, value] of Object.entries(interpolateEnv(raw, env, `slots.${name}`) as object)) {
+      const field = FILE_KEYS[key];
+      if (field === undefined) throw new ConfigError(`unknown slot setting "${key}"`, { slot: name });
+      input[field] = value;
+    }
+    return parseKmsSlot(name, input as unknown as KmsSlotInput);
+  });
+}
+
+/** Reads and parses a slots config file. @throws ConfigError */
+export function loadSlotsConfig(path: string, env: NodeJS.ProcessEnv = process.env): KmsSlot[] {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (cause) {
+    throw new ConfigError(`cannot read slots config ${path}`, { cause });
+  }
+  return parseSlotsConfig(text, env);
+}
