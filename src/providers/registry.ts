@@ -80,7 +80,7 @@ export class KmsRegistry {
   provider(name: string): Promise<KmsProvider> {
     let provider = this.#providers.get(name);
     if (provider === undefined) {
-      provider = this.#build(this.slot(name));
+      provider = Promise.resolve(name).then((slotName) => this.#build(this.slot(slotName)));
       this.#providers.set(name, provider);
       // A failed build is not cached: the next call reports (or fixes) it again.
       provider.catch(() => this.#providers.delete(name));
