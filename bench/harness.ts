@@ -1,0 +1,98 @@
+/**
+ * A small ratio benchmark harness. Each case runs an operation of ours and a baseline in the same
+ * process, interleaved round by round (so drift and frequency changes hit both alike), and reports
+ * the median time per operation of each and their ratio.
+ *
+ * tinybench times every call separately; for sub-microsecond operations the timer's own cost
+ * swamps the result, so operations are timed in batches here.
+ */
+
+/** One operation to time: sync or async. */
+export type Op = () => unknown;
+
+export interface CaseResult {
+  readonly name: string;
+  readonly oursNs: number;
+  readonly baselineNs: number;
+  /** ours / baseline for latency cases; baseline / ours for throughput cases (≥ 1 is good). */
+  readonly ratio: number;
+  readonly target: string;
+  readonly pass: boolean;
+  readonly unit: 'latency' | 'throughput';
+}
+
+export interface CaseOptions {
+  readonly name: string;
+  readonly ours: Op;
+  readonly baseline: Op;
+  /** 'latency': pass when ours/baseline ≤ max. 'throughput': pass when baseline/ours time ≥ min. */
+  readonly target: { readonly maxRatio: number } | { readonly minThroughput: number };
+  /** Operations per timed batch (default: sized to ~5 ms). */
+  readonly batch?: number;
+  /** Rounds of (ours, baseline) batches (default 15). */
+  readonly rounds?: number;
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+async function timeBatch(op: Op, n: number): Promise<number> {
+  const first = op();
+  const isAsync = first instanceof Promise;
+  if (isAsync) await first;
+  const start = process.hrtime.bigint();
+  if (isAsync) {
+    for (let i = 0; i < n; i++) await op();
+  } else {
+    for (let i = 0; i < n; i++) op();
+  }
+  return Number(process.hrtime.bigint() - start) / n;
+}
+
+async function sizeBatch(op: Op): Promise<number> {
+  let n = 1;
+  for (;;) {
+    const per = await timeBatch(op, n);
+    if (per * n > 5e6 || n >= 1 << 20) return Math.max(1, Math.ceil(5e6 / Math.max(per, 1)));
+    n *= 4;
+  }
+}
+
+/** Runs one case and returns its result. */
+export async function runCase(options: CaseOptions): Promise<CaseResult> {
+  const batch = options.batch ?? Math.min(await sizeBatch(options.ours), await sizeBatch(options.baseline));
+  const rounds = options.rounds ?? 15;
+  const ours: number[] = [];
+  const baseline: number[] = [];
+  for (let i = 0; i < rounds; i++) {
+    // Alternate which goes first, so neither always runs on a warmer cache.
+    if (i % 2 === 0) {
+      ours.push(await timeBatch(options.ours, batch));
+      baseline.push(await timeBatch(options.baseline, batch));
+    } else {
+      baseline.push(await timeBatch(options.baseline, batch));
+      ours.push(await timeBatch(options.ours, batch));
+    }
+  }
+  const oursNs = median(ours);
+  const baselineNs = median(baseline);
+  if ('maxRatio' in options.target) {
+    const ratio = oursNs / baselineNs;
+    return { name: options.name, oursNs, baselineNs, ratio, target: `≤ ${options.target.maxRatio}×`, pass: ratio <= options.target.maxRatio, unit: 'latency' };
+  }
+  const ratio = baselineNs / oursNs;
+  return { name: options.name, oursNs, baselineNs, ratio, target: `≥ ${options.target.minThroughput}× throughput`, pass: ratio >= options.target.minThroughput, unit: 'throughput' };
+}
+
+function fmtNs(ns: number): string {
+  return ns >= 1e6 ? `${(ns / 1e6).toFixed(2)} ms` : ns >= 1e3 ? `${(ns / 1e3).toFixed(2)} µs` : `${ns.toFixed(0)} ns`;
+}
+
+/** Formats results as a Markdown table. */
+export function formatTable(results: readonly CaseResult[]): string {
+  const rows = results.map((r) => `| ${r.name} | ${fmtNs(r.oursNs)} | ${fmtNs(r.baselineNs)} | ${r.ratio.toFixed(2)}× | ${r.target} | ${r.pass ? 'ok' : 'MISSED'} |`);
+  return ['| case | ours / op | baseline / op | ratio | target | |', '|---|---|---|---|---|---|', ...rows].join('\n');
+}

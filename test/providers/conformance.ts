@@ -1,0 +1,116 @@
+/**
+ * One conformance suite for every KMS provider, run through the client over a memory store so
+ * that the KEK check and the envelope binding take part. Each provider's test file calls
+ * {@link runProviderConformance} with how to build its slots.
+ */
+import { describe, expect, it } from 'vitest';
+import { KmsEnvelopeClient } from '../../src/client.js';
+import type { KmsBlob } from '../../src/envelope/kms-blob.js';
+import { KekMismatchError, UnwrapFailedError } from '../../src/errors.js';
+import { Kek } from '../../src/keys/kek.js';
+import { parseIndexName } from '../../src/names.js';
+import type { KmsRegistryOptions } from '../../src/providers/registry.js';
+import { StorageConfig } from '../../src/storage/config.js';
+
+/** How a provider's test file sets up the suite. */
+export interface ProviderFixture {
+  /** Registry options with two slots of this provider, `a` and `b`, under the same key. */
+  readonly kms: KmsRegistryOptions;
+  /** The same slot names, but configured with a different key (the "wrong key"). */
+  readonly wrongKeyKms: KmsRegistryOptions;
+  /** True for provider `none`: the caller supplies the KEK on every unwrap. */
+  readonly suppliesKek?: boolean;
+  /** Stops servers the fixture started. */
+  readonly cleanup?: () => Promise<void>;
+}
+
+function flipBit(bytes: Uint8Array, bit: number): Uint8Array {
+  const out = new Uint8Array(bytes);
+  out[Math.floor(bit / 8) % out.length]! ^= 1 << bit % 8;
+  return out;
+}
+
+/** Registers the conformance tests for one provider. */
+export function runProviderConformance(name: string, makeFixture: () => Promise<ProviderFixture>): void {
+  describe(`provider conformance: ${name}`, () => {
+    async function setup() {
+      const fixture = await makeFixture();
+      const store = StorageConfig.memory();
+      const client = new KmsEnvelopeClient({ store, kms: fixture.kms });
+      const kek = await client.createIndex('idx-1', { slot: 'a', encryptionContext: { tenant: 't1' } });
+      const opts = fixture.suppliesKek ? { kek } : {};
+      const blob = await client.getEnvelope('idx-1');
+      return { fixture, store, client, kek, opts, blob };
+    }
+
+    async function expectUnwrapFails(
+      fixture: ProviderFixture,
+      store: ReturnType<typeof StorageConfig.memory>,
+      index: string,
+      blob: KmsBlob,
+      kek: Kek,
+      kms = fixture.kms,
+    ) {
+      await store.push(parseIndexName(index), blob);
+      const client = new KmsEnvelopeClient({ store, kms });
+      await expect(client.unwrap(index, fixture.suppliesKek ? { kek } : {})).rejects.toThrow(UnwrapFailedError);
+      await client.close();
+    }
+
+    it('round trip: unwrap gives the created KEK; rotate keeps it with version + 1', async () => {
+      const { fixture, client, kek, opts, blob } = await setup();
+      const unwrapped = await client.unwrap('idx-1', opts);
+      expect(unwrapped.equals(kek)).toBe(true);
+      const rotated = await client.rotate('idx-1', opts);
+      expect(rotated.version).toBe(blob.version + 1);
+      if (!fixture.suppliesKek) expect(Buffer.from(rotated.wrappedKek).equals(Buffer.from(blob.wrappedKek))).toBe(false);
+      expect((await client.unwrap('idx-1', opts)).equals(kek)).toBe(true);
+      await client.close();
+      await fixture.cleanup?.();
+    });
+
+    it('an envelope copied onto another index fails to unwrap', async () => {
+      const { fixture, store, kek, blob } = await setup();
+      // For `none`, the caller supplies the other index's own KEK, as it would.
+      const otherKek = fixture.suppliesKek ? Kek.generate() : kek;
+      await expectUnwrapFails(fixture, store, 'idx-2', { ...blob, indexName: 'idx-2' }, otherKek);
+      await fixture.cleanup?.();
+    });
+
+    it('an envelope relabelled with another slot of the same key fails to unwrap', async () => {
+      const { fixture, store, kek, blob } = await setup();
+      if (fixture.suppliesKek) return; // `none` binds nothing but the KEK check value
+      await expectUnwrapFails(fixture, store, 'idx-1', { ...blob, kmsName: 'b' }, kek);
+      await fixture.cleanup?.();
+    });
+
+    it('an envelope whose encryption context was changed fails to unwrap', async () => {
+      const { fixture, store, kek, blob } = await setup();
+      if (fixture.suppliesKek) return;
+      await expectUnwrapFails(fixture, store, 'idx-1', { ...blob, encryptionContext: { tenant: 't2' } }, kek);
+      await fixture.cleanup?.();
+    });
+
+    it('the wrong key fails with UnwrapFailedError', async () => {
+      const { fixture, store, blob } = await setup();
+      if (fixture.suppliesKek) {
+        const client = new KmsEnvelopeClient({ store, kms: fixture.kms });
+        await expect(client.unwrap('idx-1', { kek: Kek.generate() })).rejects.toThrow(KekMismatchError);
+      } else {
+        await expectUnwrapFails(fixture, store, 'idx-1', blob, Kek.generate(), fixture.wrongKeyKms);
+      }
+      await fixture.cleanup?.();
+    });
+
+    it('a tampered wrapped KEK or KEK check value fails', async () => {
+      const { fixture, store, kek, blob } = await setup();
+      if (blob.wrappedKek.length > 0) {
+        for (const bit of [0, 7, 8 * 12 + 3, blob.wrappedKek.length * 8 - 1]) {
+          await expectUnwrapFails(fixture, store, 'idx-1', { ...blob, wrappedKek: flipBit(blob.wrappedKek, bit) }, kek);
+        }
+      }
+      await expectUnwrapFails(fixture, store, 'idx-1', { ...blob, kekCheck: flipBit(blob.kekCheck!, 5) }, kek);
+      await fixture.cleanup?.();
+    });
+  });
+}
