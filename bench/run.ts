@@ -1,0 +1,187 @@
+/**
+ * `npm run bench`: ratios of kms-envelope operations against baselines run in the same process —
+ * `JSON`, raw `node:crypto` AES-256-GCM, a bare ioredis client, the raw durable-write syscalls.
+ * Prints a Markdown table. Targets come from the issues; a MISSED row is reported, not hidden.
+ */
+import { createCipheriv, createDecipheriv, randomBytes, randomFillSync } from 'node:crypto';
+import { closeSync, fsyncSync, mkdtempSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createLocalProvider } from '../providers/local.js';
+import { decodeKmsBlob, encodeKmsBlob } from '../src/envelope/codec.js';
+import type { KmsBlob } from '../src/envelope/kms-blob.js';
+import { Kek } from '../src/keys/kek.js';
+import { parseIndexName, parseSlotName } from '../src/names.js';
+import { StorageConfig } from '../src/storage/config.js';
+import { startRedisServer } from '../src/testing/redis-server.js';
+import { type CaseResult, formatTable, runCase } from './harness.js';
+
+const index = parseIndexName('orders-2026');
+const slot = parseSlotName('prod-kms');
+
+function sampleBlob(): KmsBlob {
+  return {
+    kmsName: slot,
+    provider: 'aws-kms',
+    keyId: 'arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab',
+    region: 'eu-west-1',
+    wrappedKek: randomBytes(184),
+    version: 3,
+    createdAt: 1_763_900_000,
+    indexName: index,
+    encryptionContext: { tenant: 'acme' },
+    schemaVersion: 1,
+    updatedAt: 1_763_990_000,
+    kekCheck: randomBytes(16),
+  };
+}
+
+/** The same record as JSON would carry it: bytes in base64. */
+function toJsonRecord(blob: KmsBlob) {
+  return {
+    ...blob,
+    wrappedKek: Buffer.from(blob.wrappedKek).toString('base64'),
+    kekCheck: blob.kekCheck ? Buffer.from(blob.kekCheck).toString('base64') : undefined,
+  };
+}
+
+async function codecCases(): Promise<CaseResult[]> {
+  const blob = sampleBlob();
+  const bytes = encodeKmsBlob(blob);
+  const json = JSON.stringify(toJsonRecord(blob));
+  return [
+    await runCase({
+      name: 'KMSBlob encode vs JSON.stringify',
+      ours: () => encodeKmsBlob(blob),
+      baseline: () => JSON.stringify(toJsonRecord(blob)),
+      target: { maxRatio: 1.0 },
+    }),
+    await runCase({
+      name: 'KMSBlob verified decode vs JSON.parse (+ base64)',
+      ours: () => decodeKmsBlob(bytes),
+      baseline: () => {
+        const parsed = JSON.parse(json) as { wrappedKek: string; kekCheck: string };
+        return [Buffer.from(parsed.wrappedKek, 'base64'), Buffer.from(parsed.kekCheck, 'base64')];
+      },
+      target: { maxRatio: 1.0 },
+    }),
+  ];
+}
+
+async function localCases(): Promise<CaseResult[]> {
+  const master = randomBytes(32);
+  const provider = createLocalProvider({ masterKey: master });
+  const kek = Kek.generate();
+  const ctx = { index, slot, encryptionContext: {} };
+  const wrapped = await provider.wrap(kek, ctx);
+  // The raw baseline: the same seal/open with an AAD of the same size and pooled nonces.
+  const aad = randomBytes(60);
+  const pool = randomFillSync(Buffer.alloc(12 * 4096));
+  let at = 0;
+  const nonce = () => {
+    if (at === pool.length) {
+      randomFillSync(pool);
+      at = 0;
+    }
+    at += 12;
+    return pool.subarray(at - 12, at);
+  };
+  const plain = kek.expose();
+  const rawSeal = () => {
+    const n = nonce();
+    const c = createCipheriv('aes-256-gcm', master, n);
+    c.setAAD(aad);
+    const ct = c.update(plain);
+    c.final();
+    return Buffer.concat([n, ct, c.getAuthTag()]);
+  };
+  const sealed = rawSeal();
+  const rawOpen = () => {
+    const d = createDecipheriv('aes-256-gcm', master, sealed.subarray(0, 12));
+    d.setAuthTag(sealed.subarray(44));
+    d.setAAD(aad);
+    const pt = d.update(sealed.subarray(12, 44));
+    d.final();
+    return pt;
+  };
+  return [
+    await runCase({ name: 'local wrap vs raw AES-256-GCM seal', ours: () => provider.wrap(kek, ctx), baseline: rawSeal, target: { maxRatio: 1.2 } }),
+    await runCase({
+      name: 'local unwrap vs raw AES-256-GCM open',
+      ours: async () => (await provider.unwrap(wrapped, ctx)).zero(),
+      baseline: rawOpen,
+      target: { maxRatio: 1.2 },
+    }),
+  ];
+}
+
+async function redisCases(): Promise<CaseResult[]> {
+  let server: Awaited<ReturnType<typeof startRedisServer>>;
+  try {
+    server = await startRedisServer();
+  } catch (err) {
+    console.warn(`skipping Redis cases: ${(err as Error).message} (apt-get install redis-server)`);
+    return [];
+  }
+  const { Redis } = await import('ioredis');
+  const bare = new Redis(server.url);
+  const store = StorageConfig.redis({ url: server.url });
+  try {
+    const blob = sampleBlob();
+    await store.create(index, blob);
+    await bare.set('bench:raw', Buffer.from(encodeKmsBlob(blob)));
+    return [
+      await runCase({
+        name: 'Redis store get vs bare ioredis getBuffer',
+        ours: () => store.get(index),
+        baseline: () => bare.getBuffer('bench:raw'),
+        target: { maxRatio: 1.1 },
+        rounds: 11,
+      }),
+    ];
+  } finally {
+    await store.close();
+    bare.disconnect();
+    await server.stop();
+  }
+}
+
+async function diskCases(): Promise<CaseResult[]> {
+  const root = mkdtempSync(join(tmpdir(), 'kms-envelope-bench-'));
+  try {
+    const store = StorageConfig.disk(join(root, 'store'));
+    const blob = sampleBlob();
+    await store.create(index, blob);
+    const bytes = encodeKmsBlob(blob);
+    const rawDir = mkdtempSync(join(root, 'raw-'));
+    let n = 0;
+    const rawDurableReplace = () => {
+      const tmp = join(rawDir, `.tmp-${n++}`);
+      const fd = openSync(tmp, 'wx', 0o600);
+      writeSync(fd, bytes);
+      fsyncSync(fd);
+      closeSync(fd);
+      renameSync(tmp, join(rawDir, 'blob'));
+      const dirFd = openSync(rawDir, 'r');
+      fsyncSync(dirFd);
+      closeSync(dirFd);
+    };
+    let version = 1;
+    return [
+      await runCase({
+        name: 'disk push vs raw temp/fsync/rename/fsync-dir',
+        ours: () => store.push(index, { ...blob, version: ++version }),
+        baseline: rawDurableReplace,
+        target: { minThroughput: 0.9 },
+        batch: 200,
+        rounds: 9,
+      }),
+    ];
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+}
+
+const results = [...(await codecCases()), ...(await localCases()), ...(await redisCases()), ...(await diskCases())];
+console.log(`kms-envelope benchmarks (node ${process.version}, one process; median of interleaved batches)\n`);
+console.log(formatTable(results));
