@@ -81,18 +81,45 @@ export async function runCase(options: CaseOptions): Promise<CaseResult> {
   const baselineNs = median(baseline);
   if ('maxRatio' in options.target) {
     const ratio = oursNs / baselineNs;
-    return { name: options.name, oursNs, baselineNs, ratio, target: `≤ ${options.target.maxRatio}×`, pass: ratio <= options.target.maxRatio, unit: 'latency' };
+    return {
+      name: options.name,
+      oursNs,
+      baselineNs,
+      ratio,
+      target: `≤ ${options.target.maxRatio}×`,
+      pass: ratio <= options.target.maxRatio,
+      unit: 'latency',
+    };
   }
   const ratio = baselineNs / oursNs;
-  return { name: options.name, oursNs, baselineNs, ratio, target: `≥ ${options.target.minThroughput}× throughput`, pass: ratio >= options.target.minThroughput, unit: 'throughput' };
+  return {
+    name: options.name,
+    oursNs,
+    baselineNs,
+    ratio,
+    target: `≥ ${options.target.minThroughput}× throughput`,
+    pass: ratio >= options.target.minThroughput,
+    unit: 'throughput',
+  };
 }
 
 function fmtNs(ns: number): string {
-  return ns >= 1e6 ? `${(ns / 1e6).toFixed(2)} ms` : ns >= 1e3 ? `${(ns / 1e3).toFixed(2)} µs` : `${ns.toFixed(0)} ns`;
+  return ns >= 1e6
+    ? `${(ns / 1e6).toFixed(2)} ms`
+    : ns >= 1e3
+      ? `${(ns / 1e3).toFixed(2)} µs`
+      : `${ns.toFixed(0)} ns`;
 }
 
 /** Formats results as a Markdown table. */
 export function formatTable(results: readonly CaseResult[]): string {
-  const rows = results.map((r) => `| ${r.name} | ${fmtNs(r.oursNs)} | ${fmtNs(r.baselineNs)} | ${r.ratio.toFixed(2)}× | ${r.target} | ${r.pass ? 'ok' : 'MISSED'} |`);
-  return ['| case | ours / op | baseline / op | ratio | target | |', '|---|---|---|---|---|---|', ...rows].join('\n');
+  const rows = results.map(
+    (r) =>
+      `| ${r.name} | ${fmtNs(r.oursNs)} | ${fmtNs(r.baselineNs)} | ${r.ratio.toFixed(2)}× | ${r.target} | ${r.pass ? 'ok' : 'MISSED'} |`,
+  );
+  return [
+    '| case | ours / op | baseline / op | ratio | target | |',
+    '|---|---|---|---|---|---|',
+    ...rows,
+  ].join('\n');
 }

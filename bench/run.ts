@@ -105,7 +105,12 @@ async function localCases(): Promise<CaseResult[]> {
     return pt;
   };
   return [
-    await runCase({ name: 'local wrap vs raw AES-256-GCM seal', ours: () => provider.wrap(kek, ctx), baseline: rawSeal, target: { maxRatio: 1.2 } }),
+    await runCase({
+      name: 'local wrap vs raw AES-256-GCM seal',
+      ours: () => provider.wrap(kek, ctx),
+      baseline: rawSeal,
+      target: { maxRatio: 1.2 },
+    }),
     await runCase({
       name: 'local unwrap vs raw AES-256-GCM open',
       ours: async () => (await provider.unwrap(wrapped, ctx)).zero(),
@@ -182,6 +187,13 @@ async function diskCases(): Promise<CaseResult[]> {
   }
 }
 
-const results = [...(await codecCases()), ...(await localCases()), ...(await redisCases()), ...(await diskCases())];
-console.log(`kms-envelope benchmarks (node ${process.version}, one process; median of interleaved batches)\n`);
+const results = [
+  ...(await codecCases()),
+  ...(await localCases()),
+  ...(await redisCases()),
+  ...(await diskCases()),
+];
+console.log(
+  `kms-envelope benchmarks (node ${process.version}, one process; median of interleaved batches)\n`,
+);
 console.log(formatTable(results));

@@ -54,7 +54,10 @@ class LocalProvider implements KmsProvider {
   async unwrap(wrapped: WrappedKek, context: UnwrapContext): Promise<Kek> {
     const where = { index: context.index, slot: context.slot, provider: id };
     if (wrapped.keyId !== this.#keyId) {
-      throw new UnwrapFailedError(`envelope was wrapped under master key "${wrapped.keyId}", not "${this.#keyId}"`, where);
+      throw new UnwrapFailedError(
+        `envelope was wrapped under master key "${wrapped.keyId}", not "${this.#keyId}"`,
+        where,
+      );
     }
     const plaintext =
       wrapped.wrappedKek.length === LOCAL_WRAPPED_LENGTH
@@ -94,7 +97,10 @@ export function createLocalProvider(options: LocalProviderOptions): KmsProvider 
  * Creates the `local` provider of a slot: resolves `slot.masterKey` (a secret reference).
  * @throws ConfigError when the slot has no `master_key` or it does not resolve to 32 bytes.
  */
-export async function createLocalProviderForSlot(slot: KmsSlot, environment: ProviderEnvironment): Promise<KmsProvider> {
+export async function createLocalProviderForSlot(
+  slot: KmsSlot,
+  environment: ProviderEnvironment,
+): Promise<KmsProvider> {
   if (!slot.masterKey) {
     throw new ConfigError('slot of provider "local" needs "master_key" (env:NAME, file:/path, secret:name)', {
       slot: slot.name,

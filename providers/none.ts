@@ -25,7 +25,10 @@ class NoneProvider implements KmsProvider {
       throw new InvalidArgumentError('envelope of provider "none" must not carry wrapped key bytes', where);
     }
     if (context.suppliedKek === undefined) {
-      throw new InvalidArgumentError('provider "none" stores no key: pass the KEK to unwrap ({ kek })', where);
+      throw new InvalidArgumentError(
+        'provider "none" stores no key: pass the KEK to unwrap ({ kek })',
+        where,
+      );
     }
     return Kek.fromBytes(context.suppliedKek.expose());
   }

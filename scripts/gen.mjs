@@ -2,7 +2,7 @@
 // Regenerates src/generated/ from schemas/*.fbs with flatc (Debian package flatbuffers-compiler).
 // `--check` regenerates into a temporary folder and fails if the committed code differs.
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -15,7 +15,10 @@ function generate(dir) {
   try {
     execFileSync('flatc', ['--ts', '--ts-flat-files', '-o', dir, schema], { stdio: 'pipe' });
   } catch (err) {
-    const why = err.code === 'ENOENT' ? 'flatc not found: apt-get install flatbuffers-compiler' : String(err.stderr ?? err);
+    const why =
+      err.code === 'ENOENT'
+        ? 'flatc not found: apt-get install flatbuffers-compiler'
+        : String(err.stderr ?? err);
     console.error(`gen: ${why}`);
     process.exit(2);
   }
@@ -24,19 +27,27 @@ function generate(dir) {
     // flatc 2.0.8 emits an ESLint header and unused imports; biome ignores this folder.
     writeFileSync(path, banner + readFileSync(path, 'utf8'));
   }
-  return readdirSync(dir).filter((f) => f.endsWith('.ts')).sort();
+  return readdirSync(dir)
+    .filter((f) => f.endsWith('.ts'))
+    .sort();
 }
 
 if (process.argv.includes('--check')) {
   const tmp = mkdtempSync(join(tmpdir(), 'kms-envelope-gen-'));
   try {
     const fresh = generate(tmp);
-    const committed = readdirSync(outDir).filter((f) => f.endsWith('.ts')).sort();
+    const committed = readdirSync(outDir)
+      .filter((f) => f.endsWith('.ts'))
+      .sort();
     const drift = [];
     if (fresh.join() !== committed.join()) drift.push(`files differ: [${fresh}] vs [${committed}]`);
     for (const f of fresh) {
       let old = '';
-      try { old = readFileSync(join(outDir, f), 'utf8'); } catch { /* missing: reported below */ }
+      try {
+        old = readFileSync(join(outDir, f), 'utf8');
+      } catch {
+        /* missing: reported below */
+      }
       if (old !== readFileSync(join(tmp, f), 'utf8')) drift.push(`${f} differs from the schema`);
     }
     if (drift.length > 0) {

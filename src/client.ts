@@ -1,4 +1,4 @@
-import { type KmsBlob, KMS_BLOB_SCHEMA_VERSION } from './envelope/kms-blob.js';
+import { KMS_BLOB_SCHEMA_VERSION, type KmsBlob } from './envelope/kms-blob.js';
 import { ConfigError, InvalidArgumentError, KekMismatchError, UnwrapFailedError } from './errors.js';
 import { Kek } from './keys/kek.js';
 import { kekCheckValue, kekMatchesCheck } from './keys/kek-check.js';
@@ -216,7 +216,10 @@ export class KmsEnvelopeClient {
     const where = { index, slot: blob.kmsName, provider: blob.provider };
     const provider = await this.#provider(blob.kmsName, index);
     if (provider.id !== blob.provider) {
-      throw new UnwrapFailedError(`envelope was wrapped by provider "${blob.provider}" but the slot uses "${provider.id}"`, where);
+      throw new UnwrapFailedError(
+        `envelope was wrapped by provider "${blob.provider}" but the slot uses "${provider.id}"`,
+        where,
+      );
     }
     if (options.kek !== undefined && blob.provider !== 'none') {
       throw new InvalidArgumentError('a KEK can only be supplied for envelopes of provider "none"', where);
@@ -230,7 +233,7 @@ export class KmsEnvelopeClient {
     });
     if (blob.kekCheck !== undefined && !kekMatchesCheck(kek, blob.kekCheck)) {
       kek.zero();
-      throw new KekMismatchError('the KEK does not match the envelope\'s KEK check value', where);
+      throw new KekMismatchError("the KEK does not match the envelope's KEK check value", where);
     }
     return kek;
   }

@@ -5,7 +5,6 @@
  * @packageDocumentation
  */
 
-export { KmsEnvelopeClient } from './client.js';
 export type {
   CreateIndexOptions,
   KmsEnvelopeClientOptions,
@@ -13,6 +12,7 @@ export type {
   UnwrapOptions,
   VerifyReport,
 } from './client.js';
+export { KmsEnvelopeClient } from './client.js';
 export { decodeKmsBlob, encodeKmsBlob } from './envelope/codec.js';
 export {
   KMS_BLOB_FILE_IDENTIFIER,
@@ -33,7 +33,14 @@ export {
   type SecretRefOptions,
   type SecretSchemeResolver,
 } from './keys/secret-ref.js';
-export { type IndexName, isValidIndexName, MAX_NAME_LENGTH, parseIndexName, parseSlotName, type SlotName } from './names.js';
+export {
+  type IndexName,
+  isValidIndexName,
+  MAX_NAME_LENGTH,
+  parseIndexName,
+  parseSlotName,
+  type SlotName,
+} from './names.js';
 export type {
   KmsProvider,
   ProviderEnvironment,

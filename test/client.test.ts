@@ -120,7 +120,13 @@ describe('KmsEnvelopeClient', () => {
   it('verify reports without returning the key; delete is idempotent', async () => {
     const client = makeClient();
     await client.createIndex('orders', { slot: 'dev' });
-    expect(await client.verify('orders')).toEqual({ index: 'orders', slot: 'dev', provider: 'local', version: 1, kekChecked: true });
+    expect(await client.verify('orders')).toEqual({
+      index: 'orders',
+      slot: 'dev',
+      provider: 'local',
+      version: 1,
+      kekChecked: true,
+    });
     await client.delete('orders');
     await client.delete('orders');
     await expect(client.unwrap('orders')).rejects.toThrow(EnvelopeNotFoundError);
@@ -130,7 +136,9 @@ describe('KmsEnvelopeClient', () => {
     const client = makeClient();
     await client.createIndex('orders', { slot: 'dev' });
     const mine = Kek.generate();
-    await expect(client.createIndex('orders', { slot: 'dev', kek: mine })).rejects.toThrow(EnvelopeExistsError);
+    await expect(client.createIndex('orders', { slot: 'dev', kek: mine })).rejects.toThrow(
+      EnvelopeExistsError,
+    );
     // The caller's own KEK is copied, never consumed.
     expect(mine.isZeroed).toBe(false);
   });

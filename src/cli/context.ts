@@ -28,9 +28,14 @@ export const DEFAULT_STORE = 'disk:.kms-envelope/indexes';
  * slots from `--config` / `KMS_ENVELOPE_CONFIG` plus one slot from the flags (`--provider` with
  * `--slot`, `--key-id`, `--region`, `--endpoint`, `--master-key`).
  */
-export function clientFromOptions(options: GlobalOptions, env: NodeJS.ProcessEnv = process.env): KmsEnvelopeClient {
+export function clientFromOptions(
+  options: GlobalOptions,
+  env: NodeJS.ProcessEnv = process.env,
+): KmsEnvelopeClient {
   const storeSpec = options.store ?? env.KMS_ENVELOPE_STORE ?? DEFAULT_STORE;
-  const store = StorageConfig.parse(storeSpec.startsWith('disk:') ? `disk:${resolve(storeSpec.slice(5))}` : storeSpec);
+  const store = StorageConfig.parse(
+    storeSpec.startsWith('disk:') ? `disk:${resolve(storeSpec.slice(5))}` : storeSpec,
+  );
   const slots: KmsSlotInput[] = [];
   const configPath = options.config ?? env.KMS_ENVELOPE_CONFIG;
   if (configPath) slots.push(...loadSlotsConfig(configPath, env));
@@ -57,7 +62,10 @@ export function clientFromOptions(options: GlobalOptions, env: NodeJS.ProcessEnv
 /** Reads a caller-supplied KEK (provider `none`) from a secret reference. */
 export async function kekFromRef(ref: string, options: GlobalOptions): Promise<Kek> {
   const secret = await resolveSecretRef(ref, {
-    allowedFilePrefixes: [...defaultSecretFilePrefixes(), ...(options.secretDir ?? []).map((d) => resolve(d))],
+    allowedFilePrefixes: [
+      ...defaultSecretFilePrefixes(),
+      ...(options.secretDir ?? []).map((d) => resolve(d)),
+    ],
   });
   try {
     const bytes = decodeKeyMaterial(secret, 32, 'the KEK given with --kek');

@@ -30,11 +30,18 @@ export async function runDemo(dir: string, print: (line: string) => void): Promi
   });
   const index = 'demo-index';
   try {
-    print(`kms-envelope demo — store ${store.description}, slot "demo-local" (provider local, master key ${keyFile})\n`);
+    print(
+      `kms-envelope demo — store ${store.description}, slot "demo-local" (provider local, master key ${keyFile})\n`,
+    );
     await client.delete(index); // a previous run may have stopped half way
 
-    print(`1. create: a new random 32-byte KEK for index "${index}", wrapped with AES-256-GCM under the master key`);
-    const kek = await client.createIndex(index, { slot: 'demo-local', encryptionContext: { purpose: 'demo' } });
+    print(
+      `1. create: a new random 32-byte KEK for index "${index}", wrapped with AES-256-GCM under the master key`,
+    );
+    const kek = await client.createIndex(index, {
+      slot: 'demo-local',
+      encryptionContext: { purpose: 'demo' },
+    });
     print(`   returned ${kek} (keys print redacted)\n`);
 
     print('2. get: the stored KMSBlob envelope, verified (structure and CRC32C) on read');
@@ -43,14 +50,18 @@ export async function runDemo(dir: string, print: (line: string) => void): Promi
 
     print('3. unwrap: read the envelope, unwrap with its slot, check the KEK check value');
     const unwrapped = await client.unwrap(index);
-    print(`   unwrapped ${unwrapped}; equal to the created KEK (constant-time compare): ${unwrapped.equals(kek)}\n`);
+    print(
+      `   unwrapped ${unwrapped}; equal to the created KEK (constant-time compare): ${unwrapped.equals(kek)}\n`,
+    );
     unwrapped.zero();
 
     print('4. rotate: re-wrap the same KEK, version + 1, compare-and-set on version 1');
     const v2 = await client.rotate(index);
     const rotated = await client.unwrap(index);
     print(`   version ${v1.version} → ${v2.version}`);
-    print(`   wrapped_kek ${fingerprint(v1.wrappedKek)} → ${fingerprint(v2.wrappedKek)} (new nonce, new bytes)`);
+    print(
+      `   wrapped_kek ${fingerprint(v1.wrappedKek)} → ${fingerprint(v2.wrappedKek)} (new nonce, new bytes)`,
+    );
     print(`   same KEK after rotation: ${rotated.equals(kek)}\n`);
     rotated.zero();
     kek.zero();

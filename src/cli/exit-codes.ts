@@ -5,7 +5,7 @@ import {
   EnvelopeNotFoundError,
   InvalidArgumentError,
   KekMismatchError,
-  KmsEnvelopeError,
+  type KmsEnvelopeError,
   MalformedEnvelopeError,
   MissingDependencyError,
   ProviderUnavailableError,

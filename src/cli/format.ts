@@ -3,7 +3,9 @@ import type { KmsBlob } from '../envelope/kms-blob.js';
 
 /** A short, non-secret fingerprint of wrapped bytes, to show that they changed. */
 export function fingerprint(bytes: Uint8Array): string {
-  return bytes.length === 0 ? '(none)' : `sha256:${createHash('sha256').update(bytes).digest('hex').slice(0, 16)}`;
+  return bytes.length === 0
+    ? '(none)'
+    : `sha256:${createHash('sha256').update(bytes).digest('hex').slice(0, 16)}`;
 }
 
 function isoTime(seconds: number): string {

@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { decodeKmsBlob } from '../envelope/codec.js';
 import { EnvelopeNotFoundError, KmsEnvelopeError } from '../errors.js';
-import { type GlobalOptions, clientFromOptions, kekFromRef, parseContextFlags } from './context.js';
+import { clientFromOptions, type GlobalOptions, kekFromRef, parseContextFlags } from './context.js';
 import { runDemo } from './demo.js';
 import { ExitCode, exitCodeFor } from './exit-codes.js';
 import { blobToJson, formatBlob } from './format.js';
@@ -25,10 +25,22 @@ export function buildProgram(): Command {
     .description('Per-index KEKs wrapped by a KMS, in verified KMSBlob envelopes on disk or in Redis.')
     .version('0.1.0')
     .showHelpAfterError()
-    .option('--store <spec>', 'disk:<dir> | redis://host:port | memory: (default disk:.kms-envelope/indexes, or $KMS_ENVELOPE_STORE)')
+    .option(
+      '--store <spec>',
+      'disk:<dir> | redis://host:port | memory: (default disk:.kms-envelope/indexes, or $KMS_ENVELOPE_STORE)',
+    )
     .option('--config <file>', 'slots config, YAML or JSON (or $KMS_ENVELOPE_CONFIG)')
     .option('--slot <name>', 'the KMS slot to use (with --provider: the name of the slot the flags define)')
-    .addOption(new Option('--provider <id>', 'define a slot from flags with this provider').choices(['none', 'local', 'aws', 'aws-kms', 'gcp-kms', 'azure-kv']))
+    .addOption(
+      new Option('--provider <id>', 'define a slot from flags with this provider').choices([
+        'none',
+        'local',
+        'aws',
+        'aws-kms',
+        'gcp-kms',
+        'azure-kv',
+      ]),
+    )
     .option('--key-id <id>', 'key reference of the slot defined by flags')
     .option('--region <region>', 'region of the slot defined by flags')
     .option('--endpoint <url>', 'endpoint of the slot defined by flags')
@@ -47,11 +59,19 @@ export function buildProgram(): Command {
       const client = clientFromOptions(globals());
       try {
         const slot = globals().slot ?? (globals().provider ? 'default' : undefined);
-        if (slot === undefined) throw new KmsEnvelopeError('create needs --slot (or --provider to define one)');
-        const kek = await client.createIndex(index, { slot, encryptionContext: parseContextFlags(opts.context) });
+        if (slot === undefined)
+          throw new KmsEnvelopeError('create needs --slot (or --provider to define one)');
+        const kek = await client.createIndex(index, {
+          slot,
+          encryptionContext: parseContextFlags(opts.context),
+        });
         try {
           const blob = await client.getEnvelope(index);
-          print(opts.json ? JSON.stringify(blobToJson(blob), null, 2) : `created envelope of "${index}":\n${formatBlob(blob)}`);
+          print(
+            opts.json
+              ? JSON.stringify(blobToJson(blob), null, 2)
+              : `created envelope of "${index}":\n${formatBlob(blob)}`,
+          );
           if (opts.reveal) print(`kek ${kek.expose().toString('base64url')}`);
         } finally {
           kek.zero();
@@ -85,8 +105,15 @@ export function buildProgram(): Command {
       const client = clientFromOptions(globals());
       const kek = opts.kek ? await kekFromRef(opts.kek, globals()) : undefined;
       try {
-        const blob = await client.rotate(index, { ...(opts.toSlot ? { toSlot: opts.toSlot } : {}), ...(kek ? { kek } : {}) });
-        print(opts.json ? JSON.stringify(blobToJson(blob), null, 2) : `rotated "${index}" to version ${blob.version}:\n${formatBlob(blob)}`);
+        const blob = await client.rotate(index, {
+          ...(opts.toSlot ? { toSlot: opts.toSlot } : {}),
+          ...(kek ? { kek } : {}),
+        });
+        print(
+          opts.json
+            ? JSON.stringify(blobToJson(blob), null, 2)
+            : `rotated "${index}" to version ${blob.version}:\n${formatBlob(blob)}`,
+        );
       } finally {
         kek?.zero();
         await client.close();
@@ -119,7 +146,9 @@ export function buildProgram(): Command {
         try {
           const blob = await client.getEnvelope(index);
           const check = blob.kekCheck === undefined ? 'no KEK check value stored' : 'KEK check value matches';
-          print(`ok: "${index}" version ${blob.version} unwraps with slot "${blob.kmsName}" (${blob.provider}); ${check}`);
+          print(
+            `ok: "${index}" version ${blob.version} unwraps with slot "${blob.kmsName}" (${blob.provider}); ${check}`,
+          );
           if (opts.reveal) print(`kek ${kek.expose().toString('base64url')}`);
         } finally {
           kek.zero();
@@ -147,7 +176,9 @@ export function buildProgram(): Command {
 
   program
     .command('demo')
-    .description('walk through create, get, unwrap, rotate and delete on a local folder (no cloud, no server)')
+    .description(
+      'walk through create, get, unwrap, rotate and delete on a local folder (no cloud, no server)',
+    )
     .option('--dir <folder>', 'where the demo keeps its store and master key', '.kms-envelope-demo')
     .action(async (opts: { dir: string }) => {
       await runDemo(opts.dir, print);

@@ -12,7 +12,9 @@ const LABEL = 'kms-envelope/kek-check/v1';
  * provider `none`) is the index's KEK without revealing anything usable about it.
  */
 export function kekCheckValue(kek: Kek): Uint8Array {
-  return new Uint8Array(createHmac('sha256', kek.expose()).update(LABEL).digest().subarray(0, KEK_CHECK_LENGTH));
+  return new Uint8Array(
+    createHmac('sha256', kek.expose()).update(LABEL).digest().subarray(0, KEK_CHECK_LENGTH),
+  );
 }
 
 /** Constant-time check of `kek` against a stored check value. */

@@ -52,7 +52,8 @@ export abstract class SecretKey {
    * @throws InvalidArgumentError if the key was zeroed.
    */
   expose(): Buffer {
-    if (this.#zeroed) throw new InvalidArgumentError(`this ${this.kind} was zeroed and can no longer be used`);
+    if (this.#zeroed)
+      throw new InvalidArgumentError(`this ${this.kind} was zeroed and can no longer be used`);
     return this.#bytes;
   }
 

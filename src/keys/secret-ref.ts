@@ -72,7 +72,8 @@ function readSecretFile(path: string, shownAs: string): Buffer {
   }
   try {
     const size = fstatSync(fd).size;
-    if (size > MAX_SECRET_FILE_BYTES) throw new ConfigError(`secret file ${shownAs} is larger than a key file can be`);
+    if (size > MAX_SECRET_FILE_BYTES)
+      throw new ConfigError(`secret file ${shownAs} is larger than a key file can be`);
     const out = Buffer.alloc(size);
     let read = 0;
     while (read < size) {
@@ -111,7 +112,8 @@ export async function resolveSecretRef(ref: string, options: SecretRefOptions = 
   switch (scheme) {
     case 'env': {
       const value = env[rest];
-      if (value === undefined || value === '') throw new ConfigError(`environment variable ${rest} is not set`);
+      if (value === undefined || value === '')
+        throw new ConfigError(`environment variable ${rest} is not set`);
       // Removed so child processes and later diagnostics never see it.
       delete env[rest];
       return Buffer.from(value, 'utf8');

@@ -61,7 +61,10 @@ export interface ProviderEnvironment {
  * Builds a provider for one slot. Called at most once per slot, on first use; it validates the
  * slot's fields and throws `ConfigError` naming what is missing.
  */
-export type ProviderFactory = (slot: KmsSlot, environment: ProviderEnvironment) => KmsProvider | Promise<KmsProvider>;
+export type ProviderFactory = (
+  slot: KmsSlot,
+  environment: ProviderEnvironment,
+) => KmsProvider | Promise<KmsProvider>;
 
 /** A provider plugin: its id and factory, as exported by `kms-envelope/providers/<id>`. */
 export interface ProviderPlugin {

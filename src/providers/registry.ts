@@ -1,6 +1,6 @@
+import { PROVIDER_ID_PATTERN } from '../envelope/kms-blob.js';
 import { ConfigError, InvalidArgumentError } from '../errors.js';
 import type { SecretRefOptions } from '../keys/secret-ref.js';
-import { PROVIDER_ID_PATTERN } from '../envelope/kms-blob.js';
 import type { SlotName } from '../names.js';
 import type { KmsProvider, ProviderFactory, ProviderPlugin } from './provider.js';
 import { type KmsSlot, type KmsSlotInput, parseKmsSlot } from './slot.js';
@@ -89,7 +89,10 @@ export class KmsRegistry {
   }
 
   async #build(slot: KmsSlot): Promise<KmsProvider> {
-    const factory = this.#factories[slot.provider] ?? plugins.get(slot.provider) ?? (await builtIn[slot.provider]?.())?.create;
+    const factory =
+      this.#factories[slot.provider] ??
+      plugins.get(slot.provider) ??
+      (await builtIn[slot.provider]?.())?.create;
     if (factory === undefined) {
       throw new ConfigError(
         `unknown provider "${slot.provider}" (built in: ${Object.keys(builtIn).join(', ')}; others must be registered)`,

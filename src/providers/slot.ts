@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
-import { ConfigError } from '../errors.js';
 import { PROVIDER_ID_PATTERN } from '../envelope/kms-blob.js';
+import { ConfigError } from '../errors.js';
 import { parseSlotName, type SlotName } from '../names.js';
 
 /**
@@ -63,11 +63,22 @@ export function parseKmsSlot(name: string, input: KmsSlotInput): KmsSlot {
   } catch (cause) {
     throw new ConfigError(`invalid slot name: ${(cause as Error).message}`, { cause });
   }
-  if (typeof input !== 'object' || input === null) throw new ConfigError('slot must be an object', { slot: name });
+  if (typeof input !== 'object' || input === null)
+    throw new ConfigError('slot must be an object', { slot: name });
   if (typeof input.provider !== 'string' || !PROVIDER_ID_PATTERN.test(input.provider)) {
-    throw new ConfigError('slot needs a "provider" (none, local, aws, aws-kms, gcp-kms, azure-kv, ...)', { slot: name });
+    throw new ConfigError('slot needs a "provider" (none, local, aws, aws-kms, gcp-kms, azure-kv, ...)', {
+      slot: name,
+    });
   }
-  for (const field of ['keyId', 'region', 'endpoint', 'roleArn', 'externalId', 'roleSessionName', 'masterKey'] as const) {
+  for (const field of [
+    'keyId',
+    'region',
+    'endpoint',
+    'roleArn',
+    'externalId',
+    'roleSessionName',
+    'masterKey',
+  ] as const) {
     const value = input[field];
     if (value !== undefined && typeof value !== 'string') {
       throw new ConfigError(`slot field "${field}" must be a string`, { slot: name });
@@ -82,16 +93,23 @@ export function parseKmsSlot(name: string, input: KmsSlotInput): KmsSlot {
 /** Replaces `${VAR}` and `${VAR:-default}` in every string of a parsed config. */
 export function interpolateEnv(value: unknown, env: NodeJS.ProcessEnv, where = 'config'): unknown {
   if (typeof value === 'string') {
-    return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g, (_, name: string, fallback?: string) => {
-      const found = env[name];
-      if (found !== undefined && found !== '') return found;
-      if (fallback !== undefined) return fallback;
-      throw new ConfigError(`${where}: environment variable ${name} is not set and has no default (\${${name}:-…})`);
-    });
+    return value.replace(
+      /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g,
+      (_, name: string, fallback?: string) => {
+        const found = env[name];
+        if (found !== undefined && found !== '') return found;
+        if (fallback !== undefined) return fallback;
+        throw new ConfigError(
+          `${where}: environment variable ${name} is not set and has no default (\${${name}:-…})`,
+        );
+      },
+    );
   }
   if (Array.isArray(value)) return value.map((item) => interpolateEnv(item, env, where));
   if (typeof value === 'object' && value !== null) {
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, interpolateEnv(v, env, `${where}.${k}`)]));
+    return Object.fromEntries(
+      Object.entries(value).map(([k, v]) => [k, interpolateEnv(v, env, `${where}.${k}`)]),
+    );
   }
   return value;
 }
@@ -114,7 +132,8 @@ export function parseSlotsConfig(text: string, env: NodeJS.ProcessEnv = process.
     throw new ConfigError('slots config needs a top-level "slots" map of slot name → settings');
   }
   return Object.entries(slots).map(([name, raw]) => {
-    if (typeof raw !== 'object' || raw === null) throw new ConfigError('slot must be a map of settings', { slot: name });
+    if (typeof raw !== 'object' || raw === null)
+      throw new ConfigError('slot must be a map of settings', { slot: name });
     const input: Record<string, unknown> = {};
     for (const [key, value] of Object.entries(interpolateEnv(raw, env, `slots.${name}`) as object)) {
       const field = FILE_KEYS[key];

@@ -22,13 +22,23 @@ describe('kms-envelope CLI', () => {
   const master = randomBytes(32);
   const dir = mkdtempSync(join(tmpdir(), 'ke-cli-'));
   const env = { DEV_MASTER: master.toString('base64url') };
-  const base = ['--store', `disk:${join(dir, 'store')}`, '--provider', 'local', '--slot', 'dev', '--master-key', 'env:DEV_MASTER'];
+  const base = [
+    '--store',
+    `disk:${join(dir, 'store')}`,
+    '--provider',
+    'local',
+    '--slot',
+    'dev',
+    '--master-key',
+    'env:DEV_MASTER',
+  ];
 
   it('demo walks through create, get, unwrap, rotate, delete without printing a key', () => {
     const out = cli(['demo', '--dir', join(dir, 'demo')]);
     expect(out.stderr).toBe('');
     expect(out.code).toBe(0);
-    for (const step of ['1. create', '2. get', '3. unwrap', '4. rotate', '5. delete']) expect(out.stdout).toContain(step);
+    for (const step of ['1. create', '2. get', '3. unwrap', '4. rotate', '5. delete'])
+      expect(out.stdout).toContain(step);
     expect(out.stdout).toMatch(/version 1 → 2/);
     expect(out.stdout).toMatch(/same KEK after rotation: true/);
     expect(out.stdout).toMatch(/EnvelopeNotFoundError/);
@@ -46,7 +56,13 @@ describe('kms-envelope CLI', () => {
     const got = cli([...base, 'get', 'orders', '--json'], env);
     expect(got.code).toBe(0);
     const json = JSON.parse(got.stdout) as Record<string, unknown>;
-    expect(json).toMatchObject({ index_name: 'orders', kms_name: 'dev', provider: 'local', version: 1, encryption_context: { tenant: 'acme' } });
+    expect(json).toMatchObject({
+      index_name: 'orders',
+      kms_name: 'dev',
+      provider: 'local',
+      version: 1,
+      encryption_context: { tenant: 'acme' },
+    });
 
     const verified = cli([...base, 'verify', 'orders'], env);
     expect(verified.code).toBe(0);

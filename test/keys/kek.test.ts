@@ -25,7 +25,13 @@ describe('Kek', () => {
 
   it('is redacted in toString, template strings, JSON and util.inspect', () => {
     const kek = Kek.fromBytes(Buffer.alloc(32, 0x41));
-    for (const shown of [String(kek), `${kek}`, JSON.stringify({ kek }), inspect(kek), inspect({ kek }, { showHidden: true, depth: 9 })]) {
+    for (const shown of [
+      String(kek),
+      `${kek}`,
+      JSON.stringify({ kek }),
+      inspect(kek),
+      inspect({ kek }, { showHidden: true, depth: 9 }),
+    ]) {
       expect(shown).toMatch(/redacted/);
       expect(shown).not.toContain('AAAA');
       expect(shown).not.toContain('4141');

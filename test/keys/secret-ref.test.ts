@@ -23,10 +23,18 @@ describe('resolveSecretRef', () => {
     writeFileSync(join(outside, 'k'), key.toString('hex'));
     symlinkSync(join(outside, 'k'), join(allowed, 'link'));
     const opts = { allowedFilePrefixes: [allowed] };
-    expect(decodeKeyMaterial(await resolveSecretRef(`file:${join(allowed, 'k')}`, opts), 32, 'k')).toEqual(key);
-    await expect(resolveSecretRef(`file:${join(outside, 'k')}`, opts)).rejects.toThrow(/not under an allowed folder/);
-    await expect(resolveSecretRef(`file:${join(allowed, 'link')}`, opts)).rejects.toThrow(/not under an allowed folder/);
-    await expect(resolveSecretRef(`file:${allowed}/../${outside.split('/').pop()}/k`, opts)).rejects.toThrow(ConfigError);
+    expect(decodeKeyMaterial(await resolveSecretRef(`file:${join(allowed, 'k')}`, opts), 32, 'k')).toEqual(
+      key,
+    );
+    await expect(resolveSecretRef(`file:${join(outside, 'k')}`, opts)).rejects.toThrow(
+      /not under an allowed folder/,
+    );
+    await expect(resolveSecretRef(`file:${join(allowed, 'link')}`, opts)).rejects.toThrow(
+      /not under an allowed folder/,
+    );
+    await expect(resolveSecretRef(`file:${allowed}/../${outside.split('/').pop()}/k`, opts)).rejects.toThrow(
+      ConfigError,
+    );
     await expect(resolveSecretRef('file:relative/path', opts)).rejects.toThrow(/absolute/);
   });
 
@@ -51,7 +59,12 @@ describe('resolveSecretRef', () => {
 
 describe('decodeKeyMaterial', () => {
   it('accepts raw, hex, base64 and base64url forms of exactly the length', () => {
-    for (const form of [key, Buffer.from(key.toString('hex')), Buffer.from(key.toString('base64')), Buffer.from(`${key.toString('base64url')}\n`)]) {
+    for (const form of [
+      key,
+      Buffer.from(key.toString('hex')),
+      Buffer.from(key.toString('base64')),
+      Buffer.from(`${key.toString('base64url')}\n`),
+    ]) {
       expect(decodeKeyMaterial(form, 32, 'k')).toEqual(key);
     }
   });

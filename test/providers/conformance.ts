@@ -26,7 +26,7 @@ export interface ProviderFixture {
 
 function flipBit(bytes: Uint8Array, bit: number): Uint8Array {
   const out = new Uint8Array(bytes);
-  out[Math.floor(bit / 8) % out.length]! ^= 1 << bit % 8;
+  out[Math.floor(bit / 8) % out.length]! ^= 1 << (bit % 8);
   return out;
 }
 
@@ -53,7 +53,9 @@ export function runProviderConformance(name: string, makeFixture: () => Promise<
     ) {
       await store.push(parseIndexName(index), blob);
       const client = new KmsEnvelopeClient({ store, kms });
-      await expect(client.unwrap(index, fixture.suppliesKek ? { kek } : {})).rejects.toThrow(UnwrapFailedError);
+      await expect(client.unwrap(index, fixture.suppliesKek ? { kek } : {})).rejects.toThrow(
+        UnwrapFailedError,
+      );
       await client.close();
     }
 
@@ -63,7 +65,8 @@ export function runProviderConformance(name: string, makeFixture: () => Promise<
       expect(unwrapped.equals(kek)).toBe(true);
       const rotated = await client.rotate('idx-1', opts);
       expect(rotated.version).toBe(blob.version + 1);
-      if (!fixture.suppliesKek) expect(Buffer.from(rotated.wrappedKek).equals(Buffer.from(blob.wrappedKek))).toBe(false);
+      if (!fixture.suppliesKek)
+        expect(Buffer.from(rotated.wrappedKek).equals(Buffer.from(blob.wrappedKek))).toBe(false);
       expect((await client.unwrap('idx-1', opts)).equals(kek)).toBe(true);
       await client.close();
       await fixture.cleanup?.();
@@ -106,10 +109,22 @@ export function runProviderConformance(name: string, makeFixture: () => Promise<
       const { fixture, store, kek, blob } = await setup();
       if (blob.wrappedKek.length > 0) {
         for (const bit of [0, 7, 8 * 12 + 3, blob.wrappedKek.length * 8 - 1]) {
-          await expectUnwrapFails(fixture, store, 'idx-1', { ...blob, wrappedKek: flipBit(blob.wrappedKek, bit) }, kek);
+          await expectUnwrapFails(
+            fixture,
+            store,
+            'idx-1',
+            { ...blob, wrappedKek: flipBit(blob.wrappedKek, bit) },
+            kek,
+          );
         }
       }
-      await expectUnwrapFails(fixture, store, 'idx-1', { ...blob, kekCheck: flipBit(blob.kekCheck!, 5) }, kek);
+      await expectUnwrapFails(
+        fixture,
+        store,
+        'idx-1',
+        { ...blob, kekCheck: flipBit(blob.kekCheck!, 5) },
+        kek,
+      );
       await fixture.cleanup?.();
     });
   });

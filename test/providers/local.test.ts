@@ -13,9 +13,17 @@ runProviderConformance('local', async () => {
   const key = randomBytes(32);
   const other = randomBytes(32);
   return {
-    kms: { slots: { a: { provider: 'local', masterKey: literal(key) }, b: { provider: 'local', masterKey: literal(key) } } },
+    kms: {
+      slots: {
+        a: { provider: 'local', masterKey: literal(key) },
+        b: { provider: 'local', masterKey: literal(key) },
+      },
+    },
     wrongKeyKms: {
-      slots: { a: { provider: 'local', masterKey: literal(other) }, b: { provider: 'local', masterKey: literal(other) } },
+      slots: {
+        a: { provider: 'local', masterKey: literal(other) },
+        b: { provider: 'local', masterKey: literal(other) },
+      },
     },
   };
 });
@@ -34,14 +42,17 @@ it('local wraps into nonce ‖ ciphertext ‖ tag and records the key id', async
   // An envelope recorded under another key id is refused by id before any decryption.
   await expect(named.unwrap(wrapped, ctx)).rejects.toThrow(/wrapped under master key/);
   // Truncated wrapped bytes fail cleanly.
-  await expect(provider.unwrap({ ...wrapped, wrappedKek: wrapped.wrappedKek.subarray(0, 20) }, ctx)).rejects.toThrow(
-    UnwrapFailedError,
-  );
+  await expect(
+    provider.unwrap({ ...wrapped, wrappedKek: wrapped.wrappedKek.subarray(0, 20) }, ctx),
+  ).rejects.toThrow(UnwrapFailedError);
 });
 
 it('a local slot resolves its master key once and rejects keys of the wrong size', async () => {
   const env: NodeJS.ProcessEnv = { DEV_KEY: randomBytes(32).toString('base64') };
-  const registry = new KmsRegistry({ slots: { dev: { provider: 'local', masterKey: 'env:DEV_KEY' } }, secrets: { env } });
+  const registry = new KmsRegistry({
+    slots: { dev: { provider: 'local', masterKey: 'env:DEV_KEY' } },
+    secrets: { env },
+  });
   await registry.provider('dev');
   expect(env.DEV_KEY).toBeUndefined();
   const bad = new KmsRegistry({ slots: { dev: { provider: 'local', masterKey: literal(randomBytes(16)) } } });

@@ -19,9 +19,9 @@ it('none stores no key bytes and needs the KEK on unwrap', async () => {
   const wrapped = await provider.wrap(kek, ctx);
   expect(wrapped.wrappedKek).toHaveLength(0);
   await expect(provider.unwrap(wrapped, ctx)).rejects.toThrow(/pass the KEK/);
-  await expect(provider.unwrap({ ...wrapped, wrappedKek: new Uint8Array([1]) }, { ...ctx, suppliedKek: kek })).rejects.toThrow(
-    InvalidArgumentError,
-  );
+  await expect(
+    provider.unwrap({ ...wrapped, wrappedKek: new Uint8Array([1]) }, { ...ctx, suppliedKek: kek }),
+  ).rejects.toThrow(InvalidArgumentError);
   const back = await provider.unwrap(wrapped, { ...ctx, suppliedKek: kek });
   expect(back.equals(kek)).toBe(true);
   expect(back).not.toBe(kek);

@@ -32,7 +32,9 @@ slots:
   });
 
   it('parses JSON too', () => {
-    expect(parseSlotsConfig('{"slots":{"a":{"provider":"none"}}}', {})).toEqual([{ name: 'a', provider: 'none' }]);
+    expect(parseSlotsConfig('{"slots":{"a":{"provider":"none"}}}', {})).toEqual([
+      { name: 'a', provider: 'none' },
+    ]);
   });
 
   it.each([
@@ -57,7 +59,13 @@ describe('KmsRegistry', () => {
       providers: {
         counting: (slot) => {
           calls.push(slot.name);
-          return { id: 'counting', wrap: async () => ({ wrappedKek: new Uint8Array(), keyId: '', region: '' }), unwrap: async () => { throw new Error('unused'); } };
+          return {
+            id: 'counting',
+            wrap: async () => ({ wrappedKek: new Uint8Array(), keyId: '', region: '' }),
+            unwrap: async () => {
+              throw new Error('unused');
+            },
+          };
         },
       },
     });
@@ -74,8 +82,23 @@ describe('KmsRegistry', () => {
   });
 
   it('rejects duplicate slots and registering a built-in id', () => {
-    expect(() => new KmsRegistry({ slots: [{ name: 'a', provider: 'none' }, { name: 'a', provider: 'none' }] })).toThrow(/twice/);
-    expect(() => registerProvider({ id: 'local', create: () => { throw new Error(); } })).toThrow();
+    expect(
+      () =>
+        new KmsRegistry({
+          slots: [
+            { name: 'a', provider: 'none' },
+            { name: 'a', provider: 'none' },
+          ],
+        }),
+    ).toThrow(/twice/);
+    expect(() =>
+      registerProvider({
+        id: 'local',
+        create: () => {
+          throw new Error();
+        },
+      }),
+    ).toThrow();
     expect(() => parseKmsSlot('ok', { provider: 'Bad Id' })).toThrow(ConfigError);
   });
 });

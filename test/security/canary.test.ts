@@ -9,9 +9,9 @@ import { createLocalProvider } from '../../providers/local.js';
 import { KmsEnvelopeClient } from '../../src/client.js';
 import { Kek } from '../../src/keys/kek.js';
 import { decodeKeyMaterial } from '../../src/keys/secret-ref.js';
+import { parseIndexName } from '../../src/names.js';
 import { KmsRegistry } from '../../src/providers/registry.js';
 import { StorageConfig } from '../../src/storage/config.js';
-import { parseIndexName } from '../../src/names.js';
 
 // Distinctive bytes so that a match is never an accident.
 const canaryKek = Buffer.from('c4n4ryKEKc4n4ryKEKc4n4ryKEK!!!!!', 'latin1');
@@ -100,15 +100,26 @@ describe('no key material in anything shown', () => {
     });
     const wrongMaster = new KmsEnvelopeClient({
       store,
-      kms: { slots: { dev: { provider: 'local', masterKey: `literal:${Buffer.alloc(32, 1).toString('base64')}` } } },
+      kms: {
+        slots: { dev: { provider: 'local', masterKey: `literal:${Buffer.alloc(32, 1).toString('base64')}` } },
+      },
     });
     await capture('wrong master key', () => wrongMaster.unwrap('canary2'));
     await capture('bad master key size', async () =>
-      new KmsRegistry({ slots: { x: { provider: 'local', masterKey: `literal:${canaryMaster.subarray(0, 31).toString('hex')}` } } }).provider('x'),
+      new KmsRegistry({
+        slots: {
+          x: { provider: 'local', masterKey: `literal:${canaryMaster.subarray(0, 31).toString('hex')}` },
+        },
+      }).provider('x'),
     );
     await capture('decode short key', async () => decodeKeyMaterial(canaryMaster.subarray(0, 30), 32, 'key'));
     await capture('Kek wrong size', async () => Kek.fromBytes(canaryKek.subarray(0, 31)));
-    shown.push(['client', client], ['store', store], ['canary Kek', canary], ['local provider', createLocalProvider({ masterKey: canaryMaster })]);
+    shown.push(
+      ['client', client],
+      ['store', store],
+      ['canary Kek', canary],
+      ['local provider', createLocalProvider({ masterKey: canaryMaster })],
+    );
     shown.push(['registry', client.kms], ['provider', await client.kms.provider('dev')]);
 
     expect(shown.filter(([label]) => label.endsWith('(error)')).length).toBeGreaterThanOrEqual(8);
@@ -117,6 +128,8 @@ describe('no key material in anything shown', () => {
 
   it('the search itself finds a leak when there is one', () => {
     expect(() => expectNoCanary('leaky', { key: canaryKek.toString('base64') })).toThrow(/canary/);
-    expect(() => expectNoCanary('leaky', new Error(`oops ${canaryMaster.toString('hex')}`))).toThrow(/canary/);
+    expect(() => expectNoCanary('leaky', new Error(`oops ${canaryMaster.toString('hex')}`))).toThrow(
+      /canary/,
+    );
   });
 });
