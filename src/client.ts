@@ -201,7 +201,8 @@ export class KmsEnvelopeClient {
       provider: provider.id,
       keyId: wrapped.keyId,
       region: wrapped.region,
-      wrappedKek: wrapped.wrappedKek,
+      // A plain copy, so the returned blob equals what a store reads back.
+      wrappedKek: new Uint8Array(wrapped.wrappedKek),
       indexName: index,
       encryptionContext: { ...encryptionContext },
       schemaVersion: KMS_BLOB_SCHEMA_VERSION,

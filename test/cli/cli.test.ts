@@ -8,7 +8,9 @@ import { ExitCode } from '../../src/cli/exit-codes.js';
 
 const bin = join(import.meta.dirname, '../../src/cli/bin.ts');
 
-function cli(args: string[], env: Record<string, string> = {}, cwd = tmpdir()) {
+const repo = join(import.meta.dirname, '../..');
+
+function cli(args: string[], env: Record<string, string> = {}, cwd = repo) {
   const result = spawnSync(process.execPath, ['--import', 'tsx', bin, ...args], {
     cwd,
     env: { ...process.env, ...env },

@@ -1,0 +1,330 @@
+import { randomBytes } from 'node:crypto';
+import {
+  chmodSync,
+  closeSync,
+  fsyncSync,
+  linkSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+  unlinkSync,
+  writeSync,
+} from 'node:fs';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { encodeKmsBlob } from '../envelope/codec.js';
+import type { KmsBlob } from '../envelope/kms-blob.js';
+import {
+  AccessDeniedError,
+  EnvelopeExistsError,
+  EnvelopeNotFoundError,
+  InvalidArgumentError,
+  type KmsEnvelopeError,
+  StoreUnavailableError,
+  VersionConflictError,
+} from '../errors.js';
+import { type IndexName, parseIndexName } from '../names.js';
+import { checkWrite, decodeStored } from './bind.js';
+import type { EnvelopeStore, PushOptions } from './store.js';
+
+/** Options of {@link DiskStore}. */
+export interface DiskStoreOptions {
+  /** Most attempts of a write that keeps losing races before it gives up (default 1000). */
+  readonly maxAttempts?: number;
+}
+
+/** Name of the folder, inside an index's folder, that holds its envelope's generations. */
+export const ENVELOPE_DIR = 'kmsblob';
+const SUFFIX = '.kmsb';
+const TMP_PREFIX = '.tmp-';
+const STALE_TMP_MS = 60 * 60 * 1000;
+/**
+ * Generations kept behind the newest. A generation number is only ever reused if its file was
+ * removed, and it is removed only once the newest is this far ahead, which is how a writer that
+ * stalled between reading and linking detects that its link landed on a recycled number.
+ */
+export const RETAINED_GENERATIONS = 16;
+
+/** The newest generation in an envelope folder: its number and whether it is a tombstone. */
+interface Generation {
+  readonly number: number;
+  readonly path: string;
+}
+
+/**
+ * Envelopes on disk, beside each index's keystore: `<root>/<index>/kmsblob/<generation>.kmsb`.
+ *
+ * Every write is decided by the filesystem, without locks, so a killed writer leaves nothing
+ * stale behind. A write puts the new bytes in a temporary file (mode 0600), fsyncs it, then
+ * `link`s it to the next generation number: the link is the commit point, and it fails with
+ * EEXIST if another writer committed that generation first, in which case the write re-reads
+ * and re-checks its precondition (create: nothing live; compare-and-set: the expected version).
+ * Then the folder is fsynced and generations more than {@link RETAINED_GENERATIONS} behind are
+ * removed. A writer that stalled so long that its number had been used and removed meanwhile
+ * sees, after its link, a newest generation at least that far ahead: it removes its file and
+ * retries. (Mistaking a fresh commit for a stale one would need that many complete commits
+ * during one directory listing.) The current envelope is the
+ * highest generation; a 0-byte generation is a tombstone left by delete, so that a
+ * compare-and-set that read the deleted envelope can never bring it back.
+ *
+ * Reads use synchronous calls: a `readFileSync` of a small file costs microseconds where
+ * `fs.promises` hands off to the thread pool (~150 µs).
+ */
+export class DiskStore implements EnvelopeStore {
+  readonly kind = 'disk';
+  readonly description: string;
+  /** Absolute root folder. */
+  readonly root: string;
+  readonly #maxAttempts: number;
+
+  /** @throws InvalidArgumentError if `root` is empty. */
+  constructor(root: string, options: DiskStoreOptions = {}) {
+    if (typeof root !== 'string' || root === '') throw new InvalidArgumentError('disk store needs a folder');
+    this.root = isAbsolute(root) ? root : resolve(root);
+    this.description = `disk:${this.root}`;
+    this.#maxAttempts = options.maxAttempts ?? 1000;
+  }
+
+  /** The folder of an index (where its keystore and envelope live). */
+  indexDir(index: IndexName): string {
+    return join(this.root, parseIndexName(index));
+  }
+
+  async create(index: IndexName, blob: KmsBlob): Promise<void> {
+    const name = checkWrite(index, blob);
+    this.#write(name, encodeKmsBlob(blob), (current) => {
+      if (current !== undefined) throw new EnvelopeExistsError('an envelope already exists', { index: name });
+    });
+  }
+
+  async push(index: IndexName, blob: KmsBlob, options: PushOptions = {}): Promise<void> {
+    const name = checkWrite(index, blob);
+    const expected = options.expectedVersion;
+    this.#write(
+      name,
+      encodeKmsBlob(blob),
+      expected === undefined
+        ? undefined
+        : (current) => {
+            if (current?.version !== expected) {
+              throw new VersionConflictError(expected, current?.version, { index: name });
+            }
+          },
+    );
+  }
+
+  async get(index: IndexName): Promise<KmsBlob> {
+    const name = parseIndexName(index);
+    const found = this.#readCurrent(name);
+    if (found.blob === undefined) throw new EnvelopeNotFoundError('no envelope stored', { index: name });
+    return found.blob;
+  }
+
+  async delete(index: IndexName): Promise<void> {
+    const name = parseIndexName(index);
+    // A tombstone generation, written only when there is a live envelope to delete.
+    this.#write(name, new Uint8Array(0), (current) => {
+      if (current === undefined) throw new NothingToDo();
+    });
+  }
+
+  async close(): Promise<void> {}
+
+  /**
+   * Reads the newest generation. ENOENT while reading means a writer removed it after listing:
+   * list again.
+   */
+  #readCurrent(index: IndexName): { generation: Generation | undefined; blob: KmsBlob | undefined } {
+    const dir = join(this.root, index, ENVELOPE_DIR);
+    for (let attempt = 0; attempt < this.#maxAttempts; attempt++) {
+      const generation = this.#newest(dir, index);
+      if (generation === undefined) return { generation, blob: undefined };
+      let bytes: Buffer;
+      try {
+        bytes = readFileSync(generation.path);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
+        throw fsError(err, 'cannot read the envelope', index);
+      }
+      return { generation, blob: bytes.length === 0 ? undefined : decodeStored(index, bytes) };
+    }
+    throw new StoreUnavailableError('the envelope kept changing while being read', { index });
+  }
+
+  #newest(dir: string, index: IndexName): Generation | undefined {
+    let names: string[];
+    try {
+      names = readdirSync(dir);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw fsError(err, 'cannot list the envelope folder', index);
+    }
+    let best = -1;
+    for (const name of names) {
+      const n = parseGeneration(name);
+      if (n > best) best = n;
+    }
+    return best < 0 ? undefined : { number: best, path: join(dir, `${best}${SUFFIX}`) };
+  }
+
+  /**
+   * The write protocol: re-read, check, link the next generation; repeat while losing races.
+   * `check` throws to refuse (its error is the result); a {@link NothingToDo} ends quietly.
+   */
+  #write(
+    index: IndexName,
+    bytes: Uint8Array,
+    check: ((current: KmsBlob | undefined) => void) | undefined,
+  ): void {
+    const dir = join(this.root, index, ENVELOPE_DIR);
+    let tmp: string | undefined;
+    try {
+      for (let attempt = 0; attempt < this.#maxAttempts; attempt++) {
+        const { generation, blob } = this.#readCurrent(index);
+        try {
+          check?.(blob);
+        } catch (err) {
+          if (err instanceof NothingToDo) return;
+          throw err;
+        }
+        if (tmp === undefined) {
+          ensureDir(dir, this.root, index);
+          tmp = writeTemp(dir, bytes, index);
+        }
+        const next = (generation?.number ?? 0) + 1;
+        try {
+          linkSync(tmp, join(dir, `${next}${SUFFIX}`));
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code === 'EEXIST') continue; // lost the race: re-check
+          throw fsError(err, 'cannot commit the envelope', index);
+        }
+        const newest = this.#newest(dir, index)?.number ?? next;
+        if (newest >= next + RETAINED_GENERATIONS) {
+          // Our number had been used and removed while we stalled: not a commit. Try again.
+          unlinkQuietly(join(dir, `${next}${SUFFIX}`));
+          continue;
+        }
+        fsyncDir(dir, index);
+        removeOlder(dir, newest);
+        return;
+      }
+      throw new StoreUnavailableError('too many concurrent writers; gave up', { index });
+    } finally {
+      if (tmp !== undefined) unlinkQuietly(tmp);
+    }
+  }
+}
+
+/** Thrown by a write's check when there is nothing to write (delete of a missing envelope). */
+class NothingToDo extends Error {}
+
+/** Generation number of a file name, or -1 for anything else (temporary files, strays). */
+function parseGeneration(name: string): number {
+  if (!name.endsWith(SUFFIX)) return -1;
+  const digits = name.slice(0, -SUFFIX.length);
+  if (!/^[1-9][0-9]{0,14}$/.test(digits)) return -1;
+  return Number(digits);
+}
+
+function fsError(err: unknown, what: string, index: IndexName): KmsEnvelopeError {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'EACCES' || code === 'EPERM')
+    return new AccessDeniedError(`${what}: permission denied`, { index, cause: err });
+  return new StoreUnavailableError(`${what}${code ? ` (${code})` : ''}`, { index, cause: err });
+}
+
+/** Creates `dir` and any missing parents below (and including) the root, 0700, fsyncing parents. */
+function ensureDir(dir: string, root: string, index: IndexName): void {
+  try {
+    statSync(dir);
+    return;
+  } catch {
+    // create below
+  }
+  const missing: string[] = [];
+  for (let d = dir; ; d = dirname(d)) {
+    try {
+      statSync(d);
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT')
+        throw fsError(err, 'cannot reach the store folder', index);
+      missing.unshift(d);
+      if (d === dirname(d) || d === root) break;
+    }
+  }
+  for (const d of missing) {
+    try {
+      mkdirSync(d, { mode: 0o700 });
+      chmodSync(d, 0o700); // the umask may have narrowed or widened it
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST')
+        throw fsError(err, 'cannot create the store folder', index);
+    }
+    fsyncDir(dirname(d), index);
+  }
+}
+
+function writeTemp(dir: string, bytes: Uint8Array, index: IndexName): string {
+  const path = join(dir, `${TMP_PREFIX}${randomBytes(8).toString('hex')}`);
+  let fd: number | undefined;
+  try {
+    fd = openSync(path, 'wx', 0o600);
+    let written = 0;
+    while (written < bytes.length) written += writeSync(fd, bytes, written, bytes.length - written);
+    fsyncSync(fd);
+    return path;
+  } catch (err) {
+    unlinkQuietly(path);
+    throw fsError(err, 'cannot write the envelope', index);
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
+
+function fsyncDir(dir: string, index: IndexName): void {
+  let fd: number | undefined;
+  try {
+    fd = openSync(dir, 'r');
+    fsyncSync(fd);
+  } catch (err) {
+    throw fsError(err, 'cannot sync the envelope folder', index);
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
+
+/**
+ * Removes generations {@link RETAINED_GENERATIONS} or more behind `newest`, and temporary files
+ * left by killed writers.
+ */
+function removeOlder(dir: string, newest: number): void {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return;
+  }
+  const now = Date.now();
+  for (const name of names) {
+    const n = parseGeneration(name);
+    if (n >= 0 && n <= newest - RETAINED_GENERATIONS) {
+      unlinkQuietly(join(dir, name));
+    } else if (name.startsWith(TMP_PREFIX)) {
+      try {
+        if (now - statSync(join(dir, name)).mtimeMs > STALE_TMP_MS) unlinkQuietly(join(dir, name));
+      } catch {
+        // already gone
+      }
+    }
+  }
+}
+
+function unlinkQuietly(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch {
+    // already removed (by a concurrent cleaner) — nothing to do
+  }
+}

@@ -1,0 +1,55 @@
+import { decodeKmsBlob, encodeKmsBlob } from '../envelope/codec.js';
+import type { KmsBlob } from '../envelope/kms-blob.js';
+import { EnvelopeExistsError, EnvelopeNotFoundError, VersionConflictError } from '../errors.js';
+import { type IndexName, parseIndexName } from '../names.js';
+import { checkWrite, decodeStored } from './bind.js';
+import type { EnvelopeStore, PushOptions } from './store.js';
+
+/**
+ * An in-process store for tests and examples. It keeps encoded bytes (so a stored envelope is a
+ * copy, and reads verify them like the other stores do). Operations are atomic because they run
+ * to completion on the event loop.
+ */
+export class MemoryStore implements EnvelopeStore {
+  readonly kind = 'memory';
+  readonly description = 'memory:';
+  readonly #envelopes = new Map<string, Uint8Array>();
+
+  async create(index: IndexName, blob: KmsBlob): Promise<void> {
+    const name = checkWrite(index, blob);
+    const bytes = encodeKmsBlob(blob);
+    if (this.#envelopes.has(name))
+      throw new EnvelopeExistsError('an envelope already exists', { index: name });
+    this.#envelopes.set(name, bytes);
+  }
+
+  async push(index: IndexName, blob: KmsBlob, options: PushOptions = {}): Promise<void> {
+    const name = checkWrite(index, blob);
+    const bytes = encodeKmsBlob(blob);
+    if (options.expectedVersion !== undefined) {
+      const current = this.#envelopes.get(name);
+      const actual = current === undefined ? undefined : decodeKmsBlob(current).version;
+      if (actual !== options.expectedVersion)
+        throw new VersionConflictError(options.expectedVersion, actual, { index: name });
+    }
+    this.#envelopes.set(name, bytes);
+  }
+
+  async get(index: IndexName): Promise<KmsBlob> {
+    const name = parseIndexName(index);
+    const bytes = this.#envelopes.get(name);
+    if (bytes === undefined) throw new EnvelopeNotFoundError('no envelope stored', { index: name });
+    return decodeStored(name, bytes);
+  }
+
+  async delete(index: IndexName): Promise<void> {
+    this.#envelopes.delete(parseIndexName(index));
+  }
+
+  async close(): Promise<void> {}
+
+  /** Test hook: replaces the stored bytes of `index` as they are, to simulate corruption. */
+  putRawForTesting(index: IndexName, bytes: Uint8Array): void {
+    this.#envelopes.set(parseIndexName(index), new Uint8Array(bytes));
+  }
+}

@@ -1,0 +1,127 @@
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createConnection, createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+/** A `redis-server` started for tests on 127.0.0.1 and a free port. */
+export interface RedisServerHandle {
+  /** `redis://127.0.0.1:<port>`. */
+  readonly url: string;
+  readonly port: number;
+  /** Stops the server (SIGTERM) and waits for it to exit. Idempotent. */
+  stop(): Promise<void>;
+  /** Starts it again on the same port (its data is gone: persistence is off). */
+  restart(): Promise<void>;
+}
+
+/** Options of {@link startRedisServer}. */
+export interface RedisServerOptions {
+  /** The binary (default `redis-server` on the PATH). */
+  readonly binary?: string;
+  /** How long to wait for PING to answer (default 10 s). */
+  readonly startTimeoutMs?: number;
+}
+
+/** True when a `redis-server` binary can be run. */
+export function redisServerAvailable(binary = 'redis-server'): boolean {
+  const probe = spawnSync(binary, ['--version'], { stdio: 'ignore' });
+  return probe.error === undefined && probe.status === 0;
+}
+
+/** A port that was free a moment ago (listen on 0, read it, close). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() =>
+        typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port')),
+      );
+    });
+  });
+}
+
+function ping(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = createConnection({ port, host: '127.0.0.1' });
+    const done = (ok: boolean) => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.setTimeout(500, () => done(false));
+    socket.once('error', () => done(false));
+    socket.once('connect', () => socket.write('PING\r\n'));
+    socket.once('data', (data) => done(data.toString().startsWith('+PONG')));
+  });
+}
+
+/**
+ * Starts Debian's `redis-server` on a free port with persistence off, in a private temporary
+ * folder, and waits until it answers PING. For tests: `kms-envelope/testing`.
+ * @throws Error naming how to install it when the binary is missing or does not start.
+ */
+export async function startRedisServer(options: RedisServerOptions = {}): Promise<RedisServerHandle> {
+  const binary = options.binary ?? 'redis-server';
+  if (!redisServerAvailable(binary)) {
+    throw new Error(`${binary} is not installed (Debian: apt-get install redis-server)`);
+  }
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), 'kms-envelope-redis-'));
+  let child: ChildProcess | undefined;
+
+  const start = async () => {
+    child = spawn(
+      binary,
+      [
+        '--port',
+        String(port),
+        '--bind',
+        '127.0.0.1',
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+        '--dir',
+        dir,
+        '--loglevel',
+        'warning',
+      ],
+      { stdio: 'ignore' },
+    );
+    const deadline = Date.now() + (options.startTimeoutMs ?? 10_000);
+    while (Date.now() < deadline) {
+      if (child.exitCode !== null)
+        throw new Error(`${binary} exited with code ${child.exitCode} on port ${port}`);
+      if (await ping(port)) return;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    child.kill('SIGKILL');
+    throw new Error(`${binary} did not answer PING on port ${port}`);
+  };
+
+  const stop = async () => {
+    const running = child;
+    child = undefined;
+    if (running === undefined || running.exitCode !== null) return;
+    await new Promise<void>((resolve) => {
+      running.once('exit', () => resolve());
+      running.kill('SIGTERM');
+    });
+  };
+
+  await start();
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    port,
+    stop: async () => {
+      await stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+    restart: async () => {
+      await stop();
+      await start();
+    },
+  };
+}
