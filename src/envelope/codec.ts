@@ -434,6 +434,11 @@ function readContext(r: Reader, t: Table): Record<string, string> {
   return context;
 }
 
+/** A plain Uint8Array copy (Buffer#slice would return a view into the input). */
+function copyBytes(bytes: Uint8Array, start: number, end: number): Uint8Array {
+  return new Uint8Array(bytes.subarray(start, end));
+}
+
 function decodeVerified(bytes: Uint8Array): KmsBlob {
   if (!(bytes instanceof Uint8Array)) malformed('input is not bytes');
   if (bytes.length > KmsBlobLimits.maxEnvelopeBytes) malformed('envelope is too large');
@@ -465,7 +470,7 @@ function decodeVerified(bytes: Uint8Array): KmsBlob {
     provider: r.stringField(t, F.provider, MAX_BYTES.provider, 'provider', true),
     keyId: r.stringField(t, F.keyId, MAX_BYTES.keyId, 'key_id', false),
     region: r.stringField(t, F.region, MAX_BYTES.region, 'region', false),
-    wrappedKek: bytes.slice(wStart, wEnd),
+    wrappedKek: copyBytes(bytes, wStart, wEnd),
     version: versionOff === 0 ? 0 : r.view.getUint32(root + versionOff, true),
     createdAt,
     indexName: r.stringField(t, F.indexName, MAX_BYTES.name, 'index_name', true),
@@ -473,7 +478,7 @@ function decodeVerified(bytes: Uint8Array): KmsBlob {
     schemaVersion: schemaOff === 0 ? KMS_BLOB_SCHEMA_VERSION : r.view.getUint16(root + schemaOff, true),
     // Buffers from writers that predate updated_at: it is the creation time.
     updatedAt: updatedAt === 0 ? createdAt : updatedAt,
-    kekCheck: cEnd > cStart ? bytes.slice(cStart, cEnd) : undefined,
+    kekCheck: cEnd > cStart ? copyBytes(bytes, cStart, cEnd) : undefined,
   };
   checkValues(blob, malformed);
   return blob;

@@ -189,7 +189,7 @@ export class DiskStore implements EnvelopeStore {
           throw err;
         }
         if (tmp === undefined) {
-          ensureDir(dir, this.root, index);
+          ensureDir(dir, index);
           tmp = writeTemp(dir, bytes, index);
         }
         const next = (generation?.number ?? 0) + 1;
@@ -234,8 +234,8 @@ function fsError(err: unknown, what: string, index: IndexName): KmsEnvelopeError
   return new StoreUnavailableError(`${what}${code ? ` (${code})` : ''}`, { index, cause: err });
 }
 
-/** Creates `dir` and any missing parents below (and including) the root, 0700, fsyncing parents. */
-function ensureDir(dir: string, root: string, index: IndexName): void {
+/** Creates `dir` and its missing parents, 0700, fsyncing each parent. */
+function ensureDir(dir: string, index: IndexName): void {
   try {
     statSync(dir);
     return;
@@ -251,7 +251,7 @@ function ensureDir(dir: string, root: string, index: IndexName): void {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT')
         throw fsError(err, 'cannot reach the store folder', index);
       missing.unshift(d);
-      if (d === dirname(d) || d === root) break;
+      if (d === dirname(d)) break;
     }
   }
   for (const d of missing) {

@@ -1,0 +1,177 @@
+/**
+ * One conformance suite for every envelope store. Each store's test file calls
+ * {@link runStoreConformance}; user-written stores can run it too.
+ */
+import { describe, expect, it } from 'vitest';
+import type { KmsBlob } from '../../src/envelope/kms-blob.js';
+import {
+  EnvelopeExistsError,
+  EnvelopeNotFoundError,
+  InvalidArgumentError,
+  MalformedEnvelopeError,
+  VersionConflictError,
+} from '../../src/errors.js';
+import { type IndexName, parseIndexName } from '../../src/names.js';
+import type { EnvelopeStore } from '../../src/storage/store.js';
+import { sampleBlob } from '../helpers/blobs.js';
+
+/** What a store's test file provides. */
+export interface StoreFixture {
+  /** A fresh, empty store. */
+  readonly store: EnvelopeStore;
+  /** More clients of the same storage (separate connections where the store has them). */
+  readonly another: () => Promise<EnvelopeStore>;
+  /** Overwrites what is stored for `index` with junk, bypassing the store's checks. */
+  readonly corrupt: (index: IndexName) => Promise<void>;
+  readonly cleanup: () => Promise<void>;
+}
+
+const BAD_NAMES = ['..', 'a/b', 'a\\b', 'a\0b', '', 'x'.repeat(200), '.hidden', '../escape', 'sp ace'];
+
+export function runStoreConformance(name: string, makeFixture: () => Promise<StoreFixture>): void {
+  describe(`store conformance: ${name}`, () => {
+    const idx = parseIndexName('orders');
+
+    async function withFixture(fn: (f: StoreFixture) => Promise<void>) {
+      const fixture = await makeFixture();
+      try {
+        await fn(fixture);
+      } finally {
+        await fixture.cleanup();
+      }
+    }
+
+    it('create then get returns the same envelope', () =>
+      withFixture(async ({ store }) => {
+        const blob = sampleBlob(idx, { encryptionContext: { tenant: 'acme', b: 'ü' }, region: 'eu-west-1' });
+        await store.create(idx, blob);
+        expect(await store.get(idx)).toEqual(blob);
+      }));
+
+    it('create is strict; get of a missing envelope is EnvelopeNotFoundError', () =>
+      withFixture(async ({ store }) => {
+        await expect(store.get(idx)).rejects.toThrow(EnvelopeNotFoundError);
+        await store.create(idx, sampleBlob(idx));
+        await expect(store.create(idx, sampleBlob(idx))).rejects.toThrow(EnvelopeExistsError);
+      }));
+
+    it('push upserts: creates, then replaces whole', () =>
+      withFixture(async ({ store }) => {
+        const v1 = sampleBlob(idx);
+        await store.push(idx, v1);
+        expect(await store.get(idx)).toEqual(v1);
+        const v2 = sampleBlob(idx, { version: 2, kmsName: 'other', keyId: 'k2', kekCheck: undefined });
+        await store.push(idx, v2);
+        expect(await store.get(idx)).toEqual(v2);
+        await store.push(idx, v2); // idempotent
+        expect(await store.get(idx)).toEqual(v2);
+      }));
+
+    it('push with expectedVersion is a compare-and-set', () =>
+      withFixture(async ({ store }) => {
+        await expect(
+          store.push(idx, sampleBlob(idx, { version: 2 }), { expectedVersion: 1 }),
+        ).rejects.toMatchObject({
+          constructor: VersionConflictError,
+          expectedVersion: 1,
+          actualVersion: undefined,
+        });
+        await store.create(idx, sampleBlob(idx));
+        const v2 = sampleBlob(idx, { version: 2 });
+        await store.push(idx, v2, { expectedVersion: 1 });
+        const err = await store
+          .push(idx, sampleBlob(idx, { version: 3 }), { expectedVersion: 1 })
+          .catch((e: unknown) => e);
+        expect(err).toBeInstanceOf(VersionConflictError);
+        expect(err).toMatchObject({ expectedVersion: 1, actualVersion: 2 });
+        expect(await store.get(idx)).toEqual(v2);
+      }));
+
+    it('delete is idempotent, and create works again after it', () =>
+      withFixture(async ({ store }) => {
+        await store.delete(parseIndexName('never-created'));
+        await store.create(idx, sampleBlob(idx));
+        await store.delete(idx);
+        await store.delete(idx);
+        await expect(store.get(idx)).rejects.toThrow(EnvelopeNotFoundError);
+        await expect(
+          store.push(idx, sampleBlob(idx, { version: 2 }), { expectedVersion: 1 }),
+        ).rejects.toThrow(VersionConflictError);
+        await store.create(idx, sampleBlob(idx, { version: 5 }));
+        expect((await store.get(idx)).version).toBe(5);
+      }));
+
+    it('invalid index names are refused by every method', () =>
+      withFixture(async ({ store }) => {
+        for (const bad of BAD_NAMES) {
+          const blob = sampleBlob('ok', { indexName: bad });
+          const n = bad as IndexName;
+          await expect(store.create(n, blob)).rejects.toThrow(InvalidArgumentError);
+          await expect(store.push(n, blob)).rejects.toThrow(InvalidArgumentError);
+          await expect(store.get(n)).rejects.toThrow(InvalidArgumentError);
+          await expect(store.delete(n)).rejects.toThrow(InvalidArgumentError);
+        }
+      }));
+
+    it('an envelope bound to another index is refused on write', () =>
+      withFixture(async ({ store }) => {
+        await expect(store.create(idx, sampleBlob('elsewhere'))).rejects.toThrow(InvalidArgumentError);
+        await expect(store.push(idx, sampleBlob('elsewhere'))).rejects.toThrow(InvalidArgumentError);
+        await expect(store.get(idx)).rejects.toThrow(EnvelopeNotFoundError);
+      }));
+
+    it('a corrupt stored value is MalformedEnvelopeError naming the index', () =>
+      withFixture(async ({ store, corrupt }) => {
+        await store.create(idx, sampleBlob(idx));
+        await corrupt(idx);
+        const err = await store.get(idx).catch((e: unknown) => e);
+        expect(err).toBeInstanceOf(MalformedEnvelopeError);
+        expect((err as Error).message).toContain('"orders"');
+      }));
+
+    it('16 concurrent creators of one index: exactly one wins', () =>
+      withFixture(async ({ another }) => {
+        const stores = await Promise.all(Array.from({ length: 16 }, () => another()));
+        const results = await Promise.allSettled(
+          stores.map((s, i) => s.create(idx, sampleBlob(idx, { keyId: `writer-${i}` }))),
+        );
+        const won = results.filter((r) => r.status === 'fulfilled');
+        expect(won).toHaveLength(1);
+        for (const r of results)
+          if (r.status === 'rejected') expect(r.reason).toBeInstanceOf(EnvelopeExistsError);
+        const winner = results.findIndex((r) => r.status === 'fulfilled');
+        expect((await stores[0]!.get(idx)).keyId).toBe(`writer-${winner}`);
+        await Promise.all(stores.map((s) => s.close()));
+      }));
+
+    it('16 clients x 100 compare-and-set increments: no update is lost', () =>
+      withFixture(async ({ store, another }) => {
+        await store.create(idx, sampleBlob(idx));
+        const clients = await Promise.all(Array.from({ length: 16 }, () => another()));
+        let successes = 0;
+        let conflicts = 0;
+        await Promise.all(
+          clients.map(async (client) => {
+            for (let i = 0; i < 100; i++) {
+              const current: KmsBlob = await client.get(idx);
+              try {
+                await client.push(
+                  idx,
+                  { ...current, version: current.version + 1 },
+                  { expectedVersion: current.version },
+                );
+                successes++;
+              } catch (err) {
+                expect(err).toBeInstanceOf(VersionConflictError);
+                conflicts++;
+              }
+            }
+          }),
+        );
+        expect(successes + conflicts).toBe(1600);
+        expect(successes).toBeGreaterThan(0);
+        expect((await store.get(idx)).version).toBe(1 + successes);
+        await Promise.all(clients.map((c) => c.close()));
+      }));
+  });
+}

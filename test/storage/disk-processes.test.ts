@@ -1,0 +1,104 @@
+/**
+ * The disk store across real processes: in one process the store's synchronous file calls run
+ * one at a time, so races only show between processes.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parseIndexName } from '../../src/names.js';
+import { DiskStore } from '../../src/storage/disk.js';
+import { sampleBlob } from '../helpers/blobs.js';
+
+const worker = join(import.meta.dirname, '../helpers/disk-worker.ts');
+const repo = join(import.meta.dirname, '../..');
+
+function startWorker(
+  args: string[],
+  env: Record<string, string> = {},
+): { child: ChildProcess; output: Promise<string> } {
+  const child = spawn(process.execPath, ['--import', 'tsx', worker, ...args], {
+    cwd: repo,
+    env: { ...process.env, ...env },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  child.stdout!.on('data', (d) => {
+    out += d;
+  });
+  child.stderr!.on('data', (d) => {
+    err += d;
+  });
+  const output = new Promise<string>((resolve, reject) => {
+    child.on('exit', (code, signal) =>
+      code === 0 || signal === 'SIGKILL'
+        ? resolve(out)
+        : reject(new Error(`worker failed (${code}): ${err}`)),
+    );
+  });
+  return { child, output };
+}
+
+/** Starts all workers, waits until each has loaded, then releases them together. */
+async function race(argsList: string[][]): Promise<string[]> {
+  const workers = argsList.map((args) => startWorker(args));
+  await new Promise((r) => setTimeout(r, 1500)); // let every process load tsx and the store
+  for (const w of workers) w.child.stdin!.write('go\n');
+  return Promise.all(workers.map((w) => w.output));
+}
+
+describe('disk store across processes', () => {
+  const index = parseIndexName('shared');
+
+  it('16 processes racing to create one index: exactly one wins', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'ke-procs-'));
+    const outputs = await race(Array.from({ length: 16 }, (_, i) => ['create', root, index, String(i)]));
+    const results = outputs.map((o) => o.trim());
+    expect(results.filter((r) => r === 'won')).toHaveLength(1);
+    expect(results.filter((r) => r === 'lost')).toHaveLength(15);
+    const winner = results.indexOf('won');
+    expect((await new DiskStore(root).get(index)).keyId).toBe(`writer-${winner}`);
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  it('16 processes x 100 compare-and-set increments: no update lost', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'ke-procs-'));
+    await new DiskStore(root).create(index, sampleBlob(index));
+    const outputs = await race(Array.from({ length: 16 }, () => ['cas', root, index, '100']));
+    const counts = outputs.map((o) => JSON.parse(o) as { ok: number; conflicts: number });
+    const ok = counts.reduce((n, c) => n + c.ok, 0);
+    expect(counts.reduce((n, c) => n + c.ok + c.conflicts, 0)).toBe(1600);
+    expect(ok).toBeGreaterThan(0);
+    expect((await new DiskStore(root).get(index)).version).toBe(1 + ok);
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  it('a writer killed with SIGKILL 100 times never leaves a torn envelope', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'ke-procs-'));
+    const store = new DiskStore(root);
+    await store.create(index, sampleBlob(index));
+    let lastVersion = 1;
+    for (let kill = 0; kill < 100; kill++) {
+      const { child, output } = startWorker(['loop', root, index], { KE_NO_WAIT: '1' });
+      // Wait until it is pushing, then kill it at a random moment.
+      await new Promise<void>((resolve) => child.stdout!.once('data', () => resolve()));
+      await new Promise((r) => setTimeout(r, 2 + Math.random() * 25));
+      child.kill('SIGKILL');
+      await output;
+      const blob = await store.get(index); // decodes whole (CRC and structure), or throws
+      expect(blob.version).toBeGreaterThanOrEqual(lastVersion);
+      expect(blob.wrappedKek.length === 60 || blob.wrappedKek.length === 4000).toBe(true);
+      if (blob.wrappedKek.length === 4000) expect(new Set(blob.wrappedKek).size).toBe(1);
+      lastVersion = blob.version;
+    }
+    // Still writable with compare-and-set after all that.
+    await store.push(index, sampleBlob(index, { version: lastVersion + 1 }), {
+      expectedVersion: lastVersion,
+    });
+    expect((await store.get(index)).version).toBe(lastVersion + 1);
+    expect(lastVersion).toBeGreaterThan(100);
+    rmSync(root, { recursive: true, force: true });
+  }, 180_000);
+});

@@ -1,0 +1,79 @@
+import { mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parseIndexName } from '../../src/names.js';
+import { DiskStore, ENVELOPE_DIR, RETAINED_GENERATIONS } from '../../src/storage/disk.js';
+import { sampleBlob } from '../helpers/blobs.js';
+import { runStoreConformance } from './conformance.js';
+
+function newRoot() {
+  return mkdtempSync(join(tmpdir(), 'ke-disk-'));
+}
+
+runStoreConformance('disk', async () => {
+  const root = newRoot();
+  const store = new DiskStore(root);
+  return {
+    store,
+    another: async () => new DiskStore(root),
+    corrupt: async (index) => {
+      const dir = join(root, index, ENVELOPE_DIR);
+      const newest = readdirSync(dir)
+        .filter((f) => f.endsWith('.kmsb'))
+        .sort((a, b) => Number.parseInt(b) - Number.parseInt(a))[0]!;
+      writeFileSync(join(dir, newest), 'not an envelope at all, just junk bytes');
+    },
+    cleanup: async () => rmSync(root, { recursive: true, force: true }),
+  };
+});
+
+describe('disk store layout', () => {
+  const idx = parseIndexName('orders');
+
+  it('keeps the envelope beside the index keystore, files 0600 and folders 0700', async () => {
+    const root = newRoot();
+    const store = new DiskStore(join(root, 'nested', 'store'));
+    await store.create(idx, sampleBlob(idx));
+    const dir = join(root, 'nested', 'store', 'orders', ENVELOPE_DIR);
+    for (const d of [
+      join(root, 'nested'),
+      join(root, 'nested', 'store'),
+      join(root, 'nested', 'store', 'orders'),
+      dir,
+    ]) {
+      expect(statSync(d).mode & 0o777).toBe(0o700);
+    }
+    const files = readdirSync(dir);
+    expect(files).toEqual(['1.kmsb']);
+    expect(statSync(join(dir, '1.kmsb')).mode & 0o777).toBe(0o600);
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  it('keeps a bounded number of old generations and no temporary files', async () => {
+    const root = newRoot();
+    const store = new DiskStore(root);
+    await store.create(idx, sampleBlob(idx));
+    for (let v = 2; v <= 60; v++)
+      await store.push(idx, sampleBlob(idx, { version: v }), { expectedVersion: v - 1 });
+    const files = readdirSync(join(root, 'orders', ENVELOPE_DIR));
+    expect(files.length).toBeLessThanOrEqual(RETAINED_GENERATIONS);
+    expect(files.some((f) => f.startsWith('.tmp-'))).toBe(false);
+    expect((await store.get(idx)).version).toBe(60);
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  it('a delete leaves a tombstone so that a stale compare-and-set cannot resurrect the envelope', async () => {
+    const root = newRoot();
+    const store = new DiskStore(root);
+    await store.create(idx, sampleBlob(idx));
+    await store.delete(idx);
+    const files = readdirSync(join(root, 'orders', ENVELOPE_DIR));
+    expect(files).toContain('2.kmsb');
+    expect(statSync(join(root, 'orders', ENVELOPE_DIR, '2.kmsb')).size).toBe(0);
+    await expect(store.push(idx, sampleBlob(idx, { version: 2 }), { expectedVersion: 1 })).rejects.toThrow(
+      /version conflict/,
+    );
+    rmSync(root, { recursive: true, force: true });
+  });
+});
