@@ -160,12 +160,16 @@ export class RedisStore implements EnvelopeStore {
     } catch (cause) {
       throw new MissingDependencyError('ioredis', 'the Redis store', cause);
     }
-    return new Redis(this.#options.url!, {
+    const client = new Redis(this.#options.url!, {
       lazyConnect: true,
       maxRetriesPerRequest: 1,
       commandTimeout: this.#options.commandTimeoutMs ?? 2000,
       enableOfflineQueue: true,
-    }) as unknown as RedisLike;
+    });
+    // Connection errors reach callers through the failed commands (as StoreUnavailableError);
+    // without a listener ioredis would also print each one.
+    client.on('error', () => {});
+    return client as unknown as RedisLike;
   }
 
   async #call<T>(index: IndexName, fn: (client: RedisLike) => Promise<T>): Promise<T> {

@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,7 +11,7 @@ export interface RedisServerHandle {
   readonly port: number;
   /** Stops the server (SIGTERM) and waits for it to exit. Idempotent. */
   stop(): Promise<void>;
-  /** Starts it again on the same port (its data is gone: persistence is off). */
+  /** Starts it again on the same port, after {@link stop} or while running (its data is gone: persistence is off). */
   restart(): Promise<void>;
 }
 
@@ -72,6 +72,7 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
   let child: ChildProcess | undefined;
 
   const start = async () => {
+    mkdirSync(dir, { recursive: true, mode: 0o700 }); // stop() removed it
     child = spawn(
       binary,
       [
@@ -88,8 +89,12 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
         '--loglevel',
         'warning',
       ],
-      { stdio: 'ignore' },
+      { stdio: ['ignore', 'ignore', 'pipe'] },
     );
+    let stderr = '';
+    child.stderr?.on('data', (d) => {
+      stderr += d;
+    });
     const deadline = Date.now() + (options.startTimeoutMs ?? 10_000);
     while (Date.now() < deadline) {
       if (child.exitCode !== null)
