@@ -21,7 +21,7 @@ runStoreConformance('disk', async () => {
       const dir = join(root, index, ENVELOPE_DIR);
       const newest = readdirSync(dir)
         .filter((f) => f.endsWith('.kmsb'))
-        .sort((a, b) => Number.parseInt(b) - Number.parseInt(a))[0]!;
+        .sort((a, b) => Number.parseInt(b, 10) - Number.parseInt(a, 10))[0]!;
       writeFileSync(join(dir, newest), 'not an envelope at all, just junk bytes');
     },
     cleanup: async () => rmSync(root, { recursive: true, force: true }),
