@@ -98,7 +98,9 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
     const deadline = Date.now() + (options.startTimeoutMs ?? 10_000);
     while (Date.now() < deadline) {
       if (child.exitCode !== null) {
-        throw new Error(`${binary} exited with code ${child.exitCode} on port ${port}: ${stderr.trim().slice(-300)}`);
+        throw new Error(
+          `${binary} exited with code ${child.exitCode} on port ${port}: ${stderr.trim().slice(-300)}`,
+        );
       }
       if (await ping(port)) return;
       await new Promise((r) => setTimeout(r, 10));
