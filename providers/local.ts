@@ -64,11 +64,7 @@ class LocalProvider implements KmsProvider {
         ? openAes256Gcm(this.#masterKey, wrapped.wrappedKek, bindingAad({ provider: id, ...context }))
         : undefined;
     if (plaintext === undefined) throw new UnwrapFailedError('cannot unwrap the KEK', where);
-    try {
-      return Kek.fromBytes(plaintext);
-    } finally {
-      plaintext.fill(0);
-    }
+    return Kek.fromBytesAndWipe(plaintext);
   }
 
   async close(): Promise<void> {

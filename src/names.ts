@@ -8,9 +8,10 @@ export type SlotName = string & { readonly __brand: 'SlotName' };
 /** Longest accepted index or slot name, in characters (ASCII only, so also bytes). */
 export const MAX_NAME_LENGTH = 128;
 
+/** ASCII letters, digits, '.', '_' and '-', starting with a letter or digit (plus: no '..'). */
 // ASCII letters, digits, '.', '_' and '-', starting with a letter or digit: no '/', '\\', NUL,
 // whitespace or control characters, no leading dot, so a name can never leave its folder.
-const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 
 function check(kind: string, name: unknown): string {
   if (typeof name !== 'string') throw new InvalidArgumentError(`${kind} name must be a string`);
@@ -20,7 +21,7 @@ function check(kind: string, name: unknown): string {
   if (name.length > MAX_NAME_LENGTH) {
     throw new InvalidArgumentError(`${kind} name ${shown} is longer than ${MAX_NAME_LENGTH} characters`);
   }
-  if (!NAME.test(name) || name.includes('..')) {
+  if (!NAME_PATTERN.test(name) || name.includes('..')) {
     throw new InvalidArgumentError(
       `${kind} name ${shown} is not allowed: use letters, digits, '.', '_' and '-', starting with a letter or digit, without '..'`,
     );

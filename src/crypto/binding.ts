@@ -22,9 +22,30 @@ export interface KekBinding {
 /**
  * The binding as an unambiguous byte string: a label, then each field as a 4-byte big-endian
  * length and its UTF-8 bytes, the extra context sorted by key. Two different bindings never give
- * the same bytes.
+ * the same bytes. The returned buffer may be shared: do not modify it.
  */
 export function bindingAad(binding: KekBinding): Buffer {
+  // The hot path (an unwrap per request) sees the same few bindings again and again.
+  const contextKeys = Object.keys(binding.encryptionContext);
+  const cacheKey =
+    contextKeys.length === 0 ? `${binding.provider}\u0000${binding.slot}\u0000${binding.index}` : undefined;
+  if (cacheKey !== undefined) {
+    const cached = aadCache.get(cacheKey);
+    if (cached !== undefined) return cached;
+  }
+  const aad = encodeBinding(binding);
+  if (cacheKey !== undefined) {
+    if (aadCache.size >= AAD_CACHE_SIZE) aadCache.clear();
+    aadCache.set(cacheKey, aad);
+  }
+  return aad;
+}
+
+// Bounded: cleared when full, which costs a few re-encodings, never memory.
+const AAD_CACHE_SIZE = 4096;
+const aadCache = new Map<string, Buffer>();
+
+function encodeBinding(binding: KekBinding): Buffer {
   const parts = [LABEL, binding.provider, binding.slot, binding.index];
   for (const key of Object.keys(binding.encryptionContext).sort()) {
     parts.push(key, binding.encryptionContext[key] ?? '');

@@ -10,7 +10,7 @@
  * @module
  */
 import { InvalidArgumentError, MalformedEnvelopeError } from '../errors.js';
-import { isValidIndexName, MAX_NAME_LENGTH } from '../names.js';
+import { MAX_NAME_LENGTH, NAME_PATTERN } from '../names.js';
 import { CHECKSUM_LENGTH, crc32c } from './checksum.js';
 import {
   KMS_BLOB_FILE_IDENTIFIER,
@@ -36,7 +36,6 @@ const F = {
   kekCheck: 11,
 } as const;
 
-const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 // C0 control characters and DEL: never part of a key id, region or context entry.
 // biome-ignore lint/suspicious/noControlCharactersInRegex: that is the point of this pattern
 const CONTROL = /[\u0000-\u001f\u007f]/;
@@ -48,14 +47,19 @@ const CONTROL = /[\u0000-\u001f\u007f]/;
 type Fail = (message: string) => never;
 
 function checkName(kind: string, value: string, fail: Fail): void {
-  if (value.length === 0 || value.length > MAX_NAME_LENGTH || !NAME.test(value) || value.includes('..')) {
+  if (
+    value.length === 0 ||
+    value.length > MAX_NAME_LENGTH ||
+    !NAME_PATTERN.test(value) ||
+    value.includes('..')
+  ) {
     fail(`${kind} is not a valid name`);
   }
 }
 
-function checkText(kind: string, value: string, max: number, fail: Fail): void {
+function checkText(kind: string, value: string, max: number, fail: Fail, controlsChecked: boolean): void {
   if (value.length > max) fail(`${kind} is longer than ${max} characters`);
-  if (CONTROL.test(value)) fail(`${kind} contains control characters`);
+  if (!controlsChecked && CONTROL.test(value)) fail(`${kind} contains control characters`);
 }
 
 function checkTimestamp(kind: string, value: number, fail: Fail): void {
@@ -65,12 +69,12 @@ function checkTimestamp(kind: string, value: number, fail: Fail): void {
 }
 
 /** The value rules of a KMSBlob, checked on encode and after a decode's structural checks. */
-function checkValues(blob: KmsBlob, fail: Fail): void {
+function checkValues(blob: KmsBlob, fail: Fail, controlsChecked = false): void {
   checkName('kms_name', blob.kmsName, fail);
-  if (!isValidIndexName(blob.indexName)) fail('index_name is not a valid index name');
+  checkName('index_name', blob.indexName, fail);
   if (!PROVIDER_ID_PATTERN.test(blob.provider)) fail('provider is not a valid provider id');
-  checkText('key_id', blob.keyId, KmsBlobLimits.maxKeyIdLength, fail);
-  checkText('region', blob.region, KmsBlobLimits.maxRegionLength, fail);
+  checkText('key_id', blob.keyId, KmsBlobLimits.maxKeyIdLength, fail, controlsChecked);
+  checkText('region', blob.region, KmsBlobLimits.maxRegionLength, fail, controlsChecked);
   if (blob.wrappedKek.length > KmsBlobLimits.maxWrappedKekBytes) {
     fail(`wrapped_kek is larger than ${KmsBlobLimits.maxWrappedKekBytes} bytes`);
   }
@@ -101,8 +105,14 @@ function checkValues(blob: KmsBlob, fail: Fail): void {
     const value = blob.encryptionContext[key];
     if (key.length === 0) fail('encryption_context has an empty key');
     if (typeof value !== 'string') fail('encryption_context values must be strings');
-    checkText('an encryption_context key', key, KmsBlobLimits.maxContextKeyLength, fail);
-    checkText('an encryption_context value', value, KmsBlobLimits.maxContextValueLength, fail);
+    checkText('an encryption_context key', key, KmsBlobLimits.maxContextKeyLength, fail, controlsChecked);
+    checkText(
+      'an encryption_context value',
+      value,
+      KmsBlobLimits.maxContextValueLength,
+      fail,
+      controlsChecked,
+    );
   }
 }
 
@@ -291,6 +301,8 @@ class Reader {
   readonly view: DataView;
   /** The same bytes as a Buffer (no copy), for native ASCII slicing. */
   readonly latin1: Buffer;
+  /** The same bytes as a plain Uint8Array (no copy), whose slice() copies. */
+  readonly plain: Uint8Array;
   /** Length of the FlatBuffer (without the trailer). */
   readonly end: number;
 
@@ -298,11 +310,14 @@ class Reader {
     this.bytes = bytes;
     this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     this.latin1 = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    this.plain = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     this.end = end;
   }
 
-  need(pos: number, size: number, what: string): void {
-    if (pos < 0 || size < 0 || pos + size > this.end) malformed(`${what} is out of bounds`);
+  /** Fails unless [pos, pos + size) lies inside the FlatBuffer. Messages are built only on failure. */
+  need(pos: number, size: number, what: string, part?: string): void {
+    if (pos < 0 || size < 0 || pos + size > this.end)
+      malformed(`${part ? `${part} of ` : ''}${what} is out of bounds`);
   }
 
   /** Verifies the table at `pos` and returns the position of its vtable and its sizes. */
@@ -311,11 +326,11 @@ class Reader {
     this.need(pos, 4, what);
     const vtable = pos - this.view.getInt32(pos, true);
     if (vtable % 2 !== 0) malformed(`vtable of ${what} is misaligned`);
-    this.need(vtable, 4, `vtable of ${what}`);
+    this.need(vtable, 4, what, 'vtable');
     const vtableSize = this.view.getUint16(vtable, true);
     const tableSize = this.view.getUint16(vtable + 2, true);
     if (vtableSize < 4 || vtableSize % 2 !== 0) malformed(`vtable of ${what} has a bad size`);
-    this.need(vtable, vtableSize, `vtable of ${what}`);
+    this.need(vtable, vtableSize, what, 'vtable');
     if (tableSize < 4) malformed(`${what} has a bad size`);
     this.need(pos, tableSize, what);
     // Every present field, known or not, must start inside the table's inline part.
@@ -338,7 +353,7 @@ class Reader {
   /** Follows the uoffset stored at `at`; returns the target position (4-aligned, in bounds). */
   follow(at: number, what: string): number {
     if (at % 4 !== 0) malformed(`offset to ${what} is misaligned`);
-    this.need(at, 4, `offset to ${what}`);
+    this.need(at, 4, what, 'offset to');
     const rel = this.view.getUint32(at, true);
     if (rel === 0) malformed(`offset to ${what} is zero`);
     const target = at + rel;
@@ -347,33 +362,45 @@ class Reader {
     return target;
   }
 
-  /** A verified [ubyte] vector: start and end of its bytes. */
-  vector(at: number, max: number, what: string): [number, number] {
+  /** End of the vector last verified by {@link vector}. */
+  vectorEnd = 0;
+
+  /** A verified [ubyte] vector: returns the start of its bytes and sets {@link vectorEnd}. */
+  vector(at: number, max: number, what: string): number {
     const target = this.follow(at, what);
     const length = this.view.getUint32(target, true);
     if (length > max) malformed(`${what} is longer than ${max} bytes`);
     this.need(target + 4, length, what);
-    return [target + 4, target + 4 + length];
+    this.vectorEnd = target + 4 + length;
+    return target + 4;
   }
 
-  /** A verified string: NUL-terminated, valid UTF-8, at most `max` bytes. */
+  /** A plain Uint8Array copy of [start, end) (Buffer#slice would return a view). */
+  copy(start: number, end: number): Uint8Array {
+    return this.plain.slice(start, end);
+  }
+
+  /** A verified string: NUL-terminated, valid UTF-8 without control characters, at most `max` bytes. */
   string(at: number, max: number, what: string): string {
-    const [start, end] = this.vector(at, max, what);
-    this.need(end, 1, `${what} terminator`);
-    if (this.bytes[end] !== 0) malformed(`${what} is not NUL-terminated`);
+    const start = this.vector(at, max, what);
+    const end = this.vectorEnd;
+    this.need(end, 1, what, 'terminator');
+    const bytes = this.bytes;
+    if (bytes[end] !== 0) malformed(`${what} is not NUL-terminated`);
     let ascii = true;
     for (let i = start; i < end; i++) {
-      if (this.bytes[i]! >= 0x80) {
-        ascii = false;
-        break;
-      }
+      const b = bytes[i]!;
+      if (b >= 0x80) ascii = false;
+      else if (b < 0x20 || b === 0x7f) malformed(`${what} contains control characters`);
     }
     if (ascii) return this.latin1.toString('latin1', start, end);
+    let text: string;
     try {
-      return utf8.decode(this.bytes.subarray(start, end));
+      text = utf8.decode(bytes.subarray(start, end));
     } catch {
       return malformed(`${what} is not valid UTF-8`);
     }
+    return text;
   }
 
   /** A string field, '' when absent (or `undefined` when `required` and absent → error). */
@@ -434,11 +461,6 @@ function readContext(r: Reader, t: Table): Record<string, string> {
   return context;
 }
 
-/** A plain Uint8Array copy (Buffer#slice would return a view into the input). */
-function copyBytes(bytes: Uint8Array, start: number, end: number): Uint8Array {
-  return new Uint8Array(bytes.subarray(start, end));
-}
-
 function decodeVerified(bytes: Uint8Array): KmsBlob {
   if (!(bytes instanceof Uint8Array)) malformed('input is not bytes');
   if (bytes.length > KmsBlobLimits.maxEnvelopeBytes) malformed('envelope is too large');
@@ -455,11 +477,12 @@ function decodeVerified(bytes: Uint8Array): KmsBlob {
   const t = r.table(root, 'root table');
 
   const wrappedOff = r.field(t, F.wrappedKek, 4, 'wrapped_kek');
-  const [wStart, wEnd] =
-    wrappedOff === 0 ? [0, 0] : r.vector(root + wrappedOff, KmsBlobLimits.maxWrappedKekBytes, 'wrapped_kek');
+  const wStart =
+    wrappedOff === 0 ? 0 : r.vector(root + wrappedOff, KmsBlobLimits.maxWrappedKekBytes, 'wrapped_kek');
+  const wEnd = wrappedOff === 0 ? 0 : r.vectorEnd;
   const checkOff = r.field(t, F.kekCheck, 4, 'kek_check');
-  const [cStart, cEnd] =
-    checkOff === 0 ? [0, 0] : r.vector(root + checkOff, KmsBlobLimits.maxKekCheckBytes, 'kek_check');
+  const cStart = checkOff === 0 ? 0 : r.vector(root + checkOff, KmsBlobLimits.maxKekCheckBytes, 'kek_check');
+  const cEnd = checkOff === 0 ? 0 : r.vectorEnd;
   const versionOff = r.field(t, F.version, 4, 'version');
   const schemaOff = r.field(t, F.schemaVersion, 2, 'schema_version');
   const createdAt = r.longField(t, F.createdAt, 'created_at');
@@ -470,7 +493,7 @@ function decodeVerified(bytes: Uint8Array): KmsBlob {
     provider: r.stringField(t, F.provider, MAX_BYTES.provider, 'provider', true),
     keyId: r.stringField(t, F.keyId, MAX_BYTES.keyId, 'key_id', false),
     region: r.stringField(t, F.region, MAX_BYTES.region, 'region', false),
-    wrappedKek: copyBytes(bytes, wStart, wEnd),
+    wrappedKek: r.copy(wStart, wEnd),
     version: versionOff === 0 ? 0 : r.view.getUint32(root + versionOff, true),
     createdAt,
     indexName: r.stringField(t, F.indexName, MAX_BYTES.name, 'index_name', true),
@@ -478,9 +501,9 @@ function decodeVerified(bytes: Uint8Array): KmsBlob {
     schemaVersion: schemaOff === 0 ? KMS_BLOB_SCHEMA_VERSION : r.view.getUint16(root + schemaOff, true),
     // Buffers from writers that predate updated_at: it is the creation time.
     updatedAt: updatedAt === 0 ? createdAt : updatedAt,
-    kekCheck: cEnd > cStart ? copyBytes(bytes, cStart, cEnd) : undefined,
+    kekCheck: cEnd > cStart ? r.copy(cStart, cEnd) : undefined,
   };
-  checkValues(blob, malformed);
+  checkValues(blob, malformed, true);
   return blob;
 }
 

@@ -24,7 +24,15 @@ export class Kek extends SecretKey {
 
   /** A new random KEK from the CSPRNG. */
   static generate(): Kek {
-    const bytes = SecretKey.randomBytes(KEK_LENGTH);
+    return Kek.fromBytesAndWipe(SecretKey.randomBytes(KEK_LENGTH));
+  }
+
+  /**
+   * Copies `bytes` into a new KEK and wipes `bytes`: for plaintext that a decryption just
+   * produced and nobody else holds.
+   * @throws InvalidArgumentError if `bytes` is not 32 bytes long (and still wipes it).
+   */
+  static fromBytesAndWipe(bytes: Uint8Array): Kek {
     try {
       return new Kek(bytes);
     } finally {

@@ -153,11 +153,16 @@ export class DiskStore implements EnvelopeStore {
   }
 
   #newest(dir: string, index: IndexName): Generation | undefined {
+    return this.#list(dir, index).newest;
+  }
+
+  /** The folder's file names and its newest generation. */
+  #list(dir: string, index: IndexName): { names: string[]; newest: Generation | undefined } {
     let names: string[];
     try {
       names = readdirSync(dir);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { names: [], newest: undefined };
       throw fsError(err, 'cannot list the envelope folder', index);
     }
     let best = -1;
@@ -165,7 +170,7 @@ export class DiskStore implements EnvelopeStore {
       const n = parseGeneration(name);
       if (n > best) best = n;
     }
-    return best < 0 ? undefined : { number: best, path: join(dir, `${best}${SUFFIX}`) };
+    return { names, newest: best < 0 ? undefined : { number: best, path: join(dir, `${best}${SUFFIX}`) } };
   }
 
   /**
@@ -189,7 +194,7 @@ export class DiskStore implements EnvelopeStore {
           throw err;
         }
         if (tmp === undefined) {
-          ensureDir(dir, index);
+          if (generation === undefined) ensureDir(dir, index); // a generation means the folder exists
           tmp = writeTemp(dir, bytes, index);
         }
         const next = (generation?.number ?? 0) + 1;
@@ -199,14 +204,15 @@ export class DiskStore implements EnvelopeStore {
           if ((err as NodeJS.ErrnoException).code === 'EEXIST') continue; // lost the race: re-check
           throw fsError(err, 'cannot commit the envelope', index);
         }
-        const newest = this.#newest(dir, index)?.number ?? next;
+        const listing = this.#list(dir, index);
+        const newest = listing.newest?.number ?? next;
         if (newest >= next + RETAINED_GENERATIONS) {
           // Our number had been used and removed while we stalled: not a commit. Try again.
           unlinkQuietly(join(dir, `${next}${SUFFIX}`));
           continue;
         }
         fsyncDir(dir, index);
-        removeOlder(dir, newest);
+        removeOlder(dir, listing.names, newest);
         return;
       }
       throw new StoreUnavailableError('too many concurrent writers; gave up', { index });
@@ -299,13 +305,7 @@ function fsyncDir(dir: string, index: IndexName): void {
  * Removes generations {@link RETAINED_GENERATIONS} or more behind `newest`, and temporary files
  * left by killed writers.
  */
-function removeOlder(dir: string, newest: number): void {
-  let names: string[];
-  try {
-    names = readdirSync(dir);
-  } catch {
-    return;
-  }
+function removeOlder(dir: string, names: readonly string[], newest: number): void {
   const now = Date.now();
   for (const name of names) {
     const n = parseGeneration(name);

@@ -21,8 +21,8 @@ import type { EnvelopeStore, PushOptions } from './store.js';
  * the caller already has is accepted and the core never names ioredis types.
  */
 export interface RedisLike {
-  hmgetBuffer(key: string, ...fields: string[]): Promise<(Buffer | null)[]>;
-  hset(key: string, ...fieldsAndValues: (string | Buffer)[]): Promise<number>;
+  getBuffer(key: string): Promise<Buffer | null>;
+  set(key: string, value: Buffer, nx?: 'NX'): Promise<'OK' | null>;
   del(key: string): Promise<number>;
   evalsha(sha: string, numKeys: number, ...args: (string | Buffer)[]): Promise<unknown>;
   eval(script: string, numKeys: number, ...args: (string | Buffer)[]): Promise<unknown>;
@@ -44,20 +44,38 @@ export interface RedisStoreOptions {
 /** Default key prefix. */
 export const DEFAULT_KEY_PREFIX = 'kms-envelope:';
 
-// Strict insert: the hash is written only if the key does not exist.
-const CREATE = `if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], 'blob', ARGV[1], 'version', ARGV[2])
-return 1`;
-
-// Compare-and-set on the version field: 'OK', or the version found ('' when there is none).
-const CAS = `local v = redis.call('HGET', KEYS[1], 'version')
-if not v then return '' end
-if v ~= ARGV[1] then return v end
-redis.call('HSET', KEYS[1], 'blob', ARGV[2], 'version', ARGV[3])
+// Compare-and-set. The value is the stored envelope itself; the script reads its `version`
+// (table field 5) by walking the FlatBuffer's root offset and vtable with bounds checks, so a
+// value that is not an envelope is reported ('MALFORMED'), never misread as a version.
+// Returns 'OK', '' when there is no envelope, or the version found.
+const CAS = `local s = redis.call('GET', KEYS[1])
+if not s then return '' end
+local n = #s - 4
+local function u32(p) local a, b, c, d = string.byte(s, p + 1, p + 4) return a + b * 256 + c * 65536 + d * 16777216 end
+local function u16(p) local a, b = string.byte(s, p + 1, p + 2) return a + b * 256 end
+if n < 12 then return 'MALFORMED' end
+local root = u32(0)
+if root + 4 > n then return 'MALFORMED' end
+local soff = u32(root)
+if soff >= 2147483648 then soff = soff - 4294967296 end
+local vt = root - soff
+if vt < 0 or vt + 4 > n then return 'MALFORMED' end
+local vtsize = u16(vt)
+if vt + vtsize > n then return 'MALFORMED' end
+local version = 0
+if vtsize >= 16 then
+  local off = u16(vt + 14)
+  if off ~= 0 then
+    if root + off + 4 > n then return 'MALFORMED' end
+    version = u32(root + off)
+  end
+end
+if version ~= tonumber(ARGV[1]) then return tostring(version) end
+redis.call('SET', KEYS[1], ARGV[2])
 return 'OK'`;
 
 const sha1 = (script: string) => createHash('sha1').update(script).digest('hex');
-const SCRIPTS = { create: { source: CREATE, sha: sha1(CREATE) }, cas: { source: CAS, sha: sha1(CAS) } };
+const CAS_SCRIPT = { source: CAS, sha: sha1(CAS) };
 
 /** A URL without its password, for messages. */
 function redactUrl(url: string): string {
@@ -71,9 +89,10 @@ function redactUrl(url: string): string {
 }
 
 /**
- * Envelopes in Redis: one hash per index at `<keyPrefix><index>:kmsblob`, with fields `blob`
- * (the encoded envelope, binary-safe) and `version`. Create and compare-and-set run as Lua
- * scripts, so the server decides them atomically; a plain push is one `HSET`.
+ * Envelopes in Redis: one binary-safe string per index at `<keyPrefix><index>:kmsblob`, holding
+ * exactly the stored envelope bytes (what `kms-envelope inspect` reads from a file). Create is
+ * `SET NX`, a plain push is `SET`, and compare-and-set is a Lua script that reads the stored
+ * version, so the server decides each atomically.
  *
  * `ioredis` is an optional peer dependency, imported only when the store opens its own client.
  */
@@ -83,6 +102,8 @@ export class RedisStore implements EnvelopeStore {
   readonly keyPrefix: string;
   readonly #options: RedisStoreOptions;
   #client: Promise<RedisLike> | undefined;
+  /** The client once connected, so the hot path skips awaiting the promise. */
+  #ready: RedisLike | undefined;
   readonly #ownsClient: boolean;
 
   /** @throws InvalidArgumentError without `url` or `client`. */
@@ -93,7 +114,10 @@ export class RedisStore implements EnvelopeStore {
     this.keyPrefix = options.keyPrefix ?? DEFAULT_KEY_PREFIX;
     this.#ownsClient = options.client === undefined;
     this.description = options.url ? redactUrl(options.url) : 'redis:(client supplied)';
-    if (options.client) this.#client = Promise.resolve(options.client);
+    if (options.client) {
+      this.#client = Promise.resolve(options.client);
+      this.#ready = options.client;
+    }
   }
 
   /** The Redis key of an index's envelope. */
@@ -104,8 +128,8 @@ export class RedisStore implements EnvelopeStore {
   async create(index: IndexName, blob: KmsBlob): Promise<void> {
     const name = checkWrite(index, blob);
     const bytes = Buffer.from(encodeKmsBlob(blob));
-    const created = await this.#script(name, SCRIPTS.create, [bytes, String(blob.version)]);
-    if (created !== 1) throw new EnvelopeExistsError('an envelope already exists', { index: name });
+    const created = await this.#call(name, (c) => c.set(this.key(name), bytes, 'NX'));
+    if (created !== 'OK') throw new EnvelopeExistsError('an envelope already exists', { index: name });
   }
 
   async push(index: IndexName, blob: KmsBlob, options: PushOptions = {}): Promise<void> {
@@ -113,27 +137,23 @@ export class RedisStore implements EnvelopeStore {
     const bytes = Buffer.from(encodeKmsBlob(blob));
     const expected = options.expectedVersion;
     if (expected === undefined) {
-      await this.#call(name, (c) => c.hset(this.key(name), 'blob', bytes, 'version', String(blob.version)));
+      await this.#call(name, (c) => c.set(this.key(name), bytes));
       return;
     }
-    const result = await this.#script(name, SCRIPTS.cas, [String(expected), bytes, String(blob.version)]);
+    const result = await this.#script(name, CAS_SCRIPT, [String(expected), bytes]);
     const text = Buffer.isBuffer(result) ? result.toString() : String(result);
+    if (text === 'MALFORMED') {
+      throw new MalformedEnvelopeError('the stored value is not an envelope', { index: name });
+    }
     if (text !== 'OK')
       throw new VersionConflictError(expected, text === '' ? undefined : Number(text), { index: name });
   }
 
   async get(index: IndexName): Promise<KmsBlob> {
     const name = parseIndexName(index);
-    const [bytes, version] = await this.#call(name, (c) => c.hmgetBuffer(this.key(name), 'blob', 'version'));
-    if (!bytes) {
-      if (version) throw new MalformedEnvelopeError('stored hash has no envelope bytes', { index: name });
-      throw new EnvelopeNotFoundError('no envelope stored', { index: name });
-    }
-    const blob = decodeStored(name, bytes);
-    if (version?.toString() !== String(blob.version)) {
-      throw new MalformedEnvelopeError('stored version field does not match the envelope', { index: name });
-    }
-    return blob;
+    const bytes = await this.#call(name, (c) => c.getBuffer(this.key(name)));
+    if (bytes === null) throw new EnvelopeNotFoundError('no envelope stored', { index: name });
+    return decodeStored(name, bytes);
   }
 
   async delete(index: IndexName): Promise<void> {
@@ -146,6 +166,7 @@ export class RedisStore implements EnvelopeStore {
     if (!this.#ownsClient || this.#client === undefined) return;
     const client = this.#client;
     this.#client = undefined;
+    this.#ready = undefined;
     try {
       await (await client).quit();
     } catch {
@@ -173,13 +194,17 @@ export class RedisStore implements EnvelopeStore {
   }
 
   async #call<T>(index: IndexName, fn: (client: RedisLike) => Promise<T>): Promise<T> {
-    if (this.#client === undefined) {
-      this.#client = this.#connect();
-      this.#client.catch(() => {
-        this.#client = undefined;
-      });
+    let client = this.#ready;
+    if (client === undefined) {
+      if (this.#client === undefined) {
+        this.#client = this.#connect();
+        this.#client.catch(() => {
+          this.#client = undefined;
+        });
+      }
+      client = await this.#client;
+      this.#ready = client;
     }
-    const client = await this.#client;
     try {
       return await fn(client);
     } catch (err) {

@@ -28,7 +28,7 @@ describe.skipIf(!available)('Redis store against a real redis-server', () => {
       store,
       another: async () => new RedisStore({ url: server.url, keyPrefix }),
       corrupt: async (index) => {
-        await raw.hset(`${keyPrefix}${index}:kmsblob`, 'blob', Buffer.from('junk that is not an envelope'));
+        await raw.set(`${keyPrefix}${index}:kmsblob`, Buffer.from('junk that is not an envelope'));
       },
       cleanup: async () => {
         await store.close();
@@ -59,15 +59,38 @@ describe.skipIf(!available)('Redis store against a real redis-server', () => {
     await store.close();
   });
 
-  it('a value of the wrong type or an inconsistent version field is MalformedEnvelopeError', async () => {
+  it('a value that is not an envelope is MalformedEnvelopeError, also for compare-and-set', async () => {
     const raw = new Redis(server.url);
     const store = new RedisStore({ url: server.url, keyPrefix: 'wrongtype:' });
-    await raw.set('wrongtype:orders:kmsblob', 'a string, not a hash');
+    await raw.hset('wrongtype:orders:kmsblob', 'a', 'hash, not a string');
     await expect(store.get(idx)).rejects.toMatchObject({ code: 'KMS_ENVELOPE_MALFORMED' });
-    await raw.del('wrongtype:orders:kmsblob');
-    await store.create(idx, sampleBlob(idx));
-    await raw.hset('wrongtype:orders:kmsblob', 'version', '7');
-    await expect(store.get(idx)).rejects.toThrow(/version field/);
+    await expect(store.push(idx, sampleBlob(idx), { expectedVersion: 1 })).rejects.toMatchObject({
+      code: 'KMS_ENVELOPE_MALFORMED',
+    });
+    for (const junk of [
+      '',
+      'short',
+      'x'.repeat(40),
+      Buffer.from([255, 255, 255, 255, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9]),
+    ]) {
+      await raw.set('wrongtype:orders:kmsblob', junk);
+      await expect(store.push(idx, sampleBlob(idx), { expectedVersion: 1 })).rejects.toThrow(
+        /not an envelope|version conflict/,
+      );
+    }
+    await store.close();
+    raw.disconnect();
+  });
+
+  it('the stored value is exactly the envelope bytes (readable with a plain GET)', async () => {
+    const raw = new Redis(server.url);
+    const store = new RedisStore({ url: server.url, keyPrefix: 'plain:' });
+    const blob = sampleBlob(idx, { version: 7 });
+    await store.create(idx, blob);
+    const { decodeKmsBlob } = await import('../../src/envelope/codec.js');
+    expect(decodeKmsBlob((await raw.getBuffer('plain:orders:kmsblob'))!)).toEqual(blob);
+    await store.push(idx, sampleBlob(idx, { version: 8 }), { expectedVersion: 7 });
+    expect((await store.get(idx)).version).toBe(8);
     await store.close();
     raw.disconnect();
   });
