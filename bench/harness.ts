@@ -29,7 +29,7 @@ export interface CaseOptions {
   readonly target: { readonly maxRatio: number } | { readonly minThroughput: number };
   /** Operations per timed batch (default: sized to ~5 ms). */
   readonly batch?: number;
-  /** Rounds of (ours, baseline) batches (default 15). */
+  /** Rounds of (ours, baseline) batches (default 21). */
   readonly rounds?: number;
 }
 
@@ -63,8 +63,13 @@ async function sizeBatch(op: Op): Promise<number> {
 
 /** Runs one case and returns its result. */
 export async function runCase(options: CaseOptions): Promise<CaseResult> {
+  // Warm both up (JIT, caches, connections) before anything is timed.
+  for (const op of [options.ours, options.baseline]) {
+    const until = Date.now() + 300;
+    while (Date.now() < until) await timeBatch(op, 16);
+  }
   const batch = options.batch ?? Math.min(await sizeBatch(options.ours), await sizeBatch(options.baseline));
-  const rounds = options.rounds ?? 15;
+  const rounds = options.rounds ?? 21;
   const ours: number[] = [];
   const baseline: number[] = [];
   for (let i = 0; i < rounds; i++) {

@@ -77,6 +77,11 @@ export class DiskStore implements EnvelopeStore {
   /** Absolute root folder. */
   readonly root: string;
   readonly #maxAttempts: number;
+  /**
+   * The newest generation this store saw per index: a plain push links the next one straight
+   * away, and lists the folder only if it lost that race. Only a hint: the link decides.
+   */
+  readonly #newestSeen = new Map<string, number>();
 
   /** @throws InvalidArgumentError if `root` is empty. */
   constructor(root: string, options: DiskStoreOptions = {}) {
@@ -186,7 +191,15 @@ export class DiskStore implements EnvelopeStore {
     let tmp: string | undefined;
     try {
       for (let attempt = 0; attempt < this.#maxAttempts; attempt++) {
-        const { generation, blob } = this.#readCurrent(index);
+        // A plain push needs only the newest generation's number, not its content; on its first
+        // try it takes the number from the hint when there is one.
+        const hint = attempt === 0 && check === undefined ? this.#newestSeen.get(index) : undefined;
+        const { generation, blob } =
+          hint !== undefined
+            ? { generation: { number: hint, path: join(dir, `${hint}${SUFFIX}`) }, blob: undefined }
+            : check === undefined
+              ? { generation: this.#newest(dir, index), blob: undefined }
+              : this.#readCurrent(index);
         try {
           check?.(blob);
         } catch (err) {
@@ -194,7 +207,8 @@ export class DiskStore implements EnvelopeStore {
           throw err;
         }
         if (tmp === undefined) {
-          if (generation === undefined) ensureDir(dir, index); // a generation means the folder exists
+          // A generation read from the folder means it exists; a hint does not prove it.
+          if (generation === undefined || hint !== undefined) ensureDir(dir, index);
           tmp = writeTemp(dir, bytes, index);
         }
         const next = (generation?.number ?? 0) + 1;
@@ -212,7 +226,8 @@ export class DiskStore implements EnvelopeStore {
           continue;
         }
         fsyncDir(dir, index);
-        removeOlder(dir, listing.names, newest);
+        removeOlder(dir, listing.names, newest, tmp);
+        this.#newestSeen.set(index, newest);
         return;
       }
       throw new StoreUnavailableError('too many concurrent writers; gave up', { index });
@@ -305,13 +320,13 @@ function fsyncDir(dir: string, index: IndexName): void {
  * Removes generations {@link RETAINED_GENERATIONS} or more behind `newest`, and temporary files
  * left by killed writers.
  */
-function removeOlder(dir: string, names: readonly string[], newest: number): void {
+function removeOlder(dir: string, names: readonly string[], newest: number, ownTmp: string): void {
   const now = Date.now();
   for (const name of names) {
     const n = parseGeneration(name);
     if (n >= 0 && n <= newest - RETAINED_GENERATIONS) {
       unlinkQuietly(join(dir, name));
-    } else if (name.startsWith(TMP_PREFIX)) {
+    } else if (name.startsWith(TMP_PREFIX) && join(dir, name) !== ownTmp) {
       try {
         if (now - statSync(join(dir, name)).mtimeMs > STALE_TMP_MS) unlinkQuietly(join(dir, name));
       } catch {

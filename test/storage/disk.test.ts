@@ -76,4 +76,23 @@ describe('disk store layout', () => {
     );
     rmSync(root, { recursive: true, force: true });
   });
+
+  it('plain pushes from two stores on one folder always leave the latest write (stale hints only cost a retry)', async () => {
+    const root = newRoot();
+    const a = new DiskStore(root);
+    const b = new DiskStore(root);
+    for (let v = 1; v <= 40; v++) {
+      const writer = v % 3 === 0 ? b : a;
+      await writer.push(idx, sampleBlob(idx, { version: v }));
+      expect((await a.get(idx)).version).toBe(v);
+      expect((await b.get(idx)).version).toBe(v);
+    }
+    await b.delete(idx);
+    await a.push(idx, sampleBlob(idx, { version: 99 }));
+    expect((await b.get(idx)).version).toBe(99);
+    rmSync(join(root, 'orders'), { recursive: true, force: true }); // folder removed behind the store's back
+    await a.push(idx, sampleBlob(idx, { version: 100 }));
+    expect((await b.get(idx)).version).toBe(100);
+    rmSync(root, { recursive: true, force: true });
+  });
 });
