@@ -34,6 +34,13 @@ export const ErrorCode = {
   invalidArgument: 'KMS_ENVELOPE_INVALID_ARGUMENT',
   config: 'KMS_ENVELOPE_CONFIG',
   missingDependency: 'KMS_ENVELOPE_MISSING_DEPENDENCY',
+  malformedToken: 'KMS_ENVELOPE_MALFORMED_TOKEN',
+  unsupportedAlgorithm: 'KMS_ENVELOPE_UNSUPPORTED_ALGORITHM',
+  invalidKeyId: 'KMS_ENVELOPE_INVALID_KEY_ID',
+  unknownKey: 'KMS_ENVELOPE_UNKNOWN_KEY',
+  decryptFailed: 'KMS_ENVELOPE_DECRYPT_FAILED',
+  contextBinding: 'KMS_ENVELOPE_CONTEXT_BINDING',
+  nonceLimit: 'KMS_ENVELOPE_NONCE_LIMIT',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -149,4 +156,48 @@ export class MissingDependencyError extends KmsEnvelopeError {
     super(`${usedBy} needs the optional package "${packageName}": npm install ${packageName}`, { cause });
     this.packageName = packageName;
   }
+}
+
+/** A DEK wire-format token (`$alg$keyid$params$blob`) is not well formed. */
+export class MalformedTokenError extends KmsEnvelopeError {
+  override readonly code = ErrorCode.malformedToken;
+}
+
+/** A token or call names an algorithm id that is not registered. */
+export class UnsupportedAlgorithmError extends KmsEnvelopeError {
+  override readonly code = ErrorCode.unsupportedAlgorithm;
+}
+
+/** A key id is not a UUID (integer ids of older schemes must be migrated to UUIDs). */
+export class InvalidKeyIdError extends KmsEnvelopeError {
+  override readonly code = ErrorCode.invalidKeyId;
+}
+
+/** A token names a key id that no key context or resolver knows, or another key than given. */
+export class UnknownKeyError extends KmsEnvelopeError {
+  override readonly code = ErrorCode.unknownKey;
+  /** The key id the token names. */
+  readonly keyId: string;
+  constructor(keyId: string, message: string, ctx: ErrorContext = {}) {
+    super(message, ctx);
+    this.keyId = keyId;
+  }
+}
+
+/** A well-formed token does not decrypt: wrong key, wrong context, or tampered bytes. */
+export class DecryptFailedError extends KmsEnvelopeError {
+  override readonly code = ErrorCode.decryptFailed;
+}
+
+/** A token's context binding and the caller's context disagree (one bound, the other not). */
+export class ContextBindingError extends KmsEnvelopeError {
+  override readonly code = ErrorCode.contextBinding;
+}
+
+/**
+ * A key reached the NIST SP 800-38D limit of 2^32 encryptions with random 96-bit nonces:
+ * rotate to a new DEK.
+ */
+export class NonceLimitError extends KmsEnvelopeError {
+  override readonly code = ErrorCode.nonceLimit;
 }
