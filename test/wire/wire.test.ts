@@ -29,7 +29,7 @@ import {
   parseEncryptedField,
   resetLegacyWarningForTesting,
 } from '../../src/wire/format.js';
-import { type DekId, newKeyId, parseDekId, parseKekSlotId } from '../../src/wire/key-id.js';
+import { newKeyId, parseDekId, parseKekSlotId } from '../../src/wire/key-id.js';
 import { canonicalJson, encodeParams } from '../../src/wire/params.js';
 
 interface Vector {
@@ -282,5 +282,3 @@ describe('corruption never gives anything but the plaintext or a typed error', (
   });
 });
 
-// Keep the type import used (DekId documents what parseDekId returns).
-export type { DekId };
