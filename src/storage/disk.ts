@@ -8,6 +8,7 @@ import {
   openSync,
   readdirSync,
   readFileSync,
+  renameSync,
   statSync,
   unlinkSync,
   writeSync,
@@ -26,7 +27,8 @@ import {
 } from '../errors.js';
 import { type IndexName, parseIndexName } from '../names.js';
 import { checkWrite, decodeStored } from './bind.js';
-import type { EnvelopeStore, PushOptions } from './store.js';
+import { checkRecordId } from './record-id.js';
+import type { EnvelopeStore, PushOptions, RecordKind, RecordStore } from './store.js';
 
 /** Options of {@link DiskStore}. */
 export interface DiskStoreOptions {
@@ -36,6 +38,8 @@ export interface DiskStoreOptions {
 
 /** Name of the folder, inside an index's folder, that holds its envelope's generations. */
 export const ENVELOPE_DIR = 'kmsblob';
+/** Name of the folder, inside an index's folder, that holds its records (DEK records, …). */
+export const RECORDS_DIR = 'records';
 const SUFFIX = '.kmsb';
 const TMP_PREFIX = '.tmp-';
 const STALE_TMP_MS = 60 * 60 * 1000;
@@ -71,7 +75,7 @@ interface Generation {
  * Reads use synchronous calls: a `readFileSync` of a small file costs microseconds where
  * `fs.promises` hands off to the thread pool (~150 µs).
  */
-export class DiskStore implements EnvelopeStore {
+export class DiskStore implements EnvelopeStore, RecordStore {
   readonly kind = 'disk';
   readonly description: string;
   /** Absolute root folder. */
@@ -135,6 +139,88 @@ export class DiskStore implements EnvelopeStore {
   }
 
   async close(): Promise<void> {}
+
+  #recordDir(index: IndexName, kind: RecordKind): string {
+    return join(this.root, parseIndexName(index), RECORDS_DIR, kind);
+  }
+
+  async putRecord(index: IndexName, kind: RecordKind, id: string, value: Uint8Array): Promise<void> {
+    await this.putRecords(index, kind, new Map([[id, value]]));
+  }
+
+  /** Each record: temp file, fsync, rename; then one fsync of the folder for the batch. */
+  async putRecords(
+    index: IndexName,
+    kind: RecordKind,
+    records: ReadonlyMap<string, Uint8Array>,
+  ): Promise<void> {
+    const name = parseIndexName(index);
+    for (const id of records.keys()) checkRecordId(kind, id);
+    if (records.size === 0) return;
+    const dir = this.#recordDir(name, kind);
+    ensureDir(dir, name);
+    const written: [string, string][] = [];
+    try {
+      for (const [id, value] of records) written.push([writeTemp(dir, value, name), join(dir, id)]);
+      for (const [tmp, target] of written) {
+        try {
+          renameSync(tmp, target);
+        } catch (err) {
+          throw fsError(err, 'cannot write a record', name);
+        }
+      }
+    } finally {
+      for (const [tmp] of written) unlinkQuietly(tmp); // only those not renamed are still there
+    }
+    fsyncDir(dir, name);
+  }
+
+  async getRecord(index: IndexName, kind: RecordKind, id: string): Promise<Uint8Array | undefined> {
+    const name = parseIndexName(index);
+    checkRecordId(kind, id);
+    try {
+      return new Uint8Array(readFileSync(join(this.#recordDir(name, kind), id)));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw fsError(err, 'cannot read a record', name);
+    }
+  }
+
+  async listRecords(index: IndexName, kind: RecordKind): Promise<Map<string, Uint8Array>> {
+    const name = parseIndexName(index);
+    const dir = this.#recordDir(name, kind);
+    let names: string[];
+    try {
+      names = readdirSync(dir);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return new Map();
+      throw fsError(err, 'cannot list records', name);
+    }
+    const out = new Map<string, Uint8Array>();
+    for (const id of names.sort()) {
+      if (id.startsWith(TMP_PREFIX)) continue;
+      try {
+        out.set(id, new Uint8Array(readFileSync(join(dir, id))));
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT')
+          throw fsError(err, 'cannot read a record', name);
+      }
+    }
+    return out;
+  }
+
+  async deleteRecord(index: IndexName, kind: RecordKind, id: string): Promise<void> {
+    const name = parseIndexName(index);
+    checkRecordId(kind, id);
+    const dir = this.#recordDir(name, kind);
+    try {
+      unlinkSync(join(dir, id));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw fsError(err, 'cannot delete a record', name);
+    }
+    fsyncDir(dir, name);
+  }
 
   /**
    * Reads the newest generation. ENOENT while reading means a writer removed it after listing:

@@ -14,7 +14,8 @@ import {
 } from '../errors.js';
 import { type IndexName, parseIndexName } from '../names.js';
 import { checkWrite, decodeStored } from './bind.js';
-import type { EnvelopeStore, PushOptions } from './store.js';
+import { checkRecordId } from './record-id.js';
+import type { EnvelopeStore, PushOptions, RecordKind, RecordStore } from './store.js';
 
 /**
  * The Redis calls the store makes, typed structurally so that any ioredis `Redis` or `Cluster`
@@ -22,6 +23,10 @@ import type { EnvelopeStore, PushOptions } from './store.js';
  */
 export interface RedisLike {
   getBuffer(key: string): Promise<Buffer | null>;
+  hset(key: string, ...fieldsAndValues: (string | Buffer)[]): Promise<number>;
+  hgetBuffer(key: string, field: string): Promise<Buffer | null>;
+  hgetallBuffer(key: string): Promise<Record<string, Buffer>>;
+  hdel(key: string, field: string): Promise<number>;
   set(key: string, value: Buffer, nx?: 'NX'): Promise<'OK' | null>;
   del(key: string): Promise<number>;
   evalsha(sha: string, numKeys: number, ...args: (string | Buffer)[]): Promise<unknown>;
@@ -96,7 +101,7 @@ function redactUrl(url: string): string {
  *
  * `ioredis` is an optional peer dependency, imported only when the store opens its own client.
  */
-export class RedisStore implements EnvelopeStore {
+export class RedisStore implements EnvelopeStore, RecordStore {
   readonly kind = 'redis';
   readonly description: string;
   readonly keyPrefix: string;
@@ -159,6 +164,54 @@ export class RedisStore implements EnvelopeStore {
   async delete(index: IndexName): Promise<void> {
     const name = parseIndexName(index);
     await this.#call(name, (c) => c.del(this.key(name)));
+  }
+
+  /** The Redis key of an index's records of one kind (a hash of id → record). */
+  recordsKey(index: IndexName, kind: RecordKind): string {
+    return `${this.keyPrefix}${parseIndexName(index)}:${kind}`;
+  }
+
+  async putRecord(index: IndexName, kind: RecordKind, id: string, value: Uint8Array): Promise<void> {
+    await this.putRecords(index, kind, new Map([[id, value]]));
+  }
+
+  /** One HSET with every record: atomic for the batch, one round trip. */
+  async putRecords(
+    index: IndexName,
+    kind: RecordKind,
+    records: ReadonlyMap<string, Uint8Array>,
+  ): Promise<void> {
+    const name = parseIndexName(index);
+    const args: (string | Buffer)[] = [];
+    for (const [id, value] of records) {
+      checkRecordId(kind, id);
+      args.push(id, Buffer.from(value));
+    }
+    if (args.length === 0) return;
+    await this.#call(name, (c) => c.hset(this.recordsKey(name, kind), ...args));
+  }
+
+  async getRecord(index: IndexName, kind: RecordKind, id: string): Promise<Uint8Array | undefined> {
+    const name = parseIndexName(index);
+    checkRecordId(kind, id);
+    const value = await this.#call(name, (c) => c.hgetBuffer(this.recordsKey(name, kind), id));
+    return value === null ? undefined : new Uint8Array(value);
+  }
+
+  async listRecords(index: IndexName, kind: RecordKind): Promise<Map<string, Uint8Array>> {
+    const name = parseIndexName(index);
+    const all = await this.#call(name, (c) => c.hgetallBuffer(this.recordsKey(name, kind)));
+    return new Map(
+      Object.keys(all)
+        .sort()
+        .map((id) => [id, new Uint8Array(all[id]!)]),
+    );
+  }
+
+  async deleteRecord(index: IndexName, kind: RecordKind, id: string): Promise<void> {
+    const name = parseIndexName(index);
+    checkRecordId(kind, id);
+    await this.#call(name, (c) => c.hdel(this.recordsKey(name, kind), id));
   }
 
   /** Closes the client the store opened; a client passed in stays open. */

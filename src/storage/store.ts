@@ -41,3 +41,26 @@ export interface EnvelopeStore {
   /** Releases connections the store opened itself (never a client the caller passed in). */
   close(): Promise<void>;
 }
+
+/** Kinds of per-index records kept beside the envelope. */
+export type RecordKind = 'dek' | 'meta';
+
+/**
+ * Small per-index records kept in the same store as the envelope (DEK records, the KEK-check
+ * record, rotation state): on disk beside it (`<root>/<index>/records/<kind>/<id>`), in Redis
+ * under the same prefix (a hash per index and kind). Every write replaces one record whole.
+ *
+ * Record ids are validated like names: `[A-Za-z0-9][A-Za-z0-9._-]*`, at most 128 characters.
+ */
+export interface RecordStore {
+  /** Writes (creates or replaces) one record, whole or not at all. */
+  putRecord(index: IndexName, kind: RecordKind, id: string, value: Uint8Array): Promise<void>;
+  /** Writes many records (pipelined or batched where the store can); each is whole. */
+  putRecords(index: IndexName, kind: RecordKind, records: ReadonlyMap<string, Uint8Array>): Promise<void>;
+  /** One record, or `undefined`. */
+  getRecord(index: IndexName, kind: RecordKind, id: string): Promise<Uint8Array | undefined>;
+  /** Every record of a kind, by id. */
+  listRecords(index: IndexName, kind: RecordKind): Promise<Map<string, Uint8Array>>;
+  /** Removes one record; a no-op when absent. */
+  deleteRecord(index: IndexName, kind: RecordKind, id: string): Promise<void>;
+}

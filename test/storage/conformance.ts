@@ -12,13 +12,13 @@ import {
   VersionConflictError,
 } from '../../src/errors.js';
 import { type IndexName, parseIndexName } from '../../src/names.js';
-import type { EnvelopeStore } from '../../src/storage/store.js';
+import type { EnvelopeStore, RecordStore } from '../../src/storage/store.js';
 import { sampleBlob } from '../helpers/blobs.js';
 
 /** What a store's test file provides. */
 export interface StoreFixture {
   /** A fresh, empty store. */
-  readonly store: EnvelopeStore;
+  readonly store: EnvelopeStore & RecordStore;
   /** More clients of the same storage (separate connections where the store has them). */
   readonly another: () => Promise<EnvelopeStore>;
   /** Overwrites what is stored for `index` with junk, bypassing the store's checks. */
@@ -172,6 +172,39 @@ export function runStoreConformance(name: string, makeFixture: () => Promise<Sto
         expect(successes).toBeGreaterThan(0);
         expect((await store.get(idx)).version).toBe(1 + successes);
         await Promise.all(clients.map((c) => c.close()));
+      }));
+
+    it('records: put, get, list, replace, delete, batch', () =>
+      withFixture(async ({ store }) => {
+        const bytes = (text: string) => new Uint8Array(Buffer.from(text));
+        expect(await store.getRecord(idx, 'dek', 'a')).toBeUndefined();
+        expect(await store.listRecords(idx, 'dek')).toEqual(new Map());
+        await store.putRecord(idx, 'dek', 'a', bytes('one'));
+        await store.putRecord(idx, 'dek', 'a', bytes('two'));
+        await store.putRecords(
+          idx,
+          'dek',
+          new Map([
+            ['b', bytes('\u0000\r\n')],
+            ['c', bytes('c')],
+          ]),
+        );
+        await store.putRecord(idx, 'meta', 'a', bytes('meta'));
+        expect(await store.getRecord(idx, 'dek', 'a')).toEqual(bytes('two'));
+        expect([...(await store.listRecords(idx, 'dek')).entries()]).toEqual([
+          ['a', bytes('two')],
+          ['b', bytes('\u0000\r\n')],
+          ['c', bytes('c')],
+        ]);
+        await store.deleteRecord(idx, 'dek', 'a');
+        await store.deleteRecord(idx, 'dek', 'a');
+        expect(await store.getRecord(idx, 'dek', 'a')).toBeUndefined();
+        expect(await store.getRecord(idx, 'meta', 'a')).toEqual(bytes('meta'));
+        expect(await store.getRecord(parseIndexName('other'), 'dek', 'b')).toBeUndefined();
+        for (const bad of ['', '..', 'a/b', '.tmp-x', 'x'.repeat(129)]) {
+          await expect(store.putRecord(idx, 'dek', bad, bytes('x'))).rejects.toThrow(InvalidArgumentError);
+          await expect(store.getRecord(idx, 'dek', bad)).rejects.toThrow(InvalidArgumentError);
+        }
       }));
   });
 }

@@ -281,4 +281,3 @@ describe('corruption never gives anything but the plaintext or a typed error', (
     spy.mockRestore();
   });
 });
-
