@@ -45,6 +45,15 @@ export interface RotateOptions extends UnwrapOptions {
   readonly toSlot?: string;
 }
 
+/** Options of {@link KmsEnvelopeClient.prepareEnvelope}. */
+export interface PrepareEnvelopeOptions {
+  readonly slot: string;
+  readonly version: number;
+  readonly createdAt?: number;
+  readonly encryptionContext?: Readonly<Record<string, string>>;
+  readonly signal?: AbortSignal;
+}
+
 /** Re-reads the index's envelope, unwraps, checks, and the rest, for {@link KmsEnvelopeClient.verify}. */
 export interface VerifyReport {
   readonly index: string;
@@ -161,6 +170,33 @@ export class KmsEnvelopeClient {
       version: blob.version,
       kekChecked: blob.kekCheck !== undefined,
     };
+  }
+
+  /**
+   * Wraps `kek` for `indexName` with a slot into a new envelope, without storing it (for
+   * multi-step operations such as KEK rotation, which push it later with compare-and-set).
+   */
+  async prepareEnvelope(indexName: string, kek: Kek, options: PrepareEnvelopeOptions): Promise<KmsBlob> {
+    const index = parseIndexName(indexName);
+    const now = this.#now();
+    const createdAt = options.createdAt ?? now;
+    return this.#wrapInto(kek, index, parseSlotName(options.slot), options.encryptionContext ?? {}, options.signal, {
+      version: options.version,
+      createdAt,
+      updatedAt: Math.max(now, createdAt),
+    });
+  }
+
+  /**
+   * Unwraps the KEK of an envelope that was read or prepared (not necessarily the stored one),
+   * checked against its KEK check value. The caller zeroes the returned KEK.
+   */
+  async unwrapEnvelope(indexName: string, blob: KmsBlob, options: UnwrapOptions = {}): Promise<Kek> {
+    const index = parseIndexName(indexName);
+    if (blob.indexName !== index) {
+      throw new InvalidArgumentError('the envelope is bound to another index', { index, slot: blob.kmsName });
+    }
+    return this.#unwrapBlob(index, blob, options);
   }
 
   /** Deletes the envelope of `indexName`; a no-op when there is none. */

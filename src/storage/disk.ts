@@ -148,6 +148,25 @@ export class DiskStore implements EnvelopeStore, RecordStore {
     await this.putRecords(index, kind, new Map([[id, value]]));
   }
 
+  /** Temp file, fsync, then `link` (which fails if the record exists), fsync of the folder. */
+  async createRecord(index: IndexName, kind: RecordKind, id: string, value: Uint8Array): Promise<boolean> {
+    const name = parseIndexName(index);
+    checkRecordId(kind, id);
+    const dir = this.#recordDir(name, kind);
+    ensureDir(dir, name);
+    const tmp = writeTemp(dir, value, name);
+    try {
+      linkSync(tmp, join(dir, id));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+      throw fsError(err, 'cannot write a record', name);
+    } finally {
+      unlinkQuietly(tmp);
+    }
+    fsyncDir(dir, name);
+    return true;
+  }
+
   /** Each record: temp file, fsync, rename; then one fsync of the folder for the batch. */
   async putRecords(
     index: IndexName,

@@ -32,6 +32,14 @@ export class MemoryStore implements EnvelopeStore, RecordStore {
     this.#recordsOf(index, kind).set(id, new Uint8Array(value));
   }
 
+  async createRecord(index: IndexName, kind: RecordKind, id: string, value: Uint8Array): Promise<boolean> {
+    checkRecordId(kind, id);
+    const records = this.#recordsOf(index, kind);
+    if (records.has(id)) return false;
+    records.set(id, new Uint8Array(value));
+    return true;
+  }
+
   async putRecords(
     index: IndexName,
     kind: RecordKind,

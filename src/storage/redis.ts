@@ -25,6 +25,7 @@ export interface RedisLike {
   getBuffer(key: string): Promise<Buffer | null>;
   hset(key: string, ...fieldsAndValues: (string | Buffer)[]): Promise<number>;
   hgetBuffer(key: string, field: string): Promise<Buffer | null>;
+  hsetnx(key: string, field: string, value: Buffer): Promise<number>;
   hgetallBuffer(key: string): Promise<Record<string, Buffer>>;
   hdel(key: string, field: string): Promise<number>;
   set(key: string, value: Buffer, nx?: 'NX'): Promise<'OK' | null>;
@@ -173,6 +174,13 @@ export class RedisStore implements EnvelopeStore, RecordStore {
 
   async putRecord(index: IndexName, kind: RecordKind, id: string, value: Uint8Array): Promise<void> {
     await this.putRecords(index, kind, new Map([[id, value]]));
+  }
+
+  /** HSETNX: the server decides. */
+  async createRecord(index: IndexName, kind: RecordKind, id: string, value: Uint8Array): Promise<boolean> {
+    const name = parseIndexName(index);
+    checkRecordId(kind, id);
+    return (await this.#call(name, (c) => c.hsetnx(this.recordsKey(name, kind), id, Buffer.from(value)))) === 1;
   }
 
   /** One HSET with every record: atomic for the batch, one round trip. */

@@ -55,6 +55,8 @@ export type RecordKind = 'dek' | 'meta';
 export interface RecordStore {
   /** Writes (creates or replaces) one record, whole or not at all. */
   putRecord(index: IndexName, kind: RecordKind, id: string, value: Uint8Array): Promise<void>;
+  /** Strict insert of one record: false (and nothing written) if it exists. */
+  createRecord(index: IndexName, kind: RecordKind, id: string, value: Uint8Array): Promise<boolean>;
   /** Writes many records (pipelined or batched where the store can); each is whole. */
   putRecords(index: IndexName, kind: RecordKind, records: ReadonlyMap<string, Uint8Array>): Promise<void>;
   /** One record, or `undefined`. */

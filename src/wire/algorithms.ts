@@ -10,6 +10,7 @@ import { openAes256Gcm } from '../crypto/aes-gcm.js';
 import { GCM_NONCE_LENGTH, noncePool } from '../crypto/nonce-pool.js';
 import { DecryptFailedError, NonceLimitError, UnsupportedAlgorithmError } from '../errors.js';
 import { Dek } from '../keys/dek.js';
+import type { SecretKey } from '../keys/secret-key.js';
 
 /** One registered algorithm. */
 export interface WireAlgorithm {
@@ -18,9 +19,9 @@ export interface WireAlgorithm {
   /** Key length in bytes. */
   readonly keyLength: number;
   /** Encrypts; returns nonce ‖ ciphertext ‖ tag. `nonce` is a test seam (normally random). */
-  encrypt(key: Dek, plaintext: Uint8Array, aad?: Uint8Array, nonce?: Uint8Array): Buffer;
+  encrypt(key: SecretKey, plaintext: Uint8Array, aad?: Uint8Array, nonce?: Uint8Array): Buffer;
   /** Decrypts nonce ‖ ciphertext ‖ tag. @throws DecryptFailedError */
-  decrypt(key: Dek, blob: Uint8Array, aad?: Uint8Array): Buffer;
+  decrypt(key: SecretKey, blob: Uint8Array, aad?: Uint8Array): Buffer;
 }
 
 /**
@@ -29,25 +30,25 @@ export interface WireAlgorithm {
  */
 export const GCM_RANDOM_NONCE_LIMIT = 2 ** 32;
 
-const invocations = new WeakMap<Dek, number>();
+const invocations = new WeakMap<SecretKey, number>();
 
-function countInvocation(key: Dek): void {
+function countInvocation(key: SecretKey): void {
   const used = invocations.get(key) ?? 0;
   if (used >= GCM_RANDOM_NONCE_LIMIT) {
     throw new NonceLimitError(
-      'this DEK reached 2^32 encryptions with random nonces (NIST SP 800-38D): create a new DEK for new writes',
+      'this key reached 2^32 encryptions with random nonces (NIST SP 800-38D): use a new key for new writes',
     );
   }
   invocations.set(key, used + 1);
 }
 
 /** Encryptions counted so far for `key` in this process. */
-export function invocationCount(key: Dek): number {
+export function invocationCount(key: SecretKey): number {
   return invocations.get(key) ?? 0;
 }
 
 /** Test seam: sets the invocation counter of `key` (e.g. near the limit). */
-export function setInvocationCountForTesting(key: Dek, count: number): void {
+export function setInvocationCountForTesting(key: SecretKey, count: number): void {
   invocations.set(key, count);
 }
 
@@ -104,11 +105,11 @@ export function generateKeyByAlg(id: string): Dek {
 }
 
 /** Encrypts with algorithm `id`. @throws UnsupportedAlgorithmError, NonceLimitError */
-export function encryptAlg(id: string, key: Dek, plaintext: Uint8Array, aad?: Uint8Array): Buffer {
+export function encryptAlg(id: string, key: SecretKey, plaintext: Uint8Array, aad?: Uint8Array): Buffer {
   return algorithm(id).encrypt(key, plaintext, aad);
 }
 
 /** Decrypts with algorithm `id`. @throws UnsupportedAlgorithmError, DecryptFailedError */
-export function decryptAlg(id: string, key: Dek, blob: Uint8Array, aad?: Uint8Array): Buffer {
+export function decryptAlg(id: string, key: SecretKey, blob: Uint8Array, aad?: Uint8Array): Buffer {
   return algorithm(id).decrypt(key, blob, aad);
 }

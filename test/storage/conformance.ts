@@ -190,6 +190,9 @@ export function runStoreConformance(name: string, makeFixture: () => Promise<Sto
           ]),
         );
         await store.putRecord(idx, 'meta', 'a', bytes('meta'));
+        expect(await store.createRecord(idx, 'meta', 'lock', bytes('first'))).toBe(true);
+        expect(await store.createRecord(idx, 'meta', 'lock', bytes('second'))).toBe(false);
+        expect(await store.getRecord(idx, 'meta', 'lock')).toEqual(bytes('first'));
         expect(await store.getRecord(idx, 'dek', 'a')).toEqual(bytes('two'));
         expect([...(await store.listRecords(idx, 'dek')).entries()]).toEqual([
           ['a', bytes('two')],
