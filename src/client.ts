@@ -180,11 +180,18 @@ export class KmsEnvelopeClient {
     const index = parseIndexName(indexName);
     const now = this.#now();
     const createdAt = options.createdAt ?? now;
-    return this.#wrapInto(kek, index, parseSlotName(options.slot), options.encryptionContext ?? {}, options.signal, {
-      version: options.version,
-      createdAt,
-      updatedAt: Math.max(now, createdAt),
-    });
+    return this.#wrapInto(
+      kek,
+      index,
+      parseSlotName(options.slot),
+      options.encryptionContext ?? {},
+      options.signal,
+      {
+        version: options.version,
+        createdAt,
+        updatedAt: Math.max(now, createdAt),
+      },
+    );
   }
 
   /**

@@ -180,7 +180,9 @@ export class RedisStore implements EnvelopeStore, RecordStore {
   async createRecord(index: IndexName, kind: RecordKind, id: string, value: Uint8Array): Promise<boolean> {
     const name = parseIndexName(index);
     checkRecordId(kind, id);
-    return (await this.#call(name, (c) => c.hsetnx(this.recordsKey(name, kind), id, Buffer.from(value)))) === 1;
+    return (
+      (await this.#call(name, (c) => c.hsetnx(this.recordsKey(name, kind), id, Buffer.from(value)))) === 1
+    );
   }
 
   /** One HSET with every record: atomic for the batch, one round trip. */

@@ -107,6 +107,22 @@ export function decryptString(
   keys: KeyContext | KeyContextResolver,
   options: FieldOptions = {},
 ): string | Promise<string> {
+  if (typeof keys === 'function') {
+    // The resolver form reports every failure through its promise.
+    try {
+      return decryptWith(token, keys, options);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+  return decryptWith(token, keys, options) as string;
+}
+
+function decryptWith(
+  token: string,
+  keys: KeyContext | KeyContextResolver,
+  options: FieldOptions,
+): string | Promise<string> {
   const field = parseEncryptedField(token);
   const alg = algorithm(field.alg);
   const keyId = parseDekId(field.keyId);

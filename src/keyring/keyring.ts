@@ -1,0 +1,623 @@
+import type { KmsEnvelopeClient } from '../client.js';
+import type { KmsBlob } from '../envelope/kms-blob.js';
+import {
+  ConfigError,
+  DecryptFailedError,
+  InvalidArgumentError,
+  KekMismatchError,
+  MalformedTokenError,
+  UnknownKeyError,
+  VersionConflictError,
+} from '../errors.js';
+import { Dek } from '../keys/dek.js';
+import { Kek } from '../keys/kek.js';
+import { type IndexName, parseIndexName } from '../names.js';
+import type { EnvelopeStore, RecordStore } from '../storage/store.js';
+import { algorithm, recommendedDataAlg } from '../wire/algorithms.js';
+import {
+  type BindingContext,
+  decryptString,
+  encryptString,
+  type FieldOptions,
+  type KeyContext,
+  type KeyContextResolver,
+} from '../wire/fields.js';
+import { formatEncryptedField, parseEncryptedField } from '../wire/format.js';
+import {
+  type DekId,
+  type KekSlotId,
+  newKekSlotId,
+  newKeyId,
+  parseDekId,
+  parseKekSlotId,
+} from '../wire/key-id.js';
+import { canonicalJson } from '../wire/params.js';
+import {
+  type DekRecord,
+  type DekState,
+  decodeDekRecord,
+  encodeDekRecord,
+  KEK_SLOT_CONTEXT_KEY,
+  META,
+} from './records.js';
+
+/** Options of {@link IndexKeyring}. */
+export interface KeyringOptions {
+  /** The caller's KEK, for envelopes of provider `none`. Not consumed. */
+  readonly kek?: Kek;
+  /** Deadline for KMS calls. */
+  readonly signal?: AbortSignal;
+  /** Clock in epoch seconds (tests). */
+  readonly now?: () => number;
+}
+
+/** What {@link IndexKeyring.listDeks} shows of a DEK (never the key). */
+export interface DekInfo {
+  readonly id: DekId;
+  readonly alg: string;
+  readonly state: DekState;
+  readonly active: boolean;
+  readonly kekSlotId: KekSlotId;
+  readonly createdAt: number;
+}
+
+/** Options of {@link IndexKeyring.rotateKek}. */
+export interface RotateKekOptions {
+  /** Called after each batch of re-wrapped DEK records. */
+  readonly onProgress?: (done: number, total: number) => void;
+  /** Report what would change and change nothing. */
+  readonly dryRun?: boolean;
+  /** The new KEK, for provider `none` (the caller keeps it); otherwise a random one is made. */
+  readonly newKek?: Kek;
+  /** Records re-wrapped per store write (default 256). */
+  readonly batchSize?: number;
+}
+
+/** What {@link IndexKeyring.rotateKek} did (or, with `dryRun`, would do). */
+export interface RotateKekReport {
+  readonly dryRun: boolean;
+  /** True when it picked up a rotation that an earlier run left unfinished. */
+  readonly resumed: boolean;
+  readonly fromKekSlotId: KekSlotId | undefined;
+  readonly toKekSlotId: KekSlotId | undefined;
+  /** The DEKs re-wrapped by this run (with `dryRun`: the ones that would be). */
+  readonly deks: readonly DekId[];
+  /** How many DEK records this run re-wrapped (0 with `dryRun`). */
+  readonly rewrapped: number;
+  /** DEK records already under the new KEK (done by an earlier, interrupted run). */
+  readonly alreadyDone: number;
+  readonly totalDeks: number;
+  /** Envelope version after the rotation. */
+  readonly version: number;
+}
+
+const KEK_CHECK_PLAINTEXT = Buffer.from('kms-envelope/kek-check/v1', 'utf8');
+const WRAP_ALG = 'A256GCM';
+
+interface Rotation {
+  readonly slotId: KekSlotId;
+  readonly envelope: KmsBlob;
+  readonly fromSlotId: KekSlotId | undefined;
+}
+
+/** The KEK slot id an envelope names, if any. */
+export function kekSlotOf(blob: KmsBlob): KekSlotId | undefined {
+  const value = blob.encryptionContext[KEK_SLOT_CONTEXT_KEY];
+  return value === undefined ? undefined : parseKekSlotId(value);
+}
+
+function bindingAad(parts: Record<string, string>): Buffer {
+  return Buffer.from(canonicalJson(parts), 'utf8');
+}
+
+/** Wraps bytes under a KEK as a wire token whose segment 2 is the KEK slot id. */
+function wrapUnderKek(kek: Kek, slot: KekSlotId, plaintext: Uint8Array, aad: Record<string, string>): string {
+  const blob = algorithm(WRAP_ALG).encrypt(kek, plaintext, bindingAad(aad));
+  return formatEncryptedField({ alg: WRAP_ALG, keyId: slot, params: { aad: 'ctx-v1' }, blob });
+}
+
+/** Opens a token made by {@link wrapUnderKek}. @throws MalformedTokenError, DecryptFailedError */
+function unwrapUnderKek(kek: Kek, slot: KekSlotId, token: string, aad: Record<string, string>): Buffer {
+  const field = parseEncryptedField(token);
+  if (parseKekSlotId(field.keyId) !== slot)
+    throw new MalformedTokenError('wrapped record names another KEK slot');
+  if (field.params.aad !== 'ctx-v1')
+    throw new MalformedTokenError('wrapped record is not bound to its context');
+  return algorithm(field.alg).decrypt(kek, field.blob, bindingAad(aad));
+}
+
+/**
+ * The DEK layer of one index: data keys wrapped under the index's KEK and stored beside its
+ * envelope, the active DEK for new values, a resolver from a token's DEK id to its key, the
+ * KEK-check record, and crash-safe KEK rotation.
+ *
+ * The index's envelope names its KEK slot id in its encryption context
+ * (`kms-envelope:kek-slot`); create the index with {@link IndexKeyring.createIndex}.
+ */
+export class IndexKeyring {
+  readonly index: IndexName;
+  readonly #client: KmsEnvelopeClient;
+  readonly #store: EnvelopeStore & RecordStore;
+  readonly #options: KeyringOptions;
+  readonly #keks = new Map<string, Promise<Kek>>();
+  readonly #deks = new Map<string, Promise<KeyContext>>();
+  /** Provider `none`: the new KEK of a rotation, as passed to rotateKek. */
+  #rotationKek: Kek | undefined;
+
+  /** @throws ConfigError when the client's store keeps no records. */
+  constructor(client: KmsEnvelopeClient, index: string, options: KeyringOptions = {}) {
+    this.index = parseIndexName(index);
+    this.#client = client;
+    const store = client.store as EnvelopeStore & Partial<RecordStore>;
+    if (typeof store.putRecord !== 'function') {
+      throw new ConfigError(`the ${store.kind} store keeps no DEK records`, { index: this.index });
+    }
+    this.#store = store as EnvelopeStore & RecordStore;
+    this.#options = options;
+  }
+
+  /**
+   * Creates an index ready for DEKs: its envelope (naming a new KEK slot id) and the KEK-check
+   * record. Returns the keyring; the KEK itself is not returned (use `client.unwrap`).
+   * @throws EnvelopeExistsError, and the client's errors.
+   */
+  static async createIndex(
+    client: KmsEnvelopeClient,
+    index: string,
+    options: { slot: string; encryptionContext?: Readonly<Record<string, string>> } & KeyringOptions,
+  ): Promise<IndexKeyring> {
+    const slotId = newKekSlotId();
+    const keyring = new IndexKeyring(client, index, options);
+    const kek = await client.createIndex(index, {
+      slot: options.slot,
+      encryptionContext: { ...options.encryptionContext, [KEK_SLOT_CONTEXT_KEY]: slotId },
+      ...(options.kek ? { kek: options.kek } : {}),
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
+    try {
+      await keyring.#writeKekCheck(kek, slotId);
+    } finally {
+      kek.zero();
+    }
+    return keyring;
+  }
+
+  /**
+   * Checks `kek` against the KEK-check record of slot `slotId`.
+   * @throws KekMismatchError for another KEK; MalformedTokenError for a corrupt record.
+   */
+  async verifyKek(kek: Kek, slotId: KekSlotId): Promise<void> {
+    const record = await this.#store.getRecord(this.index, 'meta', META.kekCheck(slotId));
+    if (record === undefined) {
+      throw new ConfigError(`no KEK-check record for KEK slot ${slotId}`, { index: this.index });
+    }
+    let plaintext: Buffer;
+    try {
+      plaintext = unwrapUnderKek(kek, slotId, Buffer.from(record).toString('utf8'), {
+        index: this.index,
+        check: slotId,
+      });
+    } catch (err) {
+      if (err instanceof DecryptFailedError) {
+        throw new KekMismatchError('the KEK does not match the KEK-check record', {
+          index: this.index,
+          cause: err,
+        });
+      }
+      throw err;
+    }
+    if (!plaintext.equals(KEK_CHECK_PLAINTEXT))
+      throw new MalformedTokenError('KEK-check record holds another plaintext');
+  }
+
+  async #writeKekCheck(kek: Kek, slotId: KekSlotId): Promise<void> {
+    const token = wrapUnderKek(kek, slotId, KEK_CHECK_PLAINTEXT, { index: this.index, check: slotId });
+    await this.#store.putRecord(this.index, 'meta', META.kekCheck(slotId), Buffer.from(token, 'utf8'));
+  }
+
+  /** The KEK of slot `slotId`: the current envelope's, or a rotation's in progress; verified. */
+  #kek(slotId: KekSlotId): Promise<Kek> {
+    let kek = this.#keks.get(slotId);
+    if (kek === undefined) {
+      kek = this.#loadKek(slotId);
+      this.#keks.set(slotId, kek);
+      kek.catch(() => this.#keks.delete(slotId));
+    }
+    return kek;
+  }
+
+  async #loadKek(slotId: KekSlotId): Promise<Kek> {
+    const current = await this.#client.getEnvelope(this.index);
+    let blob: KmsBlob | undefined = kekSlotOf(current) === slotId ? current : undefined;
+    let supplied = this.#options.kek;
+    if (blob === undefined) {
+      const rotation = await this.#rotation();
+      if (rotation?.slotId === slotId) {
+        blob = rotation.envelope;
+        supplied = this.#rotationKek; // provider `none`: the rotation's new KEK, not the current one
+      }
+    }
+    if (blob === undefined) {
+      throw new UnknownKeyError(
+        slotId,
+        `KEK slot ${slotId} is neither the current KEK nor a rotation in progress`,
+        {
+          index: this.index,
+        },
+      );
+    }
+    const kek = await this.#client.unwrapEnvelope(this.index, blob, {
+      ...(supplied ? { kek: supplied } : {}),
+      ...(this.#options.signal ? { signal: this.#options.signal } : {}),
+    });
+    try {
+      await this.verifyKek(kek, slotId);
+    } catch (err) {
+      kek.zero();
+      throw err;
+    }
+    return kek;
+  }
+
+  async #currentSlot(): Promise<KekSlotId> {
+    const slot = kekSlotOf(await this.#client.getEnvelope(this.index));
+    if (slot === undefined) {
+      throw new ConfigError(
+        'the envelope names no KEK slot id: create the index with IndexKeyring.createIndex',
+        {
+          index: this.index,
+        },
+      );
+    }
+    return slot;
+  }
+
+  async #rotation(): Promise<Rotation | undefined> {
+    const raw = await this.#store.getRecord(this.index, 'meta', META.rotation);
+    if (raw === undefined) return undefined;
+    const { decodeKmsBlob } = await import('../envelope/codec.js');
+    const parsed = JSON.parse(Buffer.from(raw).toString('utf8')) as {
+      slotId: string;
+      envelope: string;
+      from?: string;
+    };
+    return {
+      slotId: parseKekSlotId(parsed.slotId),
+      envelope: decodeKmsBlob(Buffer.from(parsed.envelope, 'base64')),
+      fromSlotId: parsed.from === undefined ? undefined : parseKekSlotId(parsed.from),
+    };
+  }
+
+  /**
+   * Creates a DEK (random, of `alg`), wraps it under the current KEK, stores its record and,
+   * unless `activate` is false, makes it the active DEK for new values.
+   */
+  async createDek(options: { alg?: string; activate?: boolean } = {}): Promise<KeyContext> {
+    const alg = algorithm(options.alg ?? recommendedDataAlg());
+    // During a KEK rotation new DEKs go under the new KEK, so the rotation cannot miss them.
+    const slotId = (await this.#rotation())?.slotId ?? (await this.#currentSlot());
+    const kek = await this.#kek(slotId);
+    const id = newKeyId();
+    const key = Dek.generate(alg.keyLength);
+    const record: DekRecord = {
+      id,
+      alg: alg.id,
+      wrapped: wrapUnderKek(kek, slotId, key.expose(), { index: this.index, dek: id }),
+      kekSlotId: slotId,
+      state: 'enabled',
+      createdAt: (this.#options.now ?? (() => Math.floor(Date.now() / 1000)))(),
+    };
+    if (!(await this.#store.createRecord(this.index, 'dek', id, encodeDekRecord(record)))) {
+      throw new InvalidArgumentError(`DEK ${id} exists already`, { index: this.index });
+    }
+    if (options.activate !== false)
+      await this.#store.putRecord(this.index, 'meta', META.active, Buffer.from(id));
+    const context: KeyContext = { keyid: id, key, alg: alg.id };
+    this.#deks.set(id, Promise.resolve(context));
+    return context;
+  }
+
+  async #record(id: DekId): Promise<DekRecord> {
+    const raw = await this.#store.getRecord(this.index, 'dek', id);
+    if (raw === undefined)
+      throw new UnknownKeyError(id, `no DEK ${id} for this index`, { index: this.index });
+    return decodeDekRecord(raw, id);
+  }
+
+  /** The DEK `id` (unwrapped under its KEK, cached). @throws UnknownKeyError, KekMismatchError */
+  getDek(id: string): Promise<KeyContext> {
+    let dek: Promise<KeyContext>;
+    try {
+      const dekId = parseDekId(id);
+      const cached = this.#deks.get(dekId);
+      if (cached !== undefined) return cached;
+      dek = this.#loadDek(dekId);
+      this.#deks.set(dekId, dek);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    dek.catch(() => this.#deks.delete(id));
+    return dek;
+  }
+
+  async #loadDek(id: DekId): Promise<KeyContext> {
+    const record = await this.#record(id);
+    const kek = await this.#kek(record.kekSlotId);
+    const bytes = unwrapUnderKek(kek, record.kekSlotId, record.wrapped, { index: this.index, dek: id });
+    try {
+      return { keyid: id, key: Dek.fromBytes(bytes, algorithm(record.alg).keyLength), alg: record.alg };
+    } finally {
+      bytes.fill(0);
+    }
+  }
+
+  /** Every DEK of the index, without keys. */
+  async listDeks(): Promise<DekInfo[]> {
+    const active = await this.#store.getRecord(this.index, 'meta', META.active);
+    const activeId = active === undefined ? undefined : Buffer.from(active).toString('utf8');
+    const records = await this.#store.listRecords(this.index, 'dek');
+    return [...records].map(([id, raw]) => {
+      const r = decodeDekRecord(raw, id);
+      return {
+        id: r.id,
+        alg: r.alg,
+        state: r.state,
+        active: r.id === activeId,
+        kekSlotId: r.kekSlotId,
+        createdAt: r.createdAt,
+      };
+    });
+  }
+
+  /** Stops DEK `id` from encrypting new values (it still decrypts); unsets it as active. */
+  async deactivateDek(id: string): Promise<void> {
+    const record = await this.#record(parseDekId(id));
+    await this.#store.putRecord(
+      this.index,
+      'dek',
+      record.id,
+      encodeDekRecord({ ...record, state: 'deactivated' }),
+    );
+    const active = await this.#store.getRecord(this.index, 'meta', META.active);
+    if (active !== undefined && Buffer.from(active).toString('utf8') === record.id) {
+      await this.#store.deleteRecord(this.index, 'meta', META.active);
+    }
+  }
+
+  /** The DEK new values are encrypted under. @throws UnknownKeyError when there is none. */
+  async activeDek(): Promise<KeyContext> {
+    const active = await this.#store.getRecord(this.index, 'meta', META.active);
+    if (active === undefined) {
+      throw new UnknownKeyError('', 'this index has no active DEK: create one (dek create)', {
+        index: this.index,
+      });
+    }
+    return this.getDek(Buffer.from(active).toString('utf8'));
+  }
+
+  /** A resolver from a token's DEK id to its key context (unwrapping records, cached). */
+  resolver(): KeyContextResolver {
+    return (keyId) => this.getDek(keyId);
+  }
+
+  /** Encrypts `plaintext` under the active DEK. */
+  async encryptValue(plaintext: string, options: FieldOptions = {}): Promise<string> {
+    return encryptString(plaintext, await this.activeDek(), options);
+  }
+
+  /** Decrypts a token of this index, finding its DEK by the token's key id. */
+  async decryptValue(token: string, options: FieldOptions = {}): Promise<string> {
+    return decryptString(token, this.resolver(), options);
+  }
+
+  /** Forgets and zeroes the cached KEKs and DEKs. */
+  async clearCache(): Promise<void> {
+    const keks = [...this.#keks.values()];
+    const deks = [...this.#deks.values()];
+    this.#keks.clear();
+    this.#deks.clear();
+    for (const k of await Promise.allSettled(keks)) if (k.status === 'fulfilled') k.value.zero();
+    for (const d of await Promise.allSettled(deks)) if (d.status === 'fulfilled') d.value.key.zero();
+  }
+
+  /**
+   * KEK rotation: a new KEK, every DEK record re-wrapped under it, then the envelope pushed with
+   * compare-and-set (version + 1). DEKs and application ciphertext do not change.
+   *
+   * Crash-safe and resumable: the new envelope is first stored as a pending rotation record
+   * (with the new KEK's check record), records are re-wrapped in batches (each record replaced
+   * whole), and readers find a record's KEK by its slot id — the current envelope's or the
+   * pending one's — so every value stays decryptable at every point. Running it again after a
+   * crash finishes the same rotation.
+   */
+  async rotateKek(options: RotateKekOptions = {}): Promise<RotateKekReport> {
+    const current = await this.#client.getEnvelope(this.index);
+    const currentSlot = kekSlotOf(current);
+    let rotation = await this.#rotation();
+    const resumed = rotation !== undefined;
+    this.#rotationKek = options.newKek;
+
+    // An earlier run pushed the new envelope and stopped before cleaning up.
+    if (rotation !== undefined && currentSlot === rotation.slotId) {
+      const total = (await this.#store.listRecords(this.index, 'dek')).size;
+      if (!options.dryRun) await this.#finishRotation(rotation);
+      return report(
+        !!options.dryRun,
+        resumed,
+        rotation.fromSlotId,
+        rotation.slotId,
+        [],
+        total,
+        total,
+        current.version,
+      );
+    }
+    if (options.dryRun) {
+      const records = await this.#store.listRecords(this.index, 'dek');
+      const pending = [...records].filter(
+        ([id, raw]) => decodeDekRecord(raw, id).kekSlotId !== rotation?.slotId,
+      );
+      const ids = pending.map(([id]) => parseDekId(id));
+      return report(
+        true,
+        resumed,
+        currentSlot,
+        rotation?.slotId,
+        ids,
+        records.size - ids.length,
+        records.size,
+        current.version + 1,
+      );
+    }
+    if (rotation === undefined) rotation = await this.#startRotation(current, currentSlot, options.newKek);
+
+    const oldKek = currentSlot === undefined ? undefined : await this.#kek(currentSlot);
+    const newKek = await this.#kek(rotation.slotId);
+    const target = rotation.slotId;
+    const batchSize = options.batchSize ?? 256;
+    const rewrapped: DekId[] = [];
+    let alreadyDone = 0;
+    let total = 0;
+    // Listed after the rotation record exists, so a DEK created from now on is wrapped under
+    // the new KEK (createDek prefers a rotation's slot); a final sweep below catches one created
+    // just before.
+    const rewrapAll = async (records: Map<string, Uint8Array>, progress: boolean) => {
+      let batch = new Map<string, Uint8Array>();
+      const flush = async () => {
+        if (batch.size === 0) return;
+        await this.#store.putRecords(this.index, 'dek', batch);
+        for (const id of batch.keys()) rewrapped.push(parseDekId(id));
+        batch = new Map();
+        if (progress) options.onProgress?.(rewrapped.length + alreadyDone, total);
+      };
+      for (const [id, raw] of records) {
+        const record = decodeDekRecord(raw, id);
+        if (record.kekSlotId === target) {
+          if (progress) alreadyDone++;
+          continue;
+        }
+        if (record.kekSlotId !== currentSlot || oldKek === undefined) {
+          throw new UnknownKeyError(record.kekSlotId, `DEK ${id} is wrapped under an unknown KEK slot`, {
+            index: this.index,
+          });
+        }
+        const dek = unwrapUnderKek(oldKek, currentSlot, record.wrapped, {
+          index: this.index,
+          dek: record.id,
+        });
+        try {
+          const wrapped = wrapUnderKek(newKek, target, dek, { index: this.index, dek: record.id });
+          batch.set(id, encodeDekRecord({ ...record, wrapped, kekSlotId: target }));
+        } finally {
+          dek.fill(0);
+        }
+        if (batch.size >= batchSize) await flush();
+      }
+      await flush();
+    };
+    const records = await this.#store.listRecords(this.index, 'dek');
+    total = records.size;
+    await rewrapAll(records, true);
+    if (alreadyDone > 0 || total === 0) options.onProgress?.(rewrapped.length + alreadyDone, total);
+
+    try {
+      await this.#client.store.push(this.index, rotation.envelope, { expectedVersion: current.version });
+    } catch (err) {
+      // Another run of the same rotation pushed it first: that is success.
+      const now = await this.#client.getEnvelope(this.index);
+      if (!(err instanceof VersionConflictError) || kekSlotOf(now) !== target) throw err;
+    }
+    await rewrapAll(await this.#store.listRecords(this.index, 'dek'), false);
+    await this.#finishRotation(rotation);
+    return report(
+      false,
+      resumed,
+      currentSlot,
+      target,
+      rewrapped,
+      alreadyDone,
+      total,
+      rotation.envelope.version,
+    );
+  }
+
+  async #startRotation(
+    current: KmsBlob,
+    currentSlot: KekSlotId | undefined,
+    newKek: Kek | undefined,
+  ): Promise<Rotation> {
+    if (current.provider === 'none' && newKek === undefined) {
+      throw new InvalidArgumentError('provider "none": pass the new KEK (newKek) to rotateKek', {
+        index: this.index,
+      });
+    }
+    const slotId = newKekSlotId();
+    const kek = newKek === undefined ? Kek.generate() : Kek.fromBytes(newKek.expose());
+    try {
+      const envelope = await this.#client.prepareEnvelope(this.index, kek, {
+        slot: current.kmsName,
+        version: current.version + 1,
+        createdAt: current.createdAt,
+        encryptionContext: { ...current.encryptionContext, [KEK_SLOT_CONTEXT_KEY]: slotId },
+      });
+      await this.#writeKekCheck(kek, slotId);
+      const { encodeKmsBlob } = await import('../envelope/codec.js');
+      const record = JSON.stringify({
+        slotId,
+        envelope: Buffer.from(encodeKmsBlob(envelope)).toString('base64'),
+        ...(currentSlot ? { from: currentSlot } : {}),
+      });
+      if (!(await this.#store.createRecord(this.index, 'meta', META.rotation, Buffer.from(record)))) {
+        // Another process started a rotation first: continue that one.
+        const other = await this.#rotation();
+        if (other === undefined)
+          throw new ConfigError('a rotation record appeared and vanished', { index: this.index });
+        await this.#store.deleteRecord(this.index, 'meta', META.kekCheck(slotId));
+        return other;
+      }
+      return { slotId, envelope, fromSlotId: currentSlot };
+    } finally {
+      kek.zero();
+    }
+  }
+
+  async #finishRotation(rotation: Rotation): Promise<void> {
+    if (rotation.fromSlotId !== undefined) {
+      await this.#store.deleteRecord(this.index, 'meta', META.kekCheck(rotation.fromSlotId));
+      const old = this.#keks.get(rotation.fromSlotId);
+      this.#keks.delete(rotation.fromSlotId);
+      old?.then((k) => k.zero()).catch(() => {});
+    }
+    await this.#store.deleteRecord(this.index, 'meta', META.rotation);
+  }
+}
+
+function report(
+  dryRun: boolean,
+  resumed: boolean,
+  fromKekSlotId: KekSlotId | undefined,
+  toKekSlotId: KekSlotId | undefined,
+  deks: DekId[],
+  alreadyDone: number,
+  totalDeks: number,
+  version: number,
+): RotateKekReport {
+  return {
+    dryRun,
+    resumed,
+    fromKekSlotId,
+    toKekSlotId,
+    deks,
+    rewrapped: dryRun ? 0 : deks.length,
+    alreadyDone,
+    totalDeks,
+    version,
+  };
+}
+
+/** A resolver for `decryptString(token, keyctxResolver(keyring))`. */
+export function keyctxResolver(keyring: IndexKeyring): KeyContextResolver {
+  return keyring.resolver();
+}
+
+export type { BindingContext };
