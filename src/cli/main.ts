@@ -8,7 +8,9 @@ import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { decodeKmsBlob } from '../envelope/codec.js';
 import { EnvelopeNotFoundError, KmsEnvelopeError } from '../errors.js';
+import { IndexKeyring } from '../keyring/keyring.js';
 import { clientFromOptions, type GlobalOptions, kekFromRef, parseContextFlags } from './context.js';
+import { addDekCommands } from './dek-commands.js';
 import { runDemo } from './demo.js';
 import { ExitCode, exitCodeFor } from './exit-codes.js';
 import { blobToJson, formatBlob } from './format.js';
@@ -61,10 +63,12 @@ export function buildProgram(): Command {
         const slot = globals().slot ?? (globals().provider ? 'default' : undefined);
         if (slot === undefined)
           throw new KmsEnvelopeError('create needs --slot (or --provider to define one)');
-        const kek = await client.createIndex(index, {
+        // Created ready for DEKs: the envelope names a KEK slot id and the KEK-check record is written.
+        await IndexKeyring.createIndex(client, index, {
           slot,
           encryptionContext: parseContextFlags(opts.context),
         });
+        const kek = await client.unwrap(index);
         try {
           const blob = await client.getEnvelope(index);
           print(
@@ -184,6 +188,7 @@ export function buildProgram(): Command {
       await runDemo(opts.dir, print);
     });
 
+  addDekCommands(program, print);
   return program;
 }
 
