@@ -22,6 +22,25 @@ export {
 } from './envelope/kms-blob.js';
 export * from './errors.js';
 export { createIndexKms, deleteIndexKms, getIndexKms, pushIndexKms } from './index-kms.js';
+export {
+  type DekInfo,
+  IndexKeyring,
+  type KeyringOptions,
+  kekSlotOf,
+  keyctxResolver,
+  type RotateKekOptions,
+  type RotateKekReport,
+} from './keyring/keyring.js';
+export {
+  createPassphraseIndex,
+  DEFAULT_KDF_ITERATIONS,
+  deriveAndVerifyKek,
+  derivePassphraseKek,
+  type KdfParams,
+  newKdfParams,
+} from './keyring/passphrase.js';
+// The DEK wire format (gemstone_utils v0.5 compatible) and the DEK layer under each index's KEK.
+export { Dek } from './keys/dek.js';
 export { KEK_LENGTH, Kek } from './keys/kek.js';
 export { KEK_CHECK_LENGTH, kekCheckValue, kekMatchesCheck } from './keys/kek-check.js';
 export { SecretKey, withKey } from './keys/secret-key.js';
@@ -33,6 +52,18 @@ export {
   type SecretRefOptions,
   type SecretSchemeResolver,
 } from './keys/secret-ref.js';
+export { type MigratedKind, type MigrateOptions, migrateValue } from './legacy/migrate.js';
+export {
+  apiKeyHash,
+  decryptLegacyV2,
+  encryptLegacyV2,
+  getOrCreateUserKey,
+  isLegacyV2,
+  LegacyKey,
+  type LegacyMasterKeyState,
+  legacyMasterKeyFromEnv,
+  legacyPoolKey,
+} from './legacy/v2.js';
 export {
   type IndexName,
   isValidIndexName,
@@ -60,4 +91,38 @@ export {
   parseSlotsConfig,
 } from './providers/slot.js';
 export { StorageConfig } from './storage/config.js';
-export type { EnvelopeStore, PushOptions } from './storage/store.js';
+export type { EnvelopeStore, PushOptions, RecordKind, RecordStore } from './storage/store.js';
+export {
+  algorithm,
+  decryptAlg,
+  encryptAlg,
+  GCM_RANDOM_NONCE_LIMIT,
+  generateKeyByAlg,
+  invocationCount,
+  recommendedDataAlg,
+  registerAlgorithm,
+  type WireAlgorithm,
+} from './wire/algorithms.js';
+export {
+  type BindingContext,
+  CONTEXT_BINDING_V1,
+  decryptString,
+  encryptString,
+  type FieldOptions,
+  type KeyContext,
+  type KeyContextResolver,
+} from './wire/fields.js';
+export {
+  type EncryptedField,
+  formatEncryptedField,
+  isEncryptedValue,
+  parseEncryptedField,
+} from './wire/format.js';
+export {
+  type DekId,
+  type KekSlotId,
+  newKekSlotId,
+  newKeyId,
+  parseDekId,
+  parseKekSlotId,
+} from './wire/key-id.js';
