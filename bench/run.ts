@@ -8,12 +8,18 @@ import { closeSync, fsyncSync, mkdtempSync, openSync, renameSync, rmSync, writeS
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createLocalProvider } from '../providers/local.js';
+import { KmsEnvelopeClient } from '../src/client.js';
 import { decodeKmsBlob, encodeKmsBlob } from '../src/envelope/codec.js';
 import type { KmsBlob } from '../src/envelope/kms-blob.js';
+import { IndexKeyring } from '../src/keyring/keyring.js';
+import { Dek } from '../src/keys/dek.js';
 import { Kek } from '../src/keys/kek.js';
 import { parseIndexName, parseSlotName } from '../src/names.js';
 import { StorageConfig } from '../src/storage/config.js';
+import type { EnvelopeStore, RecordStore } from '../src/storage/store.js';
 import { startRedisServer } from '../src/testing/redis-server.js';
+import { decryptString, encryptString, type KeyContext } from '../src/wire/fields.js';
+import { newKeyId } from '../src/wire/key-id.js';
 import { type CaseResult, formatTable, runCase } from './harness.js';
 
 const index = parseIndexName('orders-2026');
@@ -187,9 +193,96 @@ async function diskCases(): Promise<CaseResult[]> {
   }
 }
 
+async function wireCases(): Promise<CaseResult[]> {
+  const ctx: KeyContext = { keyid: newKeyId(), key: Dek.generate(), alg: 'A256GCM' };
+  const plaintext = 'x'.repeat(64);
+  const token = encryptString(plaintext, ctx);
+  const key = ctx.key.expose();
+  const pt = Buffer.from(plaintext);
+  const pool = randomFillSync(Buffer.alloc(12 * 4096));
+  let at = 0;
+  const rawSeal = () => {
+    if (at === pool.length) {
+      randomFillSync(pool);
+      at = 0;
+    }
+    at += 12;
+    const n = pool.subarray(at - 12, at);
+    const c = createCipheriv('aes-256-gcm', key, n);
+    const ct = c.update(pt);
+    c.final();
+    return Buffer.concat([n, ct, c.getAuthTag()]);
+  };
+  const sealed = rawSeal();
+  const rawOpen = () => {
+    const d = createDecipheriv('aes-256-gcm', key, sealed.subarray(0, 12));
+    d.setAuthTag(sealed.subarray(sealed.length - 16));
+    const out = d.update(sealed.subarray(12, sealed.length - 16));
+    d.final();
+    return out.toString('utf8');
+  };
+  return [
+    await runCase({
+      name: 'wire encryptString (64 B) vs raw AES-256-GCM seal',
+      ours: () => encryptString(plaintext, ctx),
+      baseline: rawSeal,
+      target: { maxRatio: 1.1 },
+    }),
+    await runCase({
+      name: 'wire decryptString (64 B) vs raw AES-256-GCM open',
+      ours: () => decryptString(token, ctx),
+      baseline: rawOpen,
+      target: { maxRatio: 1.3 },
+    }),
+  ];
+}
+
+/** rotateKek of 10,000 DEK records: records per second (a throughput figure, no baseline). */
+async function rotateThroughput(): Promise<string[]> {
+  const lines: string[] = [];
+  const master = `literal:${randomBytes(32).toString('base64url')}`;
+  const measure = async (label: string, store: EnvelopeStore & RecordStore) => {
+    const client = new KmsEnvelopeClient({
+      store,
+      kms: { slots: { dev: { provider: 'local', masterKey: master } } },
+    });
+    const keyring = await IndexKeyring.createIndex(client, 'bench-rotate', { slot: 'dev' });
+    await keyring.createDeks(10_000);
+    const start = process.hrtime.bigint();
+    const report = await keyring.rotateKek({ batchSize: 500 });
+    const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+    lines.push(
+      `| rotateKek, ${report.rewrapped} DEK records, ${label} | ${seconds.toFixed(2)} s | ${Math.round(report.rewrapped / seconds)} records/s |`,
+    );
+  };
+  const root = mkdtempSync(join(tmpdir(), 'kms-envelope-bench-rotate-'));
+  try {
+    await measure('disk (fsync per record, one folder fsync per batch)', StorageConfig.disk(root));
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+  let server: Awaited<ReturnType<typeof startRedisServer>> | undefined;
+  try {
+    server = await startRedisServer();
+  } catch (err) {
+    console.warn(`skipping the Redis rotation: ${(err as Error).message}`);
+  }
+  if (server !== undefined) {
+    const store = StorageConfig.redis({ url: server.url });
+    try {
+      await measure('Redis (one HSET per batch of 500)', store);
+    } finally {
+      await store.close();
+      await server.stop();
+    }
+  }
+  return lines;
+}
+
 const results = [
   ...(await codecCases()),
   ...(await localCases()),
+  ...(await wireCases()),
   ...(await redisCases()),
   ...(await diskCases()),
 ];
@@ -197,3 +290,5 @@ console.log(
   `kms-envelope benchmarks (node ${process.version}, one process; median of interleaved batches)\n`,
 );
 console.log(formatTable(results));
+console.log('\n| throughput | time | rate |\n|---|---|---|');
+for (const line of await rotateThroughput()) console.log(line);

@@ -317,6 +317,31 @@ export class IndexKeyring {
     return context;
   }
 
+  /**
+   * Creates `count` DEKs in one batched store write (none becomes active): for provisioning
+   * many keys, e.g. one per tenant.
+   */
+  async createDeks(count: number, options: { alg?: string } = {}): Promise<KeyContext[]> {
+    const alg = algorithm(options.alg ?? recommendedDataAlg());
+    const slotId = (await this.#rotation())?.slotId ?? (await this.#currentSlot());
+    const kek = await this.#kek(slotId);
+    const createdAt = (this.#options.now ?? (() => Math.floor(Date.now() / 1000)))();
+    const records = new Map<string, Uint8Array>();
+    const contexts: KeyContext[] = [];
+    for (let i = 0; i < count; i++) {
+      const id = newKeyId();
+      const key = Dek.generate(alg.keyLength);
+      const wrapped = wrapUnderKek(kek, slotId, key.expose(), { index: this.index, dek: id });
+      records.set(
+        id,
+        encodeDekRecord({ id, alg: alg.id, wrapped, kekSlotId: slotId, state: 'enabled', createdAt }),
+      );
+      contexts.push({ keyid: id, key, alg: alg.id });
+    }
+    await this.#store.putRecords(this.index, 'dek', records);
+    return contexts;
+  }
+
   async #record(id: DekId): Promise<DekRecord> {
     const raw = await this.#store.getRecord(this.index, 'dek', id);
     if (raw === undefined)

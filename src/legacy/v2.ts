@@ -96,7 +96,7 @@ export function decryptLegacyV2(token: string, key: LegacyKey): string {
   if (blob.length < 28) throw new MalformedTokenError('v2: token is too short');
   const plaintext = algorithm('A256GCM').decrypt(key, blob);
   try {
-    return new TextDecoder('utf-8', { fatal: true }).decode(plaintext);
+    return new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(plaintext);
   } catch {
     throw new MalformedTokenError('v2: value is not UTF-8 text');
   } finally {

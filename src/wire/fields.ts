@@ -45,6 +45,8 @@ export interface FieldOptions {
   readonly context?: BindingContext;
 }
 
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
 /** The params value that marks a context-bound token. */
 export const CONTEXT_BINDING_V1 = 'ctx-v1';
 
@@ -134,7 +136,7 @@ function decryptWith(
       throw new UnknownKeyError(keyId, `DEK ${keyId} is a ${ctx.alg} key, the value is ${alg.id}`);
     const plaintext = alg.decrypt(ctx.key, field.blob, aad);
     try {
-      return new TextDecoder('utf-8', { fatal: true }).decode(plaintext);
+      return utf8.decode(plaintext);
     } catch {
       throw new MalformedTokenError('decrypted value is not UTF-8 text');
     } finally {

@@ -7,6 +7,7 @@ export type DekId = string & { readonly __brand: 'DekId' };
 export type KekSlotId = string & { readonly __brand: 'KekSlotId' };
 
 const HEX32 = /^[0-9a-fA-F]{32}$/;
+const CANONICAL = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /**
  * Canonical lower-case UUID text of `text`, accepting what Python's `uuid.UUID(str)` accepts (the
@@ -16,6 +17,7 @@ const HEX32 = /^[0-9a-fA-F]{32}$/;
  */
 function canonicalUuid(text: string, kind: string): string {
   if (typeof text !== 'string') throw new InvalidKeyIdError(`${kind} must be a string`);
+  if (text.length === 36 && CANONICAL.test(text)) return text; // what we write: the hot path
   if (/^[0-9]{1,20}$/.test(text)) {
     throw new InvalidKeyIdError(
       `${kind} "${text}" is an integer: integer key ids are no longer supported; migrate the key to a UUID id (newKeyId()) and re-encrypt or re-wrap under it`,

@@ -47,7 +47,7 @@ export function decodeParams(segment: string): WireParams {
   const bytes = decodeBase64UrlPadded(segment, 'params');
   let parsed: unknown;
   try {
-    parsed = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
+    parsed = JSON.parse(new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(bytes));
   } catch {
     throw new MalformedTokenError('params are not UTF-8 JSON');
   }

@@ -26,6 +26,7 @@ describe('legacy v2: tokens', () => {
     expect(isLegacyV2(token)).toBe(true);
     expect(isLegacyV2('sk-live-123')).toBe(false);
     expect(decryptLegacyV2(token, key)).toBe('sk-live-123');
+    expect(decryptLegacyV2(encryptLegacyV2('\ufeffbom', key), key)).toBe('\ufeffbom');
     const body = token.slice(3);
     const padded = `v2:${body}${'='.repeat((4 - (body.length % 4)) % 4)}`;
     expect(decryptLegacyV2(padded, key)).toBe('sk-live-123');

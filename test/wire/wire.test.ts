@@ -98,7 +98,16 @@ describe('wire format, exact bytes', () => {
   const ctx: KeyContext = { keyid: newKeyId(), key: generateKeyByAlg('A256GCM'), alg: recommendedDataAlg() };
 
   it('writes $A256GCM$<canonical uuid>$e30=$<urlsafe base64 with padding>', () => {
-    for (const plaintext of ['', 'a', 'ab', 'abc', 'hello world', 'naïve ☕', 'x'.repeat(1000)]) {
+    for (const plaintext of [
+      '',
+      'a',
+      'ab',
+      'abc',
+      'hello world',
+      'naïve ☕',
+      '\ufeffleading BOM kept',
+      'x'.repeat(1000),
+    ]) {
       const token = encryptString(plaintext, ctx);
       const parts = token.split('$');
       expect(parts).toHaveLength(5);
