@@ -1,17 +1,22 @@
 /**
  * Searches everything the public objects show — error messages, stacks, causes, util.inspect,
  * JSON and string forms — for a canary KEK's and a canary master key's bytes in hex, base64,
- * base64url and latin1, and finds none.
+ * base64url and latin1 (and for a canary plaintext), and finds none.
  */
 import { inspect } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { createLocalProvider } from '../../providers/local.js';
 import { KmsEnvelopeClient } from '../../src/client.js';
+import { IndexKeyring } from '../../src/keyring/keyring.js';
+import { Dek } from '../../src/keys/dek.js';
 import { Kek } from '../../src/keys/kek.js';
 import { decodeKeyMaterial } from '../../src/keys/secret-ref.js';
+import { decryptLegacyV2, encryptLegacyV2, LegacyKey, legacyMasterKeyFromEnv } from '../../src/legacy/v2.js';
 import { parseIndexName } from '../../src/names.js';
 import { KmsRegistry } from '../../src/providers/registry.js';
 import { StorageConfig } from '../../src/storage/config.js';
+import { decryptString, encryptString } from '../../src/wire/fields.js';
+import { newKeyId } from '../../src/wire/key-id.js';
 
 // Distinctive bytes so that a match is never an accident.
 const canaryKek = Buffer.from('c4n4ryKEKc4n4ryKEKc4n4ryKEK!!!!!', 'latin1');
@@ -31,7 +36,7 @@ function encodings(bytes: Buffer): string[] {
   ];
 }
 
-const needles = [...encodings(canaryKek), ...encodings(canaryMaster)];
+const needles = [...encodings(canaryKek), ...encodings(canaryMaster), 'plaintext-canary'];
 
 function shownForms(value: unknown): string[] {
   const forms = [
@@ -122,7 +127,39 @@ describe('no key material in anything shown', () => {
     );
     shown.push(['registry', client.kms], ['provider', await client.kms.provider('dev')]);
 
-    expect(shown.filter(([label]) => label.endsWith('(error)')).length).toBeGreaterThanOrEqual(8);
+    // The DEK layer: a keyring over a caller-supplied canary KEK, a canary DEK, a canary legacy key.
+    await capture('keyring create', () =>
+      IndexKeyring.createIndex(client, 'canary-ring', { slot: 'byok', kek: canary }),
+    );
+    const ring = new IndexKeyring(client, 'canary-ring', { kek: canary });
+    await capture('keyring dek', () => ring.createDek());
+    const token = await ring.encryptValue('plaintext-canary');
+    await capture('keyring wrong KEK', () =>
+      new IndexKeyring(client, 'canary-ring', { kek: Kek.generate() }).decryptValue(token),
+    );
+    await capture('keyring unknown id', () =>
+      ring.decryptValue(token.replace(token.split('$')[2]!, newKeyId())),
+    );
+    await capture('keyring tampered', () => ring.decryptValue(`${token.slice(0, -6)}AAAA==`));
+    await capture('keyring list', () => ring.listDeks());
+    await capture('keyring rotate', () => ring.rotateKek({ newKek: Kek.fromBytes(canaryMaster) }));
+    const dek = Dek.fromBytes(canaryKek);
+    const ctx = { keyid: newKeyId(), key: dek, alg: 'A256GCM' };
+    const wire = encryptString('plaintext-canary', ctx);
+    await capture('wire wrong key', async () => decryptString(wire, { ...ctx, key: Dek.generate() }));
+    await capture('wire other id', async () => decryptString(wire, { ...ctx, keyid: newKeyId() }));
+    await capture('wire truncated', async () => decryptString(wire.slice(0, 50), ctx));
+    await capture('wire context', async () => decryptString(wire, ctx, { context: { a: 'b' } }));
+    const legacy = LegacyKey.fromBytes(canaryMaster);
+    await capture('v2 wrong key', async () =>
+      decryptLegacyV2(encryptLegacyV2('plaintext-canary', legacy), LegacyKey.generate()),
+    );
+    await capture('v2 env', async () =>
+      legacyMasterKeyFromEnv({ API_KEY_MASTER_KEY: canaryMaster.subarray(0, 30).toString('base64url') }),
+    );
+    shown.push(['dek', dek], ['legacy key', legacy], ['keyring', ring], ['key context', ctx]);
+
+    expect(shown.filter(([label]) => label.endsWith('(error)')).length).toBeGreaterThanOrEqual(16);
     for (const [label, value] of shown) expectNoCanary(label, value);
   });
 
