@@ -6,6 +6,9 @@ import { type IndexName, parseIndexName, parseSlotName, type SlotName } from './
 import type { KmsProvider, WrapContext } from './providers/provider.js';
 import { KmsRegistry, type KmsRegistryOptions } from './providers/registry.js';
 import type { EnvelopeStore } from './storage/store.js';
+import { type CachedKek, cacheKey, KekCache, type KekCacheOptions } from './unwrap/kek-cache.js';
+import { type KmsCallOptions, KmsCaller } from './unwrap/kms-calls.js';
+import { type MeterLike, Telemetry, type UnwrapStats } from './unwrap/telemetry.js';
 
 /** Options of {@link KmsEnvelopeClient}. */
 export interface KmsEnvelopeClientOptions {
@@ -17,6 +20,15 @@ export interface KmsEnvelopeClientOptions {
   readonly kekCheck?: boolean;
   /** Clock in epoch seconds (tests). */
   readonly now?: () => number;
+  /**
+   * The cache of unwrapped KEKs used by {@link KmsEnvelopeClient.unwrap} (default on, TTL 60 s),
+   * or `false` to unwrap with the KMS on every call.
+   */
+  readonly cache?: KekCacheOptions | false;
+  /** Deadline, retries and circuit breaker of KMS calls. */
+  readonly kmsCalls?: KmsCallOptions;
+  /** An OpenTelemetry meter (or anything shaped like one) to record unwrap and KMS metrics. */
+  readonly meter?: MeterLike;
 }
 
 /** Options of {@link KmsEnvelopeClient.createIndex}. */
@@ -33,8 +45,10 @@ export interface CreateIndexOptions {
 
 /** Options of {@link KmsEnvelopeClient.unwrap}. */
 export interface UnwrapOptions {
-  /** The caller's KEK, for envelopes of provider `none`. */
+  /** The caller's KEK, for envelopes of provider `none` (never cached). */
   readonly kek?: Kek;
+  /** Cache partition: KEKs of different tenants never share an entry. */
+  readonly tenant?: string;
   /** Deadline for the KMS call. */
   readonly signal?: AbortSignal;
 }
@@ -82,12 +96,19 @@ export class KmsEnvelopeClient {
   readonly kms: KmsRegistry;
   readonly #kekCheck: boolean;
   readonly #now: () => number;
+  readonly #telemetry: Telemetry;
+  readonly #cache: KekCache | undefined;
+  readonly #caller: KmsCaller;
 
   constructor(options: KmsEnvelopeClientOptions) {
     this.store = options.store;
     this.kms = options.kms instanceof KmsRegistry ? options.kms : new KmsRegistry(options.kms);
     this.#kekCheck = options.kekCheck ?? true;
     this.#now = options.now ?? (() => Math.floor(Date.now() / 1000));
+    this.#telemetry = new Telemetry(options.meter);
+    this.#cache =
+      options.cache === false ? undefined : new KekCache(options.cache ?? {}, (index, reason) => this.#telemetry.evicted(index, reason));
+    this.#caller = new KmsCaller(options.kmsCalls ?? {}, this.#telemetry);
   }
 
   /**
@@ -127,8 +148,70 @@ export class KmsEnvelopeClient {
    * KekMismatchError (a supplied KEK that is not the index's); the provider's errors.
    */
   async unwrap(indexName: string, options: UnwrapOptions = {}): Promise<Kek> {
+    const cache = this.#cache;
+    if (cache === undefined || options.kek !== undefined) {
+      const index = parseIndexName(indexName);
+      return this.#unwrapBlob(index, await this.store.get(index), options);
+    }
+    // The hot path: only valid names ever enter the cache, so a hit needs no parsing.
+    const key = cacheKey(indexName, options.tenant);
+    const hit = cache.get(key, () => this.#load(parseIndexName(indexName), options));
+    if (hit !== undefined) {
+      this.#telemetry.hit();
+      return Kek.fromBytes(hit.kek.expose());
+    }
     const index = parseIndexName(indexName);
-    return this.#unwrapBlob(index, await this.store.get(index), options);
+    if (cache.loading(key)) this.#telemetry.coalesced();
+    const started = performance.now();
+    let entry: CachedKek;
+    try {
+      entry = await cache.load(key, () => this.#load(index, options));
+    } catch (err) {
+      const code = err instanceof Error && 'code' in err ? String((err as { code: unknown }).code) : 'UNKNOWN';
+      this.#telemetry.unwrapped({ index, slot: '', provider: '', cache: 'miss', durationMs: performance.now() - started, outcome: code });
+      throw err;
+    }
+    this.#telemetry.unwrapped({
+      index,
+      slot: entry.slot,
+      provider: entry.provider,
+      cache: 'miss',
+      durationMs: performance.now() - started,
+      outcome: 'ok',
+    });
+    return Kek.fromBytes(entry.kek.expose());
+  }
+
+  /** Reads and unwraps for the cache; re-reads the envelope once if the unwrap fails. */
+  async #load(index: IndexName, options: UnwrapOptions): Promise<CachedKek> {
+    let blob = await this.store.get(index);
+    let kek: Kek;
+    try {
+      kek = await this.#unwrapBlob(index, blob, options);
+    } catch (err) {
+      if (!(err instanceof UnwrapFailedError)) throw err;
+      // The envelope may have been rotated by another process between read and unwrap.
+      const again = await this.store.get(index);
+      if (again.version === blob.version && again.kmsName === blob.kmsName) throw err;
+      blob = again;
+      kek = await this.#unwrapBlob(index, blob, options);
+    }
+    return { kek, version: blob.version, slot: blob.kmsName, provider: blob.provider, loadedAt: Date.now(), uses: 0 };
+  }
+
+  /** Drops the cached KEKs of `indexName` (every tenant), zeroing them. */
+  invalidate(indexName: string): void {
+    this.#cache?.invalidate(parseIndexName(indexName));
+  }
+
+  /** Drops every cached KEK, zeroing them. */
+  clearCache(): void {
+    this.#cache?.clear();
+  }
+
+  /** Unwrap, cache and KMS-call numbers since the client was made. */
+  stats(): UnwrapStats {
+    return this.#telemetry.snapshot();
   }
 
   /**
@@ -148,6 +231,7 @@ export class KmsEnvelopeClient {
         updatedAt: Math.max(this.#now(), current.createdAt),
       });
       await this.store.push(index, next, { expectedVersion: current.version });
+      this.#cache?.invalidate(index);
       return next;
     } finally {
       kek.zero();
@@ -206,13 +290,17 @@ export class KmsEnvelopeClient {
     return this.#unwrapBlob(index, blob, options);
   }
 
-  /** Deletes the envelope of `indexName`; a no-op when there is none. */
-  delete(indexName: string): Promise<void> {
-    return this.store.delete(parseIndexName(indexName));
+  /** Deletes the envelope of `indexName` (and its cached KEK); a no-op when there is none. */
+  async delete(indexName: string): Promise<void> {
+    const index = parseIndexName(indexName);
+    await this.store.delete(index);
+    this.#cache?.invalidate(index);
   }
 
   /** Closes the providers and the store (a caller-supplied Redis client stays open). */
   async close(): Promise<void> {
+    this.#cache?.clear();
+    this.#caller.shutdown();
     await this.kms.close();
     await this.store.close();
   }
@@ -238,7 +326,11 @@ export class KmsEnvelopeClient {
   ): Promise<KmsBlob> {
     const provider = await this.#provider(slot, index);
     const context: WrapContext = { index, slot, encryptionContext, ...(signal ? { signal } : {}) };
-    const wrapped = await provider.wrap(kek, context);
+    const wrapped = await this.#caller.run(
+      { slot, provider: provider.id, index },
+      (deadline) => provider.wrap(kek, { ...context, signal: deadline }),
+      signal,
+    );
     return {
       kmsName: slot,
       provider: provider.id,
@@ -268,13 +360,23 @@ export class KmsEnvelopeClient {
     if (options.kek !== undefined && blob.provider !== 'none') {
       throw new InvalidArgumentError('a KEK can only be supplied for envelopes of provider "none"', where);
     }
-    const kek = await provider.unwrap(blob, {
-      index,
-      slot: parseSlotName(blob.kmsName),
-      encryptionContext: blob.encryptionContext,
-      ...(options.signal ? { signal: options.signal } : {}),
-      ...(options.kek ? { suppliedKek: options.kek } : {}),
-    });
+    const slot = parseSlotName(blob.kmsName);
+    const kek = await this.#caller.run(
+      { slot, provider: provider.id, index },
+      async (deadline) => {
+        const unwrapped = await provider.unwrap(blob, {
+          index,
+          slot,
+          encryptionContext: blob.encryptionContext,
+          signal: deadline,
+          ...(options.kek ? { suppliedKek: options.kek } : {}),
+        });
+        // Too late: the caller has already been told the deadline passed. Do not leak the key.
+        if (deadline.aborted) unwrapped.zero();
+        return unwrapped;
+      },
+      options.signal,
+    );
     if (blob.kekCheck !== undefined && !kekMatchesCheck(kek, blob.kekCheck)) {
       kek.zero();
       throw new KekMismatchError("the KEK does not match the envelope's KEK check value", where);

@@ -17,6 +17,8 @@ export interface ErrorContext {
   provider?: string;
   /** The underlying error, kept for debugging. Must not carry key bytes. */
   cause?: unknown;
+  /** For retryable errors: how long the service asked callers to wait (retry-after), in ms. */
+  retryAfterMs?: number;
 }
 
 /** The stable codes of every error class, for `switch (err.code)`. */
@@ -111,7 +113,16 @@ export class MalformedEnvelopeError extends KmsEnvelopeError {
 export class ProviderUnavailableError extends KmsEnvelopeError {
   override readonly code = ErrorCode.unavailable;
   override readonly retryable = true;
+  /** How long the service asked callers to wait before retrying, when it said (retry-after). */
+  readonly retryAfterMs: number | undefined;
+  constructor(message: string, ctx: ErrorContext = {}) {
+    super(message, ctx);
+    this.retryAfterMs = ctx.retryAfterMs;
+  }
 }
+
+/** The circuit breaker of a KMS slot is open after repeated failures: failing fast. Retryable later. */
+export class CircuitOpenError extends ProviderUnavailableError {}
 
 /** The envelope store (Redis, a disk that refuses writes) could not be reached. Retryable. */
 export class StoreUnavailableError extends KmsEnvelopeError {

@@ -552,6 +552,7 @@ export class IndexKeyring {
       const now = await this.#client.getEnvelope(this.index);
       if (!(err instanceof VersionConflictError) || kekSlotOf(now) !== target) throw err;
     }
+    this.#client.invalidate(this.index); // the client's cached KEK is the old one
     await rewrapAll(await this.#store.listRecords(this.index, 'dek'), false);
     await this.#finishRotation(rotation);
     return report(

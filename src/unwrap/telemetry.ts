@@ -1,0 +1,130 @@
+/**
+ * Observability of the unwrap path without any dependency: events on `node:diagnostics_channel`,
+ * counters for `client.stats()`, and an optional OpenTelemetry-style meter (any object with
+ * `createCounter` / `createHistogram`, e.g. `metrics.getMeter('kms-envelope')` from
+ * `@opentelemetry/api`). Events and metrics carry index, slot, provider, outcome and error code;
+ * never a key byte or a plaintext.
+ *
+ * @module
+ */
+import diagnosticsChannel from 'node:diagnostics_channel';
+
+/** Channel names; subscribe with `diagnostics_channel.subscribe(name, fn)`. */
+export const Channels = {
+  /** `{ index, slot, provider, cache: 'hit' | 'miss', durationMs, outcome: 'ok' | code }` */
+  unwrap: 'kms-envelope:unwrap',
+  /** `{ index, reason: 'evict' | 'expire' | 'uses' | 'invalidate' | 'clear' }` */
+  cache: 'kms-envelope:cache',
+  /** `{ slot, provider, index, attempt, durationMs, outcome: 'ok' | code }` */
+  kms: 'kms-envelope:kms',
+} as const;
+
+const unwrapChannel = diagnosticsChannel.channel(Channels.unwrap);
+const cacheChannel = diagnosticsChannel.channel(Channels.cache);
+const kmsChannel = diagnosticsChannel.channel(Channels.kms);
+
+/** The structural subset of an OpenTelemetry `Meter` used here. */
+export interface MeterLike {
+  createCounter(name: string, options?: { description?: string }): { add(value: number, attributes?: Record<string, string>): void };
+  createHistogram(
+    name: string,
+    options?: { description?: string; unit?: string },
+  ): { record(value: number, attributes?: Record<string, string>): void };
+}
+
+/** Per-slot numbers, as `client.stats()` returns them. */
+export interface SlotStats {
+  kmsCalls: number;
+  kmsErrors: Record<string, number>;
+  retries: number;
+  circuitOpenRejections: number;
+}
+
+/** What `client.stats()` returns. */
+export interface UnwrapStats {
+  unwraps: number;
+  cacheHits: number;
+  cacheMisses: number;
+  cacheEvictions: number;
+  /** Unwraps that joined a call already in flight (single-flight). */
+  coalesced: number;
+  errors: Record<string, number>;
+  slots: Record<string, SlotStats>;
+}
+
+/** Collects the numbers and publishes the events. */
+export class Telemetry {
+  readonly #stats: UnwrapStats = { unwraps: 0, cacheHits: 0, cacheMisses: 0, cacheEvictions: 0, coalesced: 0, errors: {}, slots: {} };
+  readonly #meter?: {
+    unwraps: ReturnType<MeterLike['createCounter']>;
+    latency: ReturnType<MeterLike['createHistogram']>;
+    kmsCalls: ReturnType<MeterLike['createCounter']>;
+    evictions: ReturnType<MeterLike['createCounter']>;
+  };
+
+  constructor(meter?: MeterLike) {
+    if (meter !== undefined) {
+      this.#meter = {
+        unwraps: meter.createCounter('kms_envelope.unwraps', { description: 'KEK unwraps by cache outcome' }),
+        latency: meter.createHistogram('kms_envelope.unwrap.duration', { unit: 'ms', description: 'unwrap latency' }),
+        kmsCalls: meter.createCounter('kms_envelope.kms.calls', { description: 'KMS calls by outcome' }),
+        evictions: meter.createCounter('kms_envelope.cache.evictions', { description: 'cached KEKs dropped' }),
+      };
+    }
+  }
+
+  #slot(slot: string): SlotStats {
+    let s = this.#stats.slots[slot];
+    if (s === undefined) {
+      s = { kmsCalls: 0, kmsErrors: {}, retries: 0, circuitOpenRejections: 0 };
+      this.#stats.slots[slot] = s;
+    }
+    return s;
+  }
+
+  /** A cache hit: the hot path, so only counters. */
+  hit(): void {
+    this.#stats.unwraps++;
+    this.#stats.cacheHits++;
+  }
+
+  unwrapped(event: { index: string; slot: string; provider: string; cache: 'hit' | 'miss'; durationMs: number; outcome: string }): void {
+    if (event.cache === 'miss') {
+      this.#stats.unwraps++;
+      this.#stats.cacheMisses++;
+    }
+    if (event.outcome !== 'ok') this.#stats.errors[event.outcome] = (this.#stats.errors[event.outcome] ?? 0) + 1;
+    if (unwrapChannel.hasSubscribers) unwrapChannel.publish(event);
+    const attrs = { slot: event.slot, provider: event.provider, cache: event.cache, outcome: event.outcome };
+    this.#meter?.unwraps.add(1, attrs);
+    this.#meter?.latency.record(event.durationMs, attrs);
+  }
+
+  coalesced(): void {
+    this.#stats.coalesced++;
+  }
+
+  evicted(index: string, reason: string): void {
+    this.#stats.cacheEvictions++;
+    if (cacheChannel.hasSubscribers) cacheChannel.publish({ index, reason });
+    this.#meter?.evictions.add(1, { reason });
+  }
+
+  kmsCall(event: { slot: string; provider: string; index: string; attempt: number; durationMs: number; outcome: string }): void {
+    const s = this.#slot(event.slot);
+    s.kmsCalls++;
+    if (event.attempt > 1) s.retries++;
+    if (event.outcome !== 'ok') s.kmsErrors[event.outcome] = (s.kmsErrors[event.outcome] ?? 0) + 1;
+    if (kmsChannel.hasSubscribers) kmsChannel.publish(event);
+    this.#meter?.kmsCalls.add(1, { slot: event.slot, provider: event.provider, outcome: event.outcome });
+  }
+
+  circuitOpen(slot: string): void {
+    this.#slot(slot).circuitOpenRejections++;
+  }
+
+  /** A deep copy of the numbers. */
+  snapshot(): UnwrapStats {
+    return structuredClone(this.#stats);
+  }
+}
