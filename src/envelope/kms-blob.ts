@@ -35,6 +35,28 @@ export const KmsBlobLimits = {
   maxVersion: 0xffff_ffff,
 } as const;
 
+/**
+ * Field slots of table `KMSBlob`, in schema order: field `slot` has vtable entry `4 + 2 * slot`.
+ * Fields are only ever appended, so these numbers never change.
+ */
+export const KmsBlobField = {
+  kmsName: 0,
+  provider: 1,
+  keyId: 2,
+  region: 3,
+  wrappedKek: 4,
+  version: 5,
+  createdAt: 6,
+  indexName: 7,
+  encryptionContext: 8,
+  schemaVersion: 9,
+  updatedAt: 10,
+  kekCheck: 11,
+} as const;
+
+/** Field slots of table `ContextEntry`. */
+export const ContextEntryField = { key: 0, value: 1 } as const;
+
 /** Provider ids: lower-case letters, digits and '-', starting with a letter. */
 export const PROVIDER_ID_PATTERN = /^[a-z][a-z0-9-]{0,63}$/;
 
