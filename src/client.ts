@@ -7,7 +7,7 @@ import type { KmsProvider, WrapContext } from './providers/provider.js';
 import { KmsRegistry, type KmsRegistryOptions } from './providers/registry.js';
 import type { EnvelopeStore } from './storage/store.js';
 import { type CachedKek, cacheKey, KekCache, type KekCacheOptions } from './unwrap/kek-cache.js';
-import { type KmsCallOptions, KmsCaller } from './unwrap/kms-calls.js';
+import { KmsCaller, type KmsCallOptions } from './unwrap/kms-calls.js';
 import { type MeterLike, Telemetry, type UnwrapStats } from './unwrap/telemetry.js';
 
 /** Options of {@link KmsEnvelopeClient}. */
@@ -107,7 +107,9 @@ export class KmsEnvelopeClient {
     this.#now = options.now ?? (() => Math.floor(Date.now() / 1000));
     this.#telemetry = new Telemetry(options.meter);
     this.#cache =
-      options.cache === false ? undefined : new KekCache(options.cache ?? {}, (index, reason) => this.#telemetry.evicted(index, reason));
+      options.cache === false
+        ? undefined
+        : new KekCache(options.cache ?? {}, (index, reason) => this.#telemetry.evicted(index, reason));
     this.#caller = new KmsCaller(options.kmsCalls ?? {}, this.#telemetry);
   }
 
@@ -167,10 +169,19 @@ export class KmsEnvelopeClient {
     try {
       entry = await cache.load(key, () => this.#load(index, options));
     } catch (err) {
-      const code = err instanceof Error && 'code' in err ? String((err as { code: unknown }).code) : 'UNKNOWN';
-      this.#telemetry.unwrapped({ index, slot: '', provider: '', cache: 'miss', durationMs: performance.now() - started, outcome: code });
+      const code =
+        err instanceof Error && 'code' in err ? String((err as { code: unknown }).code) : 'UNKNOWN';
+      this.#telemetry.unwrapped({
+        index,
+        slot: '',
+        provider: '',
+        cache: 'miss',
+        durationMs: performance.now() - started,
+        outcome: code,
+      });
       throw err;
     }
+    entry.uses++; // every KEK handed out is a use, the ones from a load too
     this.#telemetry.unwrapped({
       index,
       slot: entry.slot,
@@ -196,7 +207,14 @@ export class KmsEnvelopeClient {
       blob = again;
       kek = await this.#unwrapBlob(index, blob, options);
     }
-    return { kek, version: blob.version, slot: blob.kmsName, provider: blob.provider, loadedAt: Date.now(), uses: 0 };
+    return {
+      kek,
+      version: blob.version,
+      slot: blob.kmsName,
+      provider: blob.provider,
+      loadedAt: Date.now(),
+      uses: 0,
+    };
   }
 
   /** Drops the cached KEKs of `indexName` (every tenant), zeroing them. */

@@ -65,7 +65,10 @@ export class KekCache {
       ttlAutopurge: false,
       dispose: (entry, key, reason) => {
         entry.kek.zero();
-        onEvict(indexOf(key), this.#reason ?? (reason === 'expire' ? 'expire' : reason === 'evict' ? 'evict' : reason));
+        onEvict(
+          indexOf(key),
+          this.#reason ?? (reason === 'expire' ? 'expire' : reason === 'evict' ? 'evict' : reason),
+        );
       },
     });
   }

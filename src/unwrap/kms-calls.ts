@@ -47,10 +47,14 @@ function isRetryable(err: unknown): boolean {
 const sleep = (ms: number, signal: AbortSignal) =>
   new Promise<void>((resolve) => {
     const timer = setTimeout(resolve, ms);
-    signal.addEventListener('abort', () => {
-      clearTimeout(timer);
-      resolve();
-    }, { once: true });
+    signal.addEventListener(
+      'abort',
+      () => {
+        clearTimeout(timer);
+        resolve();
+      },
+      { once: true },
+    );
   });
 
 /** Runs KMS calls under one policy; one breaker per slot. */
@@ -107,7 +111,11 @@ export class KmsCaller {
    * deadline (or when the caller's `signal` does); a call still running then is abandoned and
    * the caller gets a retryable ProviderUnavailableError.
    */
-  async run<T>(target: KmsCallTarget, call: (signal: AbortSignal) => Promise<T>, signal?: AbortSignal): Promise<T> {
+  async run<T>(
+    target: KmsCallTarget,
+    call: (signal: AbortSignal) => Promise<T>,
+    signal?: AbortSignal,
+  ): Promise<T> {
     const where = { index: target.index, slot: target.slot, provider: target.provider };
     const deadline = AbortSignal.timeout(this.#options.deadlineMs);
     const overall = signal ? AbortSignal.any([signal, deadline]) : deadline;
@@ -128,7 +136,12 @@ export class KmsCaller {
         const result = this.#options.breaker
           ? ((await this.#breaker(target.slot).fire(thunk)) as T)
           : await thunk();
-        this.#telemetry.kmsCall({ ...target, attempt, durationMs: performance.now() - started, outcome: 'ok' });
+        this.#telemetry.kmsCall({
+          ...target,
+          attempt,
+          durationMs: performance.now() - started,
+          outcome: 'ok',
+        });
         return result;
       } catch (raw) {
         let err = raw;
@@ -155,7 +168,8 @@ export class KmsCaller {
       onFailedAttempt: async ({ error }) => {
         // Honour the service's retry-after (beyond p-retry's own backoff).
         const wait = (error as { retryAfterMs?: number }).retryAfterMs;
-        if (isRetryable(error) && wait !== undefined && wait > 0) await sleep(Math.min(wait, this.#options.maxBackoffMs * 4), overall);
+        if (isRetryable(error) && wait !== undefined && wait > 0)
+          await sleep(Math.min(wait, this.#options.maxBackoffMs * 4), overall);
       },
     }).catch((err: unknown) => {
       if (err instanceof KmsEnvelopeError) throw err;

@@ -25,7 +25,10 @@ const kmsChannel = diagnosticsChannel.channel(Channels.kms);
 
 /** The structural subset of an OpenTelemetry `Meter` used here. */
 export interface MeterLike {
-  createCounter(name: string, options?: { description?: string }): { add(value: number, attributes?: Record<string, string>): void };
+  createCounter(
+    name: string,
+    options?: { description?: string },
+  ): { add(value: number, attributes?: Record<string, string>): void };
   createHistogram(
     name: string,
     options?: { description?: string; unit?: string },
@@ -54,7 +57,15 @@ export interface UnwrapStats {
 
 /** Collects the numbers and publishes the events. */
 export class Telemetry {
-  readonly #stats: UnwrapStats = { unwraps: 0, cacheHits: 0, cacheMisses: 0, cacheEvictions: 0, coalesced: 0, errors: {}, slots: {} };
+  readonly #stats: UnwrapStats = {
+    unwraps: 0,
+    cacheHits: 0,
+    cacheMisses: 0,
+    cacheEvictions: 0,
+    coalesced: 0,
+    errors: {},
+    slots: {},
+  };
   readonly #meter?: {
     unwraps: ReturnType<MeterLike['createCounter']>;
     latency: ReturnType<MeterLike['createHistogram']>;
@@ -66,9 +77,14 @@ export class Telemetry {
     if (meter !== undefined) {
       this.#meter = {
         unwraps: meter.createCounter('kms_envelope.unwraps', { description: 'KEK unwraps by cache outcome' }),
-        latency: meter.createHistogram('kms_envelope.unwrap.duration', { unit: 'ms', description: 'unwrap latency' }),
+        latency: meter.createHistogram('kms_envelope.unwrap.duration', {
+          unit: 'ms',
+          description: 'unwrap latency',
+        }),
         kmsCalls: meter.createCounter('kms_envelope.kms.calls', { description: 'KMS calls by outcome' }),
-        evictions: meter.createCounter('kms_envelope.cache.evictions', { description: 'cached KEKs dropped' }),
+        evictions: meter.createCounter('kms_envelope.cache.evictions', {
+          description: 'cached KEKs dropped',
+        }),
       };
     }
   }
@@ -88,12 +104,20 @@ export class Telemetry {
     this.#stats.cacheHits++;
   }
 
-  unwrapped(event: { index: string; slot: string; provider: string; cache: 'hit' | 'miss'; durationMs: number; outcome: string }): void {
+  unwrapped(event: {
+    index: string;
+    slot: string;
+    provider: string;
+    cache: 'hit' | 'miss';
+    durationMs: number;
+    outcome: string;
+  }): void {
     if (event.cache === 'miss') {
       this.#stats.unwraps++;
       this.#stats.cacheMisses++;
     }
-    if (event.outcome !== 'ok') this.#stats.errors[event.outcome] = (this.#stats.errors[event.outcome] ?? 0) + 1;
+    if (event.outcome !== 'ok')
+      this.#stats.errors[event.outcome] = (this.#stats.errors[event.outcome] ?? 0) + 1;
     if (unwrapChannel.hasSubscribers) unwrapChannel.publish(event);
     const attrs = { slot: event.slot, provider: event.provider, cache: event.cache, outcome: event.outcome };
     this.#meter?.unwraps.add(1, attrs);
@@ -110,7 +134,14 @@ export class Telemetry {
     this.#meter?.evictions.add(1, { reason });
   }
 
-  kmsCall(event: { slot: string; provider: string; index: string; attempt: number; durationMs: number; outcome: string }): void {
+  kmsCall(event: {
+    slot: string;
+    provider: string;
+    index: string;
+    attempt: number;
+    durationMs: number;
+    outcome: string;
+  }): void {
     const s = this.#slot(event.slot);
     s.kmsCalls++;
     if (event.attempt > 1) s.retries++;

@@ -1,0 +1,150 @@
+import diagnosticsChannel from 'node:diagnostics_channel';
+import { describe, expect, it } from 'vitest';
+import { KmsEnvelopeClient, type KmsEnvelopeClientOptions } from '../../src/client.js';
+import { EnvelopeNotFoundError, ProviderUnavailableError } from '../../src/errors.js';
+import type { Kek } from '../../src/keys/kek.js';
+import { StorageConfig } from '../../src/storage/config.js';
+import { Channels } from '../../src/unwrap/telemetry.js';
+import { faultProvider } from './fault-provider.js';
+
+function setup(options: Partial<KmsEnvelopeClientOptions> = {}) {
+  const { controls, factory } = faultProvider();
+  const store = StorageConfig.memory();
+  const kms = {
+    slots: { a: { provider: 'fault' }, b: { provider: 'fault' } },
+    providers: { fault: factory },
+  };
+  const client = new KmsEnvelopeClient({ store, kms, kmsCalls: { retries: 0, minBackoffMs: 1 }, ...options });
+  return { client, controls, store, kms };
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe('KEK cache', () => {
+  it('1,000 concurrent cold unwraps make exactly one provider call and resolve to equal keys', async () => {
+    const { client, controls } = setup();
+    const kek = await client.createIndex('idx', { slot: 'a' });
+    controls.delayMs = 20;
+    const keks = await Promise.all(Array.from({ length: 1000 }, () => client.unwrap('idx')));
+    expect(controls.unwrapCalls).toBe(1);
+    expect(keks.every((k) => k.equals(kek))).toBe(true);
+    // Every caller missed; 999 of them joined the one load in flight.
+    expect(client.stats()).toMatchObject({ cacheMisses: 1000, coalesced: 999, unwraps: 1000 });
+  });
+
+  it('hits need no provider call and hand out copies the caller may zero', async () => {
+    const { client, controls } = setup();
+    const kek = await client.createIndex('idx', { slot: 'a' });
+    const first = await client.unwrap('idx');
+    first.zero();
+    const second = await client.unwrap('idx');
+    expect(second.equals(kek)).toBe(true);
+    expect(controls.unwrapCalls).toBe(1);
+    expect(client.stats()).toMatchObject({ cacheHits: 1, cacheMisses: 1 });
+  });
+
+  it('expires after the TTL and then sees an envelope another process changed', async () => {
+    const { client, controls, store, kms } = setup({ cache: { ttlMs: 80 } });
+    await client.createIndex('idx', { slot: 'a' });
+    await client.unwrap('idx');
+    const other = new KmsEnvelopeClient({ store, kms, cache: false });
+    await other.rotate('idx', { toSlot: 'b' });
+    await client.unwrap('idx');
+    expect(controls.unwrapCalls).toBe(2); // 1 + the other client's rotation; ours was a hit
+    await sleep(120);
+    await client.unwrap('idx');
+    expect(controls.unwrapCalls).toBe(3);
+  });
+
+  it('drops a KEK after maxUses, and the least recently used beyond maxEntries — zeroing both', async () => {
+    const evicted: unknown[] = [];
+    const listener = (event: unknown) => evicted.push(event);
+    diagnosticsChannel.subscribe(Channels.cache, listener);
+    const { client, controls } = setup({ cache: { maxUses: 3, maxEntries: 2 } });
+    for (const i of ['i1', 'i2', 'i3']) await client.createIndex(i, { slot: 'a' });
+    for (let n = 0; n < 4; n++) await client.unwrap('i1');
+    expect(controls.unwrapCalls).toBe(2); // the 4th use reloaded
+    await client.unwrap('i2');
+    await client.unwrap('i3'); // evicts i1 (least recently used)
+    await client.unwrap('i1');
+    expect(controls.unwrapCalls).toBe(5);
+    diagnosticsChannel.unsubscribe(Channels.cache, listener);
+    expect(evicted).toEqual(
+      expect.arrayContaining([
+        { index: 'i1', reason: 'uses' },
+        { index: 'i1', reason: 'evict' },
+      ]),
+    );
+    expect(client.stats().cacheEvictions).toBeGreaterThanOrEqual(2);
+  });
+
+  it('rotate and delete through the client invalidate at once; invalidate() and clearCache() too', async () => {
+    const { client, controls } = setup();
+    const kek = await client.createIndex('idx', { slot: 'a' });
+    await client.unwrap('idx');
+    await client.rotate('idx', { toSlot: 'b' }); // unwraps once itself
+    expect((await client.unwrap('idx')).equals(kek)).toBe(true);
+    expect(controls.unwrapCalls).toBe(3);
+    client.invalidate('idx');
+    await client.unwrap('idx');
+    client.clearCache();
+    await client.unwrap('idx');
+    expect(controls.unwrapCalls).toBe(5);
+    await client.delete('idx');
+    await expect(client.unwrap('idx')).rejects.toThrow(EnvelopeNotFoundError);
+  });
+
+  it('errors are not cached', async () => {
+    const { client, controls } = setup();
+    const kek = await client.createIndex('idx', { slot: 'a' });
+    controls.fail = 'all';
+    await expect(client.unwrap('idx')).rejects.toThrow(ProviderUnavailableError);
+    controls.fail = 'none';
+    expect((await client.unwrap('idx')).equals(kek)).toBe(true);
+    expect(client.stats().errors).toMatchObject({ KMS_ENVELOPE_UNAVAILABLE: 1 });
+  });
+
+  it('tenants have separate partitions', async () => {
+    const { client, controls } = setup();
+    await client.createIndex('idx', { slot: 'a' });
+    await client.unwrap('idx', { tenant: 't1' });
+    await client.unwrap('idx', { tenant: 't2' });
+    await client.unwrap('idx', { tenant: 't1' });
+    expect(controls.unwrapCalls).toBe(2);
+    client.invalidate('idx'); // every tenant's entry
+    await client.unwrap('idx', { tenant: 't2' });
+    expect(controls.unwrapCalls).toBe(3);
+  });
+
+  it('refresh-ahead reloads in the background before expiry; the hit returns at once', async () => {
+    const { client, controls } = setup({ cache: { ttlMs: 300, refreshAheadMs: 250 } });
+    await client.createIndex('idx', { slot: 'a' });
+    await client.unwrap('idx');
+    await sleep(80); // 220 ms left < 250
+    controls.delayMs = 50;
+    const started = performance.now();
+    await client.unwrap('idx');
+    expect(performance.now() - started).toBeLessThan(40);
+    await sleep(100);
+    expect(controls.unwrapCalls).toBe(2);
+  });
+
+  it('the unwrap events carry no key bytes', async () => {
+    const events: unknown[] = [];
+    const listener = (e: unknown) => events.push(e);
+    diagnosticsChannel.subscribe(Channels.unwrap, listener);
+    diagnosticsChannel.subscribe(Channels.kms, listener);
+    const { client } = setup();
+    const kek: Kek = await client.createIndex('idx', { slot: 'a' });
+    await client.unwrap('idx');
+    diagnosticsChannel.unsubscribe(Channels.unwrap, listener);
+    diagnosticsChannel.unsubscribe(Channels.kms, listener);
+    expect(events.length).toBeGreaterThanOrEqual(2);
+    const shown = JSON.stringify(events);
+    for (const enc of ['hex', 'base64', 'base64url', 'latin1'] as const)
+      expect(shown).not.toContain(kek.expose().toString(enc));
+    expect(events).toContainEqual(
+      expect.objectContaining({ index: 'idx', slot: 'a', provider: 'fault', cache: 'miss', outcome: 'ok' }),
+    );
+  });
+});

@@ -1,0 +1,54 @@
+import { randomBytes } from 'node:crypto';
+import { createLocalProvider } from '../../providers/local.js';
+import { ProviderUnavailableError } from '../../src/errors.js';
+import type { KmsProvider, ProviderFactory } from '../../src/providers/provider.js';
+
+/** A `local` provider with injected faults: failures, latency, and a call counter. */
+export interface FaultControls {
+  unwrapCalls: number;
+  wrapCalls: number;
+  /** Fail every call, every other call, or none. */
+  fail: 'none' | 'all' | 'alternate';
+  /** The error to fail with (default a retryable ProviderUnavailableError). */
+  error: () => Error;
+  /** Latency of each call, honouring the deadline signal. */
+  delayMs: number;
+}
+
+export function faultProvider(): { controls: FaultControls; factory: ProviderFactory } {
+  const inner = createLocalProvider({ masterKey: randomBytes(32), keyId: 'fault-key' });
+  const controls: FaultControls = {
+    unwrapCalls: 0,
+    wrapCalls: 0,
+    fail: 'none',
+    error: () => new ProviderUnavailableError('injected: service unavailable'),
+    delayMs: 0,
+  };
+  let n = 0;
+  const maybeFail = async (signal: AbortSignal | undefined) => {
+    if (controls.delayMs > 0) {
+      await new Promise<void>((resolve, reject) => {
+        const t = setTimeout(resolve, controls.delayMs);
+        signal?.addEventListener('abort', () => {
+          clearTimeout(t);
+          reject(new ProviderUnavailableError('injected: aborted'));
+        });
+      });
+    }
+    n++;
+    if (controls.fail === 'all' || (controls.fail === 'alternate' && n % 2 === 1)) throw controls.error();
+  };
+  const provider: KmsProvider = {
+    id: 'fault',
+    async wrap(kek, ctx) {
+      controls.wrapCalls++;
+      return inner.wrap(kek, ctx);
+    },
+    async unwrap(wrapped, ctx) {
+      controls.unwrapCalls++;
+      await maybeFail(ctx.signal);
+      return inner.unwrap(wrapped, ctx);
+    },
+  };
+  return { controls, factory: () => provider };
+}
