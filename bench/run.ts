@@ -8,6 +8,8 @@ import { closeSync, fsyncSync, mkdtempSync, openSync, renameSync, rmSync, writeS
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createLocalProvider } from '../providers/local.js';
+import { type CaseResult, formatTable, runCase } from '../src/bench/harness.js';
+import { unwrapBench } from '../src/bench/unwrap-bench.js';
 import { KmsEnvelopeClient } from '../src/client.js';
 import { decodeKmsBlob, encodeKmsBlob } from '../src/envelope/codec.js';
 import type { KmsBlob } from '../src/envelope/kms-blob.js';
@@ -15,12 +17,12 @@ import { IndexKeyring } from '../src/keyring/keyring.js';
 import { Dek } from '../src/keys/dek.js';
 import { Kek } from '../src/keys/kek.js';
 import { parseIndexName, parseSlotName } from '../src/names.js';
+import { KmsRegistry } from '../src/providers/registry.js';
 import { StorageConfig } from '../src/storage/config.js';
 import type { EnvelopeStore, RecordStore } from '../src/storage/store.js';
 import { startRedisServer } from '../src/testing/redis-server.js';
 import { decryptString, encryptString, type KeyContext } from '../src/wire/fields.js';
 import { newKeyId } from '../src/wire/key-id.js';
-import { type CaseResult, formatTable, runCase } from './harness.js';
 
 const index = parseIndexName('orders-2026');
 const slot = parseSlotName('prod-kms');
@@ -141,12 +143,41 @@ async function redisCases(): Promise<CaseResult[]> {
     const blob = sampleBlob();
     await store.create(index, blob);
     await bare.set('bench:raw', Buffer.from(encodeKmsBlob(blob)));
+    // Redis-backed unwrap (uncached: store read + local unwrap) at 1 and 64 in flight.
+    const master = `literal:${randomBytes(32).toString('base64url')}`;
+    const client = new KmsEnvelopeClient({
+      store,
+      cache: false,
+      kms: { slots: { dev: { provider: 'local', masterKey: master } } },
+    });
+    const unwrapIndex = parseIndexName('bench-redis-unwrap');
+    (await client.createIndex(unwrapIndex, { slot: 'dev' })).zero();
+    const rawKey = 'bench:raw-unwrap';
+    await bare.set(rawKey, Buffer.from(encodeKmsBlob(await store.get(unwrapIndex))));
+    const times64 =
+      <T>(fn: () => Promise<T>) =>
+      () =>
+        Promise.all(Array.from({ length: 64 }, fn));
     return [
       await runCase({
         name: 'Redis store get vs bare ioredis getBuffer',
         ours: () => store.get(index),
         baseline: () => bare.getBuffer('bench:raw'),
         target: { maxRatio: 1.1 },
+        rounds: 11,
+      }),
+      await runCase({
+        name: 'Redis-backed unwrap, 1 in flight, vs bare getBuffer',
+        ours: async () => (await client.unwrap(unwrapIndex)).zero(),
+        baseline: () => bare.getBuffer(rawKey),
+        target: { maxRatio: 1.1 },
+        rounds: 11,
+      }),
+      await runCase({
+        name: 'Redis-backed unwrap, 64 in flight, vs bare getBuffer',
+        ours: times64(async () => (await client.unwrap(unwrapIndex)).zero()),
+        baseline: times64(() => bare.getBuffer(rawKey)),
+        target: { minThroughput: 0.9 },
         rounds: 11,
       }),
     ];
@@ -279,7 +310,23 @@ async function rotateThroughput(): Promise<string[]> {
   return lines;
 }
 
+/** The cached unwrap against an uncached `local` one (memory store, so the KMS side dominates). */
+async function unwrapCases(): Promise<{ rows: CaseResult[]; notes: string[] }> {
+  const kms = new KmsRegistry({
+    slots: { dev: { provider: 'local', masterKey: `literal:${randomBytes(32).toString('base64url')}` } },
+  });
+  const result = await unwrapBench({ store: StorageConfig.memory(), kms, slot: 'dev' });
+  const cached = result.rows[0]!;
+  result.notes.unshift(
+    `cached unwrap: ${(cached.oursNs / 1000).toFixed(3)} µs per call (target ≤ 0.2 µs), ${(cached.baselineNs / cached.oursNs).toFixed(1)}× faster than uncached (target ≥ 15×)`,
+  );
+  await kms.close();
+  return result;
+}
+
+const unwrapResults = await unwrapCases();
 const results = [
+  ...unwrapResults.rows,
   ...(await codecCases()),
   ...(await localCases()),
   ...(await wireCases()),
@@ -290,5 +337,7 @@ console.log(
   `kms-envelope benchmarks (node ${process.version}, one process; median of interleaved batches)\n`,
 );
 console.log(formatTable(results));
+console.log('');
+for (const note of unwrapResults.notes) console.log(`- ${note}`);
 console.log('\n| throughput | time | rate |\n|---|---|---|');
 for (const line of await rotateThroughput()) console.log(line);

@@ -40,6 +40,71 @@ export interface KmsCallTarget {
   readonly index: string;
 }
 
+/**
+ * Deadlines of calls in flight. Calls that start within the same few milliseconds with the same
+ * deadline share one AbortController and one "expired" promise (a bucket), and one interval
+ * timer expires the buckets: an AbortController, a timer or an abort listener per call would
+ * each cost more than a local unwrap. A deadline fires within DEADLINE_TICK_MS of its time.
+ */
+const DEADLINE_TICK_MS = 5;
+/** What a bucket's `expired` promise rejects with; each call turns it into its own error. */
+const EXPIRED = Symbol('deadline expired');
+
+interface DeadlineBucket {
+  readonly at: number;
+  readonly signal: AbortSignal;
+  readonly expired: Promise<never>;
+  readonly expire: () => void;
+}
+
+function newBucket(at: number): DeadlineBucket {
+  const controller = new AbortController();
+  let expire!: () => void;
+  const expired = new Promise<never>((_, reject) => {
+    expire = () => {
+      controller.abort();
+      reject(EXPIRED);
+    };
+  });
+  expired.catch(() => {});
+  return { at, signal: controller.signal, expired, expire };
+}
+
+class DeadlineWatch {
+  readonly #buckets = new Map<number, DeadlineBucket>();
+  #timer: NodeJS.Timeout | undefined;
+
+  /** The shared bucket for a call that starts now with `deadlineMs`. */
+  bucket(deadlineMs: number): DeadlineBucket {
+    const slot = Math.ceil((performance.now() + deadlineMs) / DEADLINE_TICK_MS);
+    let bucket = this.#buckets.get(slot);
+    if (bucket === undefined) {
+      bucket = newBucket(slot * DEADLINE_TICK_MS);
+      this.#buckets.set(slot, bucket);
+      if (this.#timer === undefined) {
+        this.#timer = setInterval(() => this.#tick(), DEADLINE_TICK_MS);
+        this.#timer.unref(); // never keeps the process alive by itself
+      }
+    }
+    return bucket;
+  }
+
+  #tick(): void {
+    const now = performance.now();
+    for (const [slot, bucket] of this.#buckets) {
+      if (bucket.at <= now) {
+        this.#buckets.delete(slot);
+        bucket.expire();
+      }
+    }
+    if (this.#buckets.size === 0) {
+      clearInterval(this.#timer);
+      this.#timer = undefined;
+    }
+  }
+}
+const deadlines = new DeadlineWatch();
+
 function isRetryable(err: unknown): boolean {
   return err instanceof KmsEnvelopeError && err.retryable && !(err instanceof CircuitOpenError);
 }
@@ -110,6 +175,10 @@ export class KmsCaller {
    * Runs `call(signal)` with the deadline, retries and breaker. The signal aborts at the
    * deadline (or when the caller's `signal` does); a call still running then is abandoned and
    * the caller gets a retryable ProviderUnavailableError.
+   *
+   * The first attempt runs without the retry machinery (p-retry and `AbortSignal.timeout` /
+   * `AbortSignal.any` each cost several microseconds, more than a local unwrap): one
+   * AbortController and one timer per call; retries start only after a retryable failure.
    */
   async run<T>(
     target: KmsCallTarget,
@@ -117,65 +186,101 @@ export class KmsCaller {
     signal?: AbortSignal,
   ): Promise<T> {
     const where = { index: target.index, slot: target.slot, provider: target.provider };
-    const deadline = AbortSignal.timeout(this.#options.deadlineMs);
-    const overall = signal ? AbortSignal.any([signal, deadline]) : deadline;
     const deadlineError = () =>
       new ProviderUnavailableError(`KMS call did not finish within ${this.#options.deadlineMs} ms`, where);
-    let attempt = 0;
-    const once = async (): Promise<T> => {
-      attempt++;
-      if (overall.aborted) throw deadlineError();
-      const started = performance.now();
-      let aborted: (() => void) | undefined;
-      const abortedPromise = new Promise<never>((_, reject) => {
-        aborted = () => reject(deadlineError());
-        overall.addEventListener('abort', aborted, { once: true });
-      });
+    // A caller's own signal needs a bucket of its own; otherwise calls share one.
+    const bucket = signal === undefined ? deadlines.bucket(this.#options.deadlineMs) : newBucket(0);
+    let timer: NodeJS.Timeout | undefined;
+    if (signal !== undefined) {
+      timer = setTimeout(bucket.expire, this.#options.deadlineMs);
+      if (signal.aborted) bucket.expire();
+      else signal.addEventListener('abort', bucket.expire, { once: true });
+    }
+    const overall = bucket.signal;
+    const expired = bucket.expired;
+    try {
       try {
-        const thunk = () => Promise.race([call(overall), abortedPromise]);
-        const result = this.#options.breaker
-          ? ((await this.#breaker(target.slot).fire(thunk)) as T)
-          : await thunk();
-        this.#telemetry.kmsCall({
-          ...target,
-          attempt,
-          durationMs: performance.now() - started,
-          outcome: 'ok',
+        return await this.#attempt(target, call, overall, expired, 1, deadlineError);
+      } catch (first) {
+        if (!isRetryable(first) || overall.aborted || this.#options.retries === 0) throw first;
+        await sleep(
+          backoff(
+            this.#options.minBackoffMs,
+            (first as { retryAfterMs?: number }).retryAfterMs,
+            this.#options.maxBackoffMs,
+          ),
+          overall,
+        );
+        return await pRetry((n) => this.#attempt(target, call, overall, expired, n + 1, deadlineError), {
+          retries: this.#options.retries - 1,
+          factor: 2,
+          minTimeout: this.#options.minBackoffMs * 2,
+          maxTimeout: this.#options.maxBackoffMs,
+          randomize: true,
+          signal: overall,
+          shouldRetry: ({ error }) => isRetryable(error) && !overall.aborted,
+          onFailedAttempt: async ({ error }) => {
+            // Honour the service's retry-after (beyond p-retry's own backoff).
+            const wait = (error as { retryAfterMs?: number }).retryAfterMs;
+            if (isRetryable(error) && wait !== undefined && wait > 0) {
+              await sleep(Math.min(wait, this.#options.maxBackoffMs * 4), overall);
+            }
+          },
         });
-        return result;
-      } catch (raw) {
-        let err = raw;
-        if ((raw as { code?: string })?.code === 'EOPENBREAKER') {
-          this.#telemetry.circuitOpen(target.slot);
-          err = new CircuitOpenError('the KMS slot keeps failing; failing fast until it recovers', where);
-        }
-        const outcome = err instanceof KmsEnvelopeError ? err.code : 'UNKNOWN';
-        this.#telemetry.kmsCall({ ...target, attempt, durationMs: performance.now() - started, outcome });
-        throw err;
-      } finally {
-        if (aborted) overall.removeEventListener('abort', aborted);
-        abortedPromise.catch(() => {});
       }
-    };
-    return pRetry(once, {
-      retries: this.#options.retries,
-      factor: 2,
-      minTimeout: this.#options.minBackoffMs,
-      maxTimeout: this.#options.maxBackoffMs,
-      randomize: true,
-      signal: overall,
-      shouldRetry: ({ error }) => isRetryable(error) && !overall.aborted,
-      onFailedAttempt: async ({ error }) => {
-        // Honour the service's retry-after (beyond p-retry's own backoff).
-        const wait = (error as { retryAfterMs?: number }).retryAfterMs;
-        if (isRetryable(error) && wait !== undefined && wait > 0)
-          await sleep(Math.min(wait, this.#options.maxBackoffMs * 4), overall);
-      },
-    }).catch((err: unknown) => {
+    } catch (err) {
       if (err instanceof KmsEnvelopeError) throw err;
       // p-retry's own AbortError when the deadline passes between attempts.
       if (overall.aborted) throw deadlineError();
       throw err;
-    });
+    } finally {
+      if (signal !== undefined) {
+        clearTimeout(timer);
+        signal.removeEventListener('abort', bucket.expire);
+      }
+    }
   }
+
+  async #attempt<T>(
+    target: KmsCallTarget,
+    call: (signal: AbortSignal) => Promise<T>,
+    overall: AbortSignal,
+    expired: Promise<never>,
+    attempt: number,
+    deadlineError: () => Error,
+  ): Promise<T> {
+    if (overall.aborted) throw deadlineError();
+    const started = performance.now();
+    try {
+      const thunk = () => Promise.race([call(overall), expired]);
+      const result = this.#options.breaker
+        ? ((await this.#breaker(target.slot).fire(thunk)) as T)
+        : await thunk();
+      this.#telemetry.kmsCall(target, attempt, performance.now() - started, 'ok');
+      return result;
+    } catch (raw) {
+      let err = raw === EXPIRED ? deadlineError() : raw;
+      if ((raw as { code?: string })?.code === 'EOPENBREAKER') {
+        this.#telemetry.circuitOpen(target.slot);
+        err = new CircuitOpenError('the KMS slot keeps failing; failing fast until it recovers', {
+          index: target.index,
+          slot: target.slot,
+          provider: target.provider,
+        });
+      }
+      this.#telemetry.kmsCall(
+        target,
+        attempt,
+        performance.now() - started,
+        err instanceof KmsEnvelopeError ? err.code : 'UNKNOWN',
+      );
+      throw err;
+    }
+  }
+}
+
+/** The first backoff: jittered ×1–2, or the service's retry-after when it said one. */
+function backoff(minMs: number, retryAfterMs: number | undefined, maxMs: number): number {
+  if (retryAfterMs !== undefined && retryAfterMs > 0) return Math.min(retryAfterMs, maxMs * 4);
+  return Math.min(minMs * (1 + Math.random()), maxMs);
 }

@@ -134,20 +134,27 @@ export class Telemetry {
     this.#meter?.evictions.add(1, { reason });
   }
 
-  kmsCall(event: {
-    slot: string;
-    provider: string;
-    index: string;
-    attempt: number;
-    durationMs: number;
-    outcome: string;
-  }): void {
-    const s = this.#slot(event.slot);
+  kmsCall(
+    target: { slot: string; provider: string; index: string },
+    attempt: number,
+    durationMs: number,
+    outcome: string,
+  ): void {
+    const s = this.#slot(target.slot);
     s.kmsCalls++;
-    if (event.attempt > 1) s.retries++;
-    if (event.outcome !== 'ok') s.kmsErrors[event.outcome] = (s.kmsErrors[event.outcome] ?? 0) + 1;
-    if (kmsChannel.hasSubscribers) kmsChannel.publish(event);
-    this.#meter?.kmsCalls.add(1, { slot: event.slot, provider: event.provider, outcome: event.outcome });
+    if (attempt > 1) s.retries++;
+    if (outcome !== 'ok') s.kmsErrors[outcome] = (s.kmsErrors[outcome] ?? 0) + 1;
+    if (kmsChannel.hasSubscribers) {
+      kmsChannel.publish({
+        slot: target.slot,
+        provider: target.provider,
+        index: target.index,
+        attempt,
+        durationMs,
+        outcome,
+      });
+    }
+    this.#meter?.kmsCalls.add(1, { slot: target.slot, provider: target.provider, outcome });
   }
 
   circuitOpen(slot: string): void {
