@@ -179,6 +179,26 @@ export function buildProgram(): Command {
     });
 
   program
+    .command('bench')
+    .description('benchmark the unwrap path against the configured store and slot (a throwaway index)')
+    .action(async () => {
+      const client = clientFromOptions(globals());
+      try {
+        const slot = globals().slot ?? (globals().provider ? 'default' : undefined);
+        if (slot === undefined)
+          throw new KmsEnvelopeError('bench needs --slot (or --provider to define one)');
+        const { unwrapBench } = await import('../bench/unwrap-bench.js');
+        const { formatTable } = await import('../bench/harness.js');
+        const result = await unwrapBench({ store: client.store, kms: client.kms, slot });
+        print(`kms-envelope bench — store ${client.store.description}, slot "${slot}"\n`);
+        print(formatTable(result.rows));
+        for (const note of result.notes) print(`- ${note}`);
+      } finally {
+        await client.close();
+      }
+    });
+
+  program
     .command('demo')
     .description(
       'walk through create, get, unwrap, rotate and delete on a local folder (no cloud, no server)',

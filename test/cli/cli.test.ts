@@ -103,4 +103,25 @@ describe('kms-envelope CLI', () => {
     expect(bad.code).toBe(ExitCode.usage);
     expect(bad.stderr).toMatch(/index name/);
   });
+
+  it('bench measures the unwrap path against the configured store and slot', () => {
+    const out = cli(
+      [
+        '--store',
+        'memory:',
+        '--provider',
+        'local',
+        '--slot',
+        'dev',
+        '--master-key',
+        'env:DEV_MASTER',
+        'bench',
+      ],
+      env,
+    );
+    expect(out.stderr).toBe('');
+    expect(out.code).toBe(0);
+    expect(out.stdout).toMatch(/cached unwrap\(index\) vs uncached unwrap/);
+    expect(out.stdout).toMatch(/1,000 concurrent cold unwraps: 1 provider call\(s\)/);
+  });
 });
