@@ -34,5 +34,6 @@ it('the README examples run and print what their comments say', () => {
   expect(run.stdout.trim().split('\n')).toEqual([
     '32 2 backup 3 Kek[redacted]',
     'alice@example.com 1 eyJhYWQiOiJjdHgtdjEifQ== hello',
+    '3 2 2',
   ]);
 });
