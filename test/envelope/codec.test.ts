@@ -147,6 +147,18 @@ describe('KMSBlob codec', () => {
     );
   });
 
+  it.each([0, 1, 64, 65, 4096, 4097, KmsBlobLimits.maxWrappedKekBytes])(
+    'a %i-byte wrapped KEK round-trips as a fresh plain copy (heap, slab and dedicated copies)',
+    (length) => {
+      const wrappedKek = new Uint8Array(length).map((_, i) => i * 7);
+      const bytes = encodeKmsBlob(sampleBlob('orders', { wrappedKek }));
+      const decoded = decodeKmsBlob(bytes);
+      expect(decoded.wrappedKek).toEqual(wrappedKek);
+      expect(Object.getPrototypeOf(decoded.wrappedKek)).toBe(Uint8Array.prototype);
+      expect(decoded.wrappedKek.buffer).not.toBe(bytes.buffer);
+    },
+  );
+
   it('the flatc-generated reader reads what we write', () => {
     fc.assert(
       fc.property(blobArb, (blob) => {

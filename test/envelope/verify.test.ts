@@ -178,11 +178,11 @@ describe('decode: tables and vtables', () => {
   it('rejects fields outside their table, too wide for it, or misaligned', () => {
     malformed(
       patched((_, v) => v.setUint16(entry(slot.keyId), 2, true)),
-      /a field of root table is out of its table/,
+      /key_id overlaps its table's vtable offset/,
     );
     malformed(
       patched((_, v) => v.setUint16(entry(slot.keyId), 60, true)),
-      /a field of root table is out of its table/,
+      /key_id overruns its table/,
     );
     malformed(
       patched((_, v) => v.setUint16(entry(slot.createdAt), 56, true)),
