@@ -149,20 +149,29 @@ export class KmsEnvelopeClient {
    * @throws EnvelopeNotFoundError; UnwrapFailedError (wrong key, tampered or moved envelope);
    * KekMismatchError (a supplied KEK that is not the index's); the provider's errors.
    */
-  async unwrap(indexName: string, options: UnwrapOptions = {}): Promise<Kek> {
+  unwrap(indexName: string, options: UnwrapOptions = {}): Promise<Kek> {
+    const cache = this.#cache;
+    if (cache !== undefined && options.kek === undefined) {
+      // The hot path, kept out of an async function: only valid names ever enter the cache,
+      // so a hit needs no parsing; the caller gets its own copy.
+      const hit = cache.get(cacheKey(indexName, options.tenant), () =>
+        this.#load(parseIndexName(indexName), options),
+      );
+      if (hit !== undefined) {
+        this.#telemetry.hit();
+        return Promise.resolve(Kek.fromBytes(hit.kek.expose()));
+      }
+    }
+    return this.#unwrapSlow(indexName, options);
+  }
+
+  async #unwrapSlow(indexName: string, options: UnwrapOptions): Promise<Kek> {
+    const index = parseIndexName(indexName);
     const cache = this.#cache;
     if (cache === undefined || options.kek !== undefined) {
-      const index = parseIndexName(indexName);
       return this.#unwrapBlob(index, await this.store.get(index), options);
     }
-    // The hot path: only valid names ever enter the cache, so a hit needs no parsing.
-    const key = cacheKey(indexName, options.tenant);
-    const hit = cache.get(key, () => this.#load(parseIndexName(indexName), options));
-    if (hit !== undefined) {
-      this.#telemetry.hit();
-      return Kek.fromBytes(hit.kek.expose());
-    }
-    const index = parseIndexName(indexName);
+    const key = cacheKey(index, options.tenant);
     if (cache.loading(key)) this.#telemetry.coalesced();
     const started = performance.now();
     let entry: CachedKek;
