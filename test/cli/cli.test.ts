@@ -1,24 +1,12 @@
-import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ExitCode } from '../../src/cli/exit-codes.js';
+import { runCli } from '../helpers/cli.js';
 
-const bin = join(import.meta.dirname, '../../src/cli/bin.ts');
-
-const repo = join(import.meta.dirname, '../..');
-
-function cli(args: string[], env: Record<string, string> = {}, cwd = repo) {
-  const result = spawnSync(process.execPath, ['--import', 'tsx', bin, ...args], {
-    cwd,
-    env: { ...process.env, ...env },
-    encoding: 'utf8',
-    timeout: 30_000,
-  });
-  return { code: result.status, stdout: result.stdout, stderr: result.stderr };
-}
+const cli = (args: string[], env: Record<string, string> = {}) => runCli(args, { env });
 
 describe('kms-envelope CLI', () => {
   const master = randomBytes(32);

@@ -1,4 +1,3 @@
-import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -7,20 +6,9 @@ import { describe, expect, it } from 'vitest';
 import { encryptLegacyV2, getOrCreateUserKey, LegacyKey } from '../../src/legacy/v2.js';
 import { parseIndexName } from '../../src/names.js';
 import { StorageConfig } from '../../src/storage/config.js';
+import { runCli } from '../helpers/cli.js';
 
-const repo = join(import.meta.dirname, '../..');
-const bin = join(repo, 'src/cli/bin.ts');
-
-function cli(args: string[], input = '', env: Record<string, string> = {}) {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', bin, ...args], {
-    cwd: repo,
-    input,
-    env: { ...process.env, ...env },
-    encoding: 'utf8',
-    timeout: 60_000,
-  });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+const cli = (args: string[], input = '', env: Record<string, string> = {}) => runCli(args, { input, env });
 
 describe('kms-envelope DEK commands', () => {
   const dir = mkdtempSync(join(tmpdir(), 'ke-dekcli-'));
