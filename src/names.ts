@@ -13,20 +13,29 @@ export const MAX_NAME_LENGTH = 128;
 // whitespace or control characters, no leading dot, so a name can never leave its folder.
 export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 
+/** True when `name` follows the name rules (no error built: this is on every store call). */
+export function isValidName(name: unknown): name is string {
+  return (
+    typeof name === 'string' &&
+    name.length > 0 &&
+    name.length <= MAX_NAME_LENGTH &&
+    NAME_PATTERN.test(name) &&
+    !name.includes('..')
+  );
+}
+
 function check(kind: string, name: unknown): string {
+  if (isValidName(name)) return name;
   if (typeof name !== 'string') throw new InvalidArgumentError(`${kind} name must be a string`);
+  if (name.length === 0) throw new InvalidArgumentError(`${kind} name must not be empty`);
   // JSON.stringify shows control characters escaped; names are not secret.
   const shown = JSON.stringify(name.length > 40 ? `${name.slice(0, 40)}…` : name);
-  if (name.length === 0) throw new InvalidArgumentError(`${kind} name must not be empty`);
   if (name.length > MAX_NAME_LENGTH) {
     throw new InvalidArgumentError(`${kind} name ${shown} is longer than ${MAX_NAME_LENGTH} characters`);
   }
-  if (!NAME_PATTERN.test(name) || name.includes('..')) {
-    throw new InvalidArgumentError(
-      `${kind} name ${shown} is not allowed: use letters, digits, '.', '_' and '-', starting with a letter or digit, without '..'`,
-    );
-  }
-  return name;
+  throw new InvalidArgumentError(
+    `${kind} name ${shown} is not allowed: use letters, digits, '.', '_' and '-', starting with a letter or digit, without '..'`,
+  );
 }
 
 /**
@@ -45,10 +54,5 @@ export function parseSlotName(name: unknown): SlotName {
 
 /** True if `name` is an acceptable index name. */
 export function isValidIndexName(name: unknown): name is IndexName {
-  try {
-    parseIndexName(name);
-    return true;
-  } catch {
-    return false;
-  }
+  return isValidName(name);
 }

@@ -22,12 +22,7 @@ export class Dek extends SecretKey {
 
   /** A new random DEK of `length` bytes (default 32). */
   static generate(length = 32): Dek {
-    const bytes = SecretKey.randomBytes(length);
-    try {
-      return new Dek(bytes, length);
-    } finally {
-      bytes.fill(0);
-    }
+    return SecretKey.fresh(length, (bytes) => new Dek(bytes, length));
   }
 
   private constructor(bytes: Uint8Array, length: number) {

@@ -35,6 +35,16 @@ export abstract class SecretKey {
     return randomFillSync(Buffer.alloc(length));
   }
 
+  /** A key made by `make` from `length` fresh random bytes, which are wiped afterwards. */
+  protected static fresh<K extends SecretKey>(length: number, make: (bytes: Uint8Array) => K): K {
+    const bytes = SecretKey.randomBytes(length);
+    try {
+      return make(bytes);
+    } finally {
+      bytes.fill(0);
+    }
+  }
+
   /** Length of the key in bytes. */
   get length(): number {
     return this.#bytes.length;

@@ -25,12 +25,7 @@ export class LegacyKey extends SecretKey {
   }
   /** A new random key (a new user's key). */
   static generate(): LegacyKey {
-    const bytes = SecretKey.randomBytes(32);
-    try {
-      return new LegacyKey(bytes);
-    } finally {
-      bytes.fill(0);
-    }
+    return SecretKey.fresh(32, (bytes) => new LegacyKey(bytes));
   }
   private constructor(bytes: Uint8Array) {
     super(bytes, 32, 'LegacyKey');
