@@ -10,12 +10,11 @@ import { createInterface } from 'node:readline';
 import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
 import { ConfigError } from '../errors.js';
-import { IndexKeyring } from '../keyring/keyring.js';
+import { IndexKeyring, recordStoreOf } from '../keyring/keyring.js';
 import type { Kek } from '../keys/kek.js';
 import { type MigratedKind, migrateValue } from '../legacy/migrate.js';
 import { getOrCreateUserKey, type LegacyKey, legacyMasterKeyFromEnv, legacyPoolKey } from '../legacy/v2.js';
 import { parseIndexName } from '../names.js';
-import type { RecordStore } from '../storage/store.js';
 import { clientFromOptions, type GlobalOptions, kekFromRef, parseContextFlags } from './context.js';
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
@@ -190,7 +189,7 @@ export function addDekCommands(program: Command, print: (line: string) => void):
             legacyKey = opts.v2Pool
               ? legacyPoolKey(state.key, opts.v2Salt)
               : await getOrCreateUserKey(
-                  client.store as unknown as RecordStore,
+                  recordStoreOf(client),
                   parseIndexName(opts.v2KeysIndex),
                   opts.v2User!,
                   state.key,

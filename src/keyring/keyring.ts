@@ -1,4 +1,5 @@
 import type { KmsEnvelopeClient } from '../client.js';
+import { decodeKmsBlob, encodeKmsBlob } from '../envelope/codec.js';
 import type { KmsBlob } from '../envelope/kms-blob.js';
 import {
   ConfigError,
@@ -100,6 +101,21 @@ interface Rotation {
   readonly fromSlotId: KekSlotId | undefined;
 }
 
+/**
+ * The client's store as a RecordStore (every built-in store is one).
+ * @throws ConfigError for a store that keeps no records.
+ */
+export function recordStoreOf(client: KmsEnvelopeClient, index?: string): EnvelopeStore & RecordStore {
+  const store = client.store as EnvelopeStore & Partial<RecordStore>;
+  if (typeof store.putRecord !== 'function') {
+    throw new ConfigError(
+      `the ${store.kind} store keeps no DEK records`,
+      index === undefined ? {} : { index },
+    );
+  }
+  return store as EnvelopeStore & RecordStore;
+}
+
 /** The KEK slot id an envelope names, if any. */
 export function kekSlotOf(blob: KmsBlob): KekSlotId | undefined {
   const value = blob.encryptionContext[KEK_SLOT_CONTEXT_KEY];
@@ -148,11 +164,7 @@ export class IndexKeyring {
   constructor(client: KmsEnvelopeClient, index: string, options: KeyringOptions = {}) {
     this.index = parseIndexName(index);
     this.#client = client;
-    const store = client.store as EnvelopeStore & Partial<RecordStore>;
-    if (typeof store.putRecord !== 'function') {
-      throw new ConfigError(`the ${store.kind} store keeps no DEK records`, { index: this.index });
-    }
-    this.#store = store as EnvelopeStore & RecordStore;
+    this.#store = recordStoreOf(client, this.index);
     this.#options = options;
   }
 
@@ -275,7 +287,6 @@ export class IndexKeyring {
   async #rotation(): Promise<Rotation | undefined> {
     const raw = await this.#store.getRecord(this.index, 'meta', META.rotation);
     if (raw === undefined) return undefined;
-    const { decodeKmsBlob } = await import('../envelope/codec.js');
     const parsed = JSON.parse(Buffer.from(raw).toString('utf8')) as {
       slotId: string;
       envelope: string;
@@ -587,7 +598,6 @@ export class IndexKeyring {
         encryptionContext: { ...current.encryptionContext, [KEK_SLOT_CONTEXT_KEY]: slotId },
       });
       await this.#writeKekCheck(kek, slotId);
-      const { encodeKmsBlob } = await import('../envelope/codec.js');
       const record = JSON.stringify({
         slotId,
         envelope: Buffer.from(encodeKmsBlob(envelope)).toString('base64'),

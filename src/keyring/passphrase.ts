@@ -13,7 +13,7 @@ import { ConfigError, InvalidArgumentError } from '../errors.js';
 import { Kek } from '../keys/kek.js';
 import { decodeBase64UrlPadded, encodeBase64UrlPadded } from '../wire/base64.js';
 import { canonicalJson } from '../wire/params.js';
-import { IndexKeyring, kekSlotOf } from './keyring.js';
+import { IndexKeyring, kekSlotOf, recordStoreOf } from './keyring.js';
 import { META } from './records.js';
 
 const pbkdf2Async = promisify(pbkdf2);
@@ -89,8 +89,12 @@ export async function createPassphraseIndex(
   const params = newKdfParams(options.iterations);
   const kek = await derivePassphraseKek(options.passphrase, params);
   const keyring = await IndexKeyring.createIndex(client, index, { slot: options.slot, kek });
-  const store = client.store as unknown as import('../storage/store.js').RecordStore;
-  await store.putRecord(keyring.index, 'meta', META.kdf, Buffer.from(canonicalJson(params), 'utf8'));
+  await recordStoreOf(client, index).putRecord(
+    keyring.index,
+    'meta',
+    META.kdf,
+    Buffer.from(canonicalJson(params), 'utf8'),
+  );
   return new IndexKeyring(client, index, { kek });
 }
 
@@ -105,8 +109,7 @@ export async function deriveAndVerifyKek(
   passphrase: string | Uint8Array,
 ): Promise<Kek> {
   const keyring = new IndexKeyring(client, index);
-  const store = client.store as unknown as import('../storage/store.js').RecordStore;
-  const raw = await store.getRecord(keyring.index, 'meta', META.kdf);
+  const raw = await recordStoreOf(client, index).getRecord(keyring.index, 'meta', META.kdf);
   if (raw === undefined)
     throw new ConfigError('this index has no passphrase KDF parameters', { index: keyring.index });
   let parsed: unknown;

@@ -1,3 +1,4 @@
+import { ConfigError } from '../errors.js';
 import type { IndexKeyring } from '../keyring/keyring.js';
 import { isEncryptedValue } from '../wire/format.js';
 import { decryptLegacyV2, isLegacyV2, type LegacyKey } from './v2.js';
@@ -25,7 +26,6 @@ export async function migrateValue(
   if (isEncryptedValue(value)) return { kind: 'wire', value };
   if (isLegacyV2(value)) {
     if (options.legacyKey === undefined) {
-      const { ConfigError } = await import('../errors.js');
       throw new ConfigError('a v2: value needs the legacy key (API_KEY_MASTER_KEY and the user or pool key)');
     }
     const plaintext = decryptLegacyV2(value, options.legacyKey);
