@@ -61,8 +61,9 @@ export class KekCache {
     this.#lru = new LRUCache<string, CachedKek>({
       max: options.maxEntries ?? 1000,
       ttl: this.ttlMs,
-      // Expired entries go when touched or when the LRU makes room, and are zeroed then.
-      ttlAutopurge: false,
+      // Expired entries are purged (and zeroed) on time even if nobody asks for them again; the
+      // timer this costs is paid on a miss, never on a hit.
+      ttlAutopurge: true,
       dispose: (entry, key, reason) => {
         entry.kek.zero();
         onEvict(

@@ -147,4 +147,17 @@ describe('KEK cache', () => {
       expect.objectContaining({ index: 'idx', slot: 'a', provider: 'fault', cache: 'miss', outcome: 'ok' }),
     );
   });
+
+  it('an expired KEK is zeroed on time, even if its index is never asked for again', async () => {
+    const reasons: unknown[] = [];
+    const listener = (event: unknown) => reasons.push(event);
+    diagnosticsChannel.subscribe(Channels.cache, listener);
+    const { client } = setup({ cache: { ttlMs: 50 } });
+    await client.createIndex('idx', { slot: 'a' });
+    (await client.unwrap('idx')).zero();
+    await sleep(150);
+    diagnosticsChannel.unsubscribe(Channels.cache, listener);
+    expect(reasons).toContainEqual({ index: 'idx', reason: 'expire' });
+    expect(client.stats().cacheEvictions).toBe(1);
+  });
 });
