@@ -1,4 +1,5 @@
 import { createCipheriv, createDecipheriv } from 'node:crypto';
+import { InvalidArgumentError } from '../errors.js';
 import { GCM_NONCE_LENGTH, noncePool } from './nonce-pool.js';
 
 /** Length of an AES-GCM tag in bytes. */
@@ -12,11 +13,29 @@ export const GCM_MIN_SEALED_LENGTH = GCM_NONCE_LENGTH + GCM_TAG_LENGTH;
  * `key` must be 32 bytes; `aad` is authenticated, not encrypted.
  */
 export function sealAes256Gcm(key: Uint8Array, plaintext: Uint8Array, aad?: Uint8Array): Buffer {
-  const nonce = noncePool.take();
+  return sealAes256GcmWithNonce(key, noncePool.take(), plaintext, aad);
+}
+
+/**
+ * AES-256-GCM seal under a caller-chosen 12-byte nonce: `nonce ‖ ciphertext ‖ tag(16)`.
+ *
+ * Security: reusing a nonce under the same key reveals the XOR of the plaintexts and lets anyone
+ * forge tags. This exists to reproduce published test vectors byte for byte; everything else
+ * calls {@link sealAes256Gcm}, which draws a random nonce.
+ */
+export function sealAes256GcmWithNonce(
+  key: Uint8Array,
+  nonce: Uint8Array,
+  plaintext: Uint8Array,
+  aad?: Uint8Array,
+): Buffer {
+  if (nonce.length !== GCM_NONCE_LENGTH) {
+    throw new InvalidArgumentError(`an AES-GCM nonce must be ${GCM_NONCE_LENGTH} bytes, got ${nonce.length}`);
+  }
   const cipher = createCipheriv('aes-256-gcm', key, nonce);
   if (aad !== undefined && aad.length > 0) cipher.setAAD(aad);
   const out = Buffer.allocUnsafe(GCM_NONCE_LENGTH + plaintext.length + GCM_TAG_LENGTH);
-  nonce.copy(out, 0);
+  out.set(nonce, 0);
   const written = cipher.update(plaintext).copy(out, GCM_NONCE_LENGTH);
   cipher.final();
   cipher.getAuthTag().copy(out, GCM_NONCE_LENGTH + written);
