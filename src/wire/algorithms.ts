@@ -31,12 +31,17 @@ export interface WireAlgorithm {
    */
   paramsProblem(params: WireParams): string | undefined;
   /**
-   * Encrypts `plaintext`; returns `nonce ‖ ciphertext ‖ tag`. `plaintext` is valid only during
-   * the call (the caller may reuse and wipe it afterwards): do not keep a reference to it.
+   * Encrypts `plaintext`; returns `nonce ‖ ciphertext ‖ tag`.
    * @throws InvalidArgumentError for a key of the wrong length or a zeroed key.
    * @throws NonceLimitError when the key reached its invocation limit.
    */
   encrypt(key: SecretKey, plaintext: Uint8Array, aad?: Uint8Array): Buffer;
+  /**
+   * Optional: encrypts the UTF-8 of `text`, as `encrypt(key, utf8(text), aad)` would, for
+   * algorithms that can encode inside the cipher (cheaper than encoding first).
+   * @throws as {@link WireAlgorithm.encrypt}.
+   */
+  encryptText?(key: SecretKey, text: string, aad?: Uint8Array): Buffer;
   /**
    * Decrypts `nonce ‖ ciphertext ‖ tag`.
    * @throws DecryptFailedError when the blob does not authenticate (wrong key, wrong AAD,
@@ -66,6 +71,11 @@ const A256GCM: WireAlgorithm = {
     const bytes = requireKeyLength(key, A256GCM);
     countInvocation(key);
     return sealAes256Gcm(bytes, plaintext, aad);
+  },
+  encryptText(key, text, aad) {
+    const bytes = requireKeyLength(key, A256GCM);
+    countInvocation(key);
+    return sealAes256Gcm(bytes, text, aad);
   },
   decrypt(key, blob, aad) {
     const plaintext = openAes256Gcm(requireKeyLength(key, A256GCM), blob, aad);
@@ -177,7 +187,8 @@ export function decryptAlg(
 
 /**
  * Test seam: encrypts under a caller-chosen nonce, to reproduce a published token byte for byte.
- * Counts against the key's limit like any encryption. Not exported from the package root.
+ * A string is encrypted as its UTF-8, through the same path as `encryptString`. Counts against
+ * the key's limit like any encryption. Not exported from the package root.
  *
  * Security: never use a nonce twice under one key; outside tests, use {@link encryptAlg}.
  * @throws UnsupportedAlgorithmError when `id` is not `A256GCM`; InvalidArgumentError for a nonce
@@ -186,7 +197,7 @@ export function decryptAlg(
 export function encryptWithNonceForTesting(
   id: string,
   key: SecretKey,
-  plaintext: Uint8Array,
+  plaintext: Uint8Array | string,
   nonce: Uint8Array,
   aad?: Uint8Array,
 ): Buffer {

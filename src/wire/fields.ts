@@ -78,12 +78,6 @@ export const CONTEXT_BINDING_V1 = 'ctx-v1';
 /** The params segment of a bound token: `{"aad":"ctx-v1"}` → `eyJhYWQiOiJjdHgtdjEifQ==`. */
 const BOUND_PARAMS_SEGMENT = encodeParams({ [CONTEXT_BINDING_PARAM]: CONTEXT_BINDING_V1 });
 
-const utf8Encoder = new TextEncoder();
-/** Plaintext bytes of short values; algorithms must not keep their input (see WireAlgorithm). */
-const scratch = Buffer.allocUnsafeSlow(8192);
-/** Longest string whose UTF-8 surely fits `scratch` (3 bytes per UTF-16 unit at most). */
-const SCRATCH_MAX_CHARS = scratch.length / 3;
-
 // A leading BOM is text, not a marker: kept, as Python's bytes.decode('utf-8') keeps it.
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
@@ -133,21 +127,11 @@ export function encryptString(plaintext: string, keyContext: KeyContext, options
   const context = options?.context;
   const aad = context === undefined ? undefined : contextAad(context);
   const paramsSegment = context === undefined ? EMPTY_PARAMS_SEGMENT : BOUND_PARAMS_SEGMENT;
-  if (plaintext.length > SCRATCH_MAX_CHARS) {
-    return joinToken(alg.id, keyId, paramsSegment, alg.encrypt(keyContext.key, Buffer.from(plaintext), aad));
-  }
-  // Short values: UTF-8 into a reused buffer (~2× cheaper than Buffer.from), wiped right after.
-  const { written } = utf8Encoder.encodeInto(plaintext, scratch);
-  try {
-    return joinToken(
-      alg.id,
-      keyId,
-      paramsSegment,
-      alg.encrypt(keyContext.key, scratch.subarray(0, written), aad),
-    );
-  } finally {
-    scratch.fill(0, 0, written);
-  }
+  const blob =
+    alg.encryptText !== undefined
+      ? alg.encryptText(keyContext.key, plaintext, aad)
+      : alg.encrypt(keyContext.key, Buffer.from(plaintext, 'utf8'), aad);
+  return joinToken(alg.id, keyId, paramsSegment, blob);
 }
 
 /** A parsed token with its algorithm and the AAD its binding needs. */

@@ -116,7 +116,11 @@ export function parseEncryptedField(
     throw new MalformedTokenError('a token must look like $alg$keyid$params$blob (too many "$")');
   }
   const alg = token.slice(1, a);
-  if (!ALG.test(alg)) throw new MalformedTokenError('token has a malformed algorithm id');
+  // Registered ids are well formed; the shape is only checked for the others (a map lookup is
+  // cheaper than the regex). Whether an unregistered id is supported is the caller's question.
+  if (!isRegisteredAlgorithm(alg) && !ALG.test(alg)) {
+    throw new MalformedTokenError('token has a malformed algorithm id');
+  }
   const keyId = parseKeyId(token.slice(a + 1, b));
   const legacy = c < 0;
   const params = legacy ? EMPTY_PARAMS : decodeParams(token.slice(b + 1, c));
