@@ -92,7 +92,7 @@ function contextAad(context: BindingContext): Buffer {
   return Buffer.from(canonicalJson(context), 'utf8');
 }
 
-/** `String.prototype.isWellFormed` (ES2024, in Node 20) is not in the ES2022 lib this project compiles against. */
+/** `String.prototype.isWellFormed` (ES2024, in Node 20): not in the ES2022 lib used here. */
 interface WellFormedString {
   isWellFormed(): boolean;
 }
@@ -110,9 +110,9 @@ function requireKeyContext(keyContext: KeyContext): void {
  *
  * Security: the token reveals the key id and the plaintext's length in UTF-8 bytes. Each call
  * counts against the DEK's limit of 2^32 encryptions.
- * @throws InvalidArgumentError (plaintext not a string or not encodable as UTF-8 because of a
- * lone surrogate, malformed key context or binding context, key of the wrong length), InvalidKeyIdError (key id not a UUID),
- * UnsupportedAlgorithmError, NonceLimitError.
+ * @throws InvalidArgumentError (plaintext not a string or with a lone surrogate, which UTF-8
+ * cannot carry; malformed key context or binding context; key of the wrong length),
+ * InvalidKeyIdError (key id not a UUID), UnsupportedAlgorithmError, NonceLimitError.
  */
 export function encryptString(plaintext: string, keyContext: KeyContext, options?: FieldOptions): string {
   if (typeof plaintext !== 'string') throw new InvalidArgumentError('plaintext must be a string');
@@ -179,10 +179,10 @@ function prepare(token: string, options: FieldOptions | undefined): Opening {
 function open({ field, alg, aad }: Opening, keyContext: KeyContext): string {
   requireKeyContext(keyContext);
   const keyId = field.keyId;
-  if (keyContext.keyid !== keyId && parseDekId(keyContext.keyid) !== keyId) {
-    throw new DecryptFailedError(
-      `the value was encrypted under DEK ${keyId}, not under DEK ${keyContext.keyid}`,
-    );
+  if (keyContext.keyid !== keyId) {
+    const given = parseDekId(keyContext.keyid);
+    if (given !== keyId)
+      throw new DecryptFailedError(`the value was encrypted under DEK ${keyId}, not under DEK ${given}`);
   }
   if (keyContext.alg !== alg.id) {
     throw new DecryptFailedError(
