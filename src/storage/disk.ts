@@ -50,10 +50,28 @@ const STALE_TMP_MS = 60 * 60 * 1000;
  */
 export const RETAINED_GENERATIONS = 16;
 
-/** The newest generation in an envelope folder: its number and whether it is a tombstone. */
+/** The newest generation in an envelope folder: its number and file. */
 interface Generation {
   readonly number: number;
   readonly path: string;
+}
+
+/** What the newest generation holds, as a write's precondition sees it. */
+interface Stored {
+  /** True when there is an envelope (a non-empty newest generation), even a corrupt one. */
+  readonly live: boolean;
+  /** The decoded envelope, read only for preconditions that need its content. */
+  readonly blob: KmsBlob | undefined;
+}
+
+/**
+ * The precondition of a write. `check` throws to refuse (its error is the result); a
+ * {@link NothingToDo} ends the write quietly. `decode` says whether it needs the envelope's content
+ * (compare-and-set) or only whether one is there (create, delete: these work on a corrupt one).
+ */
+interface Precondition {
+  readonly decode: boolean;
+  check(current: Stored): void;
 }
 
 /**
@@ -102,8 +120,11 @@ export class DiskStore implements EnvelopeStore, RecordStore {
 
   async create(index: IndexName, blob: KmsBlob): Promise<void> {
     const name = checkWrite(index, blob);
-    this.#write(name, encodeKmsBlob(blob), (current) => {
-      if (current !== undefined) throw new EnvelopeExistsError('an envelope already exists', { index: name });
+    this.#write(name, encodeKmsBlob(blob), {
+      decode: false,
+      check: ({ live }) => {
+        if (live) throw new EnvelopeExistsError('an envelope already exists', { index: name });
+      },
     });
   }
 
@@ -115,26 +136,32 @@ export class DiskStore implements EnvelopeStore, RecordStore {
       encodeKmsBlob(blob),
       expected === undefined
         ? undefined
-        : (current) => {
-            if (current?.version !== expected) {
-              throw new VersionConflictError(expected, current?.version, { index: name });
-            }
+        : {
+            decode: true,
+            check: ({ blob: current }) => {
+              if (current?.version !== expected) {
+                throw new VersionConflictError(expected, current?.version, { index: name });
+              }
+            },
           },
     );
   }
 
   async get(index: IndexName): Promise<KmsBlob> {
     const name = parseIndexName(index);
-    const found = this.#readCurrent(name);
+    const found = this.#readCurrent(name, true);
     if (found.blob === undefined) throw new EnvelopeNotFoundError('no envelope stored', { index: name });
     return found.blob;
   }
 
   async delete(index: IndexName): Promise<void> {
     const name = parseIndexName(index);
-    // A tombstone generation, written only when there is a live envelope to delete.
-    this.#write(name, new Uint8Array(0), (current) => {
-      if (current === undefined) throw new NothingToDo();
+    // A tombstone generation, written only when there is an envelope (even a corrupt one) to delete.
+    this.#write(name, new Uint8Array(0), {
+      decode: false,
+      check: ({ live }) => {
+        if (!live) throw new NothingToDo();
+      },
     });
   }
 
@@ -242,22 +269,30 @@ export class DiskStore implements EnvelopeStore, RecordStore {
   }
 
   /**
-   * Reads the newest generation. ENOENT while reading means a writer removed it after listing:
-   * list again.
+   * Reads the newest generation: decoded when `decode`, else only its size. ENOENT while reading
+   * means a writer removed it after listing: list again.
+   * @throws MalformedEnvelopeError (only when decoding) if it is corrupt or bound to another index.
    */
-  #readCurrent(index: IndexName): { generation: Generation | undefined; blob: KmsBlob | undefined } {
+  #readCurrent(index: IndexName, decode: boolean): Stored & { generation: Generation | undefined } {
     const dir = join(this.root, index, ENVELOPE_DIR);
     for (let attempt = 0; attempt < this.#maxAttempts; attempt++) {
       const generation = this.#newest(dir, index);
-      if (generation === undefined) return { generation, blob: undefined };
-      let bytes: Buffer;
+      if (generation === undefined) return { generation, live: false, blob: undefined };
+      let size: number;
+      let bytes: Buffer | undefined;
       try {
-        bytes = readFileSync(generation.path);
+        if (decode) {
+          bytes = readFileSync(generation.path);
+          size = bytes.length;
+        } else {
+          size = statSync(generation.path).size;
+        }
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
         throw fsError(err, 'cannot read the envelope', index);
       }
-      return { generation, blob: bytes.length === 0 ? undefined : decodeStored(index, bytes) };
+      const blob = bytes === undefined || size === 0 ? undefined : decodeStored(index, bytes);
+      return { generation, live: size > 0, blob };
     }
     throw new StoreUnavailableError('the envelope kept changing while being read', { index });
   }
@@ -284,32 +319,31 @@ export class DiskStore implements EnvelopeStore, RecordStore {
   }
 
   /**
-   * The write protocol: re-read, check, link the next generation; repeat while losing races.
-   * `check` throws to refuse (its error is the result); a {@link NothingToDo} ends quietly.
+   * The write protocol: re-read, check the precondition, link the next generation; repeat while
+   * losing races. Without a precondition (plain push) it only needs the newest number.
    */
-  #write(
-    index: IndexName,
-    bytes: Uint8Array,
-    check: ((current: KmsBlob | undefined) => void) | undefined,
-  ): void {
+  #write(index: IndexName, bytes: Uint8Array, precondition: Precondition | undefined): void {
     const dir = join(this.root, index, ENVELOPE_DIR);
     let tmp: string | undefined;
     try {
       for (let attempt = 0; attempt < this.#maxAttempts; attempt++) {
         // A plain push needs only the newest generation's number, not its content; on its first
         // try it takes the number from the hint when there is one.
-        const hint = attempt === 0 && check === undefined ? this.#newestSeen.get(index) : undefined;
-        const { generation, blob } =
-          hint !== undefined
-            ? { generation: { number: hint, path: join(dir, `${hint}${SUFFIX}`) }, blob: undefined }
-            : check === undefined
-              ? { generation: this.#newest(dir, index), blob: undefined }
-              : this.#readCurrent(index);
-        try {
-          check?.(blob);
-        } catch (err) {
-          if (err instanceof NothingToDo) return;
-          throw err;
+        const hint = attempt === 0 && precondition === undefined ? this.#newestSeen.get(index) : undefined;
+        let generation: Generation | undefined;
+        if (hint !== undefined) {
+          generation = { number: hint, path: join(dir, `${hint}${SUFFIX}`) };
+        } else if (precondition === undefined) {
+          generation = this.#newest(dir, index);
+        } else {
+          const current = this.#readCurrent(index, precondition.decode);
+          generation = current.generation;
+          try {
+            precondition.check(current);
+          } catch (err) {
+            if (err instanceof NothingToDo) return;
+            throw err;
+          }
         }
         if (tmp === undefined) {
           // A generation read from the folder means it exists; a hint does not prove it.

@@ -129,6 +129,20 @@ export function runStoreConformance(name: string, makeFixture: () => Promise<Sto
         expect((err as Error).message).toContain('"orders"');
       }));
 
+    it('a corrupt envelope can still be deleted or replaced by a plain push, but not created over', () =>
+      withFixture(async ({ store, corrupt }) => {
+        await store.create(idx, sampleBlob(idx));
+        await corrupt(idx);
+        await expect(store.create(idx, sampleBlob(idx))).rejects.toThrow(EnvelopeExistsError);
+        await store.delete(idx);
+        await expect(store.get(idx)).rejects.toThrow(EnvelopeNotFoundError);
+        await store.create(idx, sampleBlob(idx));
+        await corrupt(idx);
+        const repaired = sampleBlob(idx, { version: 9 });
+        await store.push(idx, repaired);
+        expect(await store.get(idx)).toEqual(repaired);
+      }));
+
     it('16 concurrent creators of one index: exactly one wins', () =>
       withFixture(async ({ another }) => {
         const stores = await Promise.all(Array.from({ length: 16 }, () => another()));
