@@ -15,28 +15,48 @@ import type { EnvelopeStore } from './store.js';
  * StorageConfig.parse(process.env.KMS_ENVELOPE_STORE ?? 'disk:./indexes');
  */
 export const StorageConfig = {
-  /** Envelopes under `dir`, beside each index's keystore. */
+  /**
+   * Envelopes on disk under `dir` (resolved to an absolute path), beside each index's keystore:
+   * `<dir>/<index>/kmsblob/`. Folders are created 0700 on the first write. See {@link DiskStore}.
+   * @throws InvalidArgumentError if `dir` is empty.
+   */
   disk(dir: string, options?: DiskStoreOptions): DiskStore {
     return new DiskStore(dir, options);
   },
-  /** Envelopes in Redis (ioredis, an optional peer dependency, when a `url` is given). */
+  /**
+   * Envelopes in Redis: either a `url` (the store opens its own ioredis client on first use;
+   * ioredis is an optional peer dependency) or a `client` you already have (never closed by the
+   * store). `description` never shows a password. See {@link RedisStore}.
+   * @throws InvalidArgumentError without exactly one of `url` / `client`, or with a bad option.
+   */
   redis(options: RedisStoreOptions): RedisStore {
     return new RedisStore(options);
   },
-  /** Envelopes in this process only (tests, examples). */
+  /** Envelopes in this process only, lost on exit (tests, examples). See {@link MemoryStore}. */
   memory(): MemoryStore {
     return new MemoryStore();
   },
   /**
-   * A store from a spec: `disk:<dir>`, `redis://…` / `rediss://…`, or `memory:`.
-   * @throws InvalidArgumentError for anything else.
+   * A store from a spec (the CLI's `--store`, an environment variable): `disk:<dir>` (relative
+   * folders resolve against the working directory), `redis://…` / `rediss://…` (a store with its
+   * own client, see {@link RedisStore}), or `memory:`. Nothing is opened yet.
+   * @throws InvalidArgumentError for anything else; the message never repeats what looks like a
+   * password.
    */
   parse(spec: string): EnvelopeStore {
+    if (typeof spec !== 'string') throw new InvalidArgumentError('a store spec must be a string');
     if (spec.startsWith('disk:') && spec.length > 5) return new DiskStore(spec.slice(5));
     if (/^rediss?:\/\//.test(spec)) return new RedisStore({ url: spec });
     if (spec === 'memory:') return new MemoryStore();
     throw new InvalidArgumentError(
-      `unknown store "${spec.replace(/:\/\/[^@/]*@/, '://***@')}": use disk:<dir>, redis://host:port or memory:`,
+      `unknown store ${JSON.stringify(redactSpec(spec))}: use disk:<dir>, redis://host:port or memory:`,
     );
   },
 } as const;
+
+/** A spec fit for a message: everything up to the last '@' after the scheme is hidden. */
+function redactSpec(spec: string): string {
+  let shown = spec.includes('@') ? spec.replace(/^([A-Za-z][A-Za-z0-9+.-]*:\/*)?.*@/s, '$1***@') : spec;
+  shown = shown.replace(/((?:pass|secret|token)[^=&]*=)[^&]*/gi, '$1***');
+  return shown.length > 80 ? `${shown.slice(0, 80)}…` : shown;
+}

@@ -83,15 +83,40 @@ return 'OK'`;
 const sha1 = (script: string) => createHash('sha1').update(script).digest('hex');
 const CAS_SCRIPT = { source: CAS, sha: sha1(CAS) };
 
-/** A URL without its password, for messages. */
-function redactUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password) parsed.password = '***';
-    return parsed.toString();
-  } catch {
-    return 'redis://(unparsable url)';
+/**
+ * A Redis URL without its secrets, for `description` and messages: the password of the user part
+ * and any query parameter that ioredis would take as one (`?password=`, `?sentinelPassword=`).
+ */
+function redactUrl(url: URL): string {
+  const shown = new URL(url.href);
+  if (shown.password) shown.password = '***';
+  for (const name of [...shown.searchParams.keys()]) {
+    if (/pass|secret|token/i.test(name)) shown.searchParams.set(name, '***');
   }
+  return shown.toString();
+}
+
+/**
+ * Parses a `redis://` or `rediss://` URL once, where it enters.
+ * @throws InvalidArgumentError for anything else (the message never repeats the URL: it may hold
+ * a password).
+ */
+function parseRedisUrl(url: unknown): URL {
+  let parsed: URL | undefined;
+  try {
+    parsed = typeof url === 'string' ? new URL(url) : undefined;
+  } catch {
+    parsed = undefined;
+  }
+  if (
+    parsed === undefined ||
+    (parsed.protocol !== 'redis:' && parsed.protocol !== 'rediss:') ||
+    !parsed.hostname
+  )
+    throw new InvalidArgumentError(
+      'the Redis store needs a url like redis://[user:password@]host:port[/db] or rediss://…',
+    );
+  return parsed;
 }
 
 /**
@@ -112,14 +137,27 @@ export class RedisStore implements EnvelopeStore, RecordStore {
   #ready: RedisLike | undefined;
   readonly #ownsClient: boolean;
 
-  /** @throws InvalidArgumentError without `url` or `client`. */
+  /**
+   * Connects lazily: nothing is opened (or imported) before the first call.
+   * @throws InvalidArgumentError without `url` or `client`, with both, or with a `url` that is not
+   * `redis://` / `rediss://`, a non-string `keyPrefix`, or a `commandTimeoutMs` that is not a
+   * positive number.
+   */
   constructor(options: RedisStoreOptions) {
-    if (!options.url && !options.client)
+    if (options?.client === undefined && options?.url === undefined)
       throw new InvalidArgumentError('the Redis store needs a url or a client');
+    if (options.client !== undefined && options.url !== undefined)
+      throw new InvalidArgumentError('the Redis store takes a url or a client, not both');
+    const url = options.url === undefined ? undefined : parseRedisUrl(options.url);
+    if (options.keyPrefix !== undefined && typeof options.keyPrefix !== 'string')
+      throw new InvalidArgumentError('keyPrefix must be a string');
+    const timeout = options.commandTimeoutMs;
+    if (timeout !== undefined && !(Number.isFinite(timeout) && timeout > 0))
+      throw new InvalidArgumentError('commandTimeoutMs must be a positive number of milliseconds');
     this.#options = options;
     this.keyPrefix = options.keyPrefix ?? DEFAULT_KEY_PREFIX;
     this.#ownsClient = options.client === undefined;
-    this.description = options.url ? redactUrl(options.url) : 'redis:(client supplied)';
+    this.description = url ? redactUrl(url) : 'redis:(client supplied)';
     if (options.client) {
       this.#client = Promise.resolve(options.client);
       this.#ready = options.client;
