@@ -8,10 +8,15 @@ import { join } from 'node:path';
 export interface RedisServerHandle {
   /** `redis://127.0.0.1:<port>`. */
   readonly url: string;
+  /** The TCP port it listens on (127.0.0.1 only). */
   readonly port: number;
-  /** Stops the server (SIGTERM) and waits for it to exit. Idempotent. */
+  /** Stops the server (SIGTERM) and waits for it to exit; removes its folder. Idempotent. */
   stop(): Promise<void>;
-  /** Starts it again on the same port, after {@link stop} or while running (its data is gone: persistence is off). */
+  /**
+   * Starts it again on the same port, after {@link stop} or while running (its data is gone:
+   * persistence is off). Clients that reconnect (ioredis does) find it at the same URL.
+   * @throws Error if it does not answer PING in time (or the port was taken meanwhile).
+   */
   restart(): Promise<void>;
 }
 
@@ -67,7 +72,7 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
   if (!redisServerAvailable(binary)) {
     throw new Error(`${binary} is not installed (Debian: apt-get install redis-server)`);
   }
-  const port = await freePort();
+  let port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'kms-envelope-redis-'));
   let child: ChildProcess | undefined;
 
@@ -95,11 +100,16 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
     child.stderr?.on('data', (d) => {
       stderr += d;
     });
+    let spawnError: Error | undefined;
+    child.once('error', (err) => {
+      spawnError = err;
+    });
     const deadline = Date.now() + (options.startTimeoutMs ?? 10_000);
     while (Date.now() < deadline) {
-      if (child.exitCode !== null) {
+      if (spawnError !== undefined) throw new Error(`${binary} could not be started: ${spawnError.message}`);
+      if (child.exitCode !== null || child.signalCode !== null) {
         throw new Error(
-          `${binary} exited with code ${child.exitCode} on port ${port}: ${stderr.trim().slice(-300)}`,
+          `${binary} exited (${child.exitCode ?? child.signalCode}) on port ${port}: ${stderr.trim().slice(-300)}`,
         );
       }
       if (await ping(port)) return;
@@ -112,14 +122,32 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
   const stop = async () => {
     const running = child;
     child = undefined;
-    if (running === undefined || running.exitCode !== null) return;
+    if (running === undefined || running.exitCode !== null || running.signalCode !== null) return;
     await new Promise<void>((resolve) => {
-      running.once('exit', () => resolve());
+      // redis-server exits promptly on SIGTERM; a wedged one is killed after 5 s.
+      const force = setTimeout(() => running.kill('SIGKILL'), 5000);
+      running.once('exit', () => {
+        clearTimeout(force);
+        resolve();
+      });
       running.kill('SIGTERM');
     });
   };
 
-  await start();
+  // The port was free a moment ago; if another process took it meanwhile, try another.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await start();
+      break;
+    } catch (err) {
+      await stop();
+      if (attempt >= 3 || !/Address already in use/i.test(String((err as Error).message))) {
+        rmSync(dir, { recursive: true, force: true });
+        throw err;
+      }
+      port = await freePort();
+    }
+  }
   return {
     url: `redis://127.0.0.1:${port}`,
     port,

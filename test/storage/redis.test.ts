@@ -10,6 +10,12 @@ import { runStoreConformance } from './conformance.js';
 
 const available = hasRedis();
 
+it('the redis-server harness names how to install a missing binary', async () => {
+  await expect(startRedisServer({ binary: '/nonexistent/redis-server' })).rejects.toThrow(
+    /apt-get install redis-server/,
+  );
+});
+
 describe.skipIf(!available)('Redis store against a real redis-server', () => {
   let server: RedisServerHandle;
   let prefixCounter = 0;
@@ -120,5 +126,18 @@ describe.skipIf(!available)('Redis store against a real redis-server', () => {
     await store.create(idx, blob);
     expect(await store.get(idx)).toEqual(blob);
     await store.close();
+  });
+
+  it('the harness stops idempotently and restarts on the same port', async () => {
+    const own = await startRedisServer();
+    const client = new Redis(own.url, { maxRetriesPerRequest: 1, lazyConnect: true });
+    client.on('error', () => {});
+    await own.stop();
+    await own.stop();
+    await own.restart();
+    expect(await client.ping()).toBe('PONG');
+    expect(own.url).toBe(`redis://127.0.0.1:${own.port}`);
+    client.disconnect();
+    await own.stop();
   });
 });
