@@ -1,4 +1,4 @@
-import { decodeKmsBlob, encodeKmsBlob } from '../envelope/codec.js';
+import { encodeKmsBlob } from '../envelope/codec.js';
 import type { KmsBlob } from '../envelope/kms-blob.js';
 import { EnvelopeExistsError, EnvelopeNotFoundError, VersionConflictError } from '../errors.js';
 import { type IndexName, parseIndexName } from '../names.js';
@@ -78,7 +78,7 @@ export class MemoryStore implements EnvelopeStore, RecordStore {
     const bytes = encodeKmsBlob(blob);
     if (options.expectedVersion !== undefined) {
       const current = this.#envelopes.get(name);
-      const actual = current === undefined ? undefined : decodeKmsBlob(current).version;
+      const actual = current === undefined ? undefined : decodeStored(name, current).version;
       if (actual !== options.expectedVersion)
         throw new VersionConflictError(options.expectedVersion, actual, { index: name });
     }

@@ -13,30 +13,45 @@ export interface PushOptions {
 
 /**
  * Where envelopes live. One envelope per index; every implementation passes the same
- * conformance suite (test/storage/conformance.ts).
+ * conformance suite (test/storage/conformance.ts), which user-written stores can run too.
  *
- * Every method validates `index` is an {@link IndexName} and that a written blob is bound to it
- * (`blob.indexName === index`); every read verifies the stored bytes.
+ * Every method validates `index` with `parseIndexName` before it becomes a path or a key, and
+ * every write checks that the blob is bound to it (`blob.indexName === index`); both refusals are
+ * `InvalidArgumentError`. Every read verifies the stored bytes (structure and checksum).
+ *
+ * Every method may also throw `StoreUnavailableError` (retryable: Redis unreachable or timed out,
+ * a disk that cannot be written, too many racing writers) or `AccessDeniedError` (file
+ * permissions, Redis credentials), naming the index and carrying the underlying error as `cause`.
+ * No message contains key material or a password.
  */
 export interface EnvelopeStore {
   /** `disk`, `redis`, `memory`, or a plugin's id. */
   readonly kind: string;
   /** Where the store points, for messages and the CLI (`disk:/var/lib/idx`); never a password. */
   readonly description: string;
-  /** Strict insert. @throws EnvelopeExistsError if an envelope is stored for `index`. */
+  /**
+   * Strict insert: of any number of racing creators (processes, Redis clients) exactly one wins.
+   * @throws EnvelopeExistsError if anything is stored for `index`, even a corrupt value.
+   */
   create(index: IndexName, blob: KmsBlob): Promise<void>;
   /**
-   * Idempotent upsert that replaces the whole envelope or nothing.
-   * @throws VersionConflictError with `expectedVersion` when the stored version differs.
+   * Idempotent upsert that replaces the whole envelope or nothing. Without `expectedVersion` it
+   * replaces whatever is stored, even a corrupt value (the way to repair one).
+   * @throws VersionConflictError with `expectedVersion` when the stored version differs or
+   * nothing is stored; MalformedEnvelopeError with `expectedVersion` when the stored value cannot
+   * be read as an envelope.
    */
   push(index: IndexName, blob: KmsBlob, options?: PushOptions): Promise<void>;
   /**
-   * Reads and verifies the envelope.
+   * Reads and verifies the envelope; each call returns a fresh copy.
    * @throws EnvelopeNotFoundError if none is stored; MalformedEnvelopeError if the stored value is
    * corrupt or bound to another index.
    */
   get(index: IndexName): Promise<KmsBlob>;
-  /** Removes the envelope; deleting a missing envelope is a no-op. */
+  /**
+   * Removes the envelope, even a corrupt one; deleting a missing envelope is a no-op. Until an
+   * envelope is created again, every compare-and-set push fails.
+   */
   delete(index: IndexName): Promise<void>;
   /** Releases connections the store opened itself (never a client the caller passed in). */
   close(): Promise<void>;

@@ -127,6 +127,11 @@ export function runStoreConformance(name: string, makeFixture: () => Promise<Sto
         const err = await store.get(idx).catch((e: unknown) => e);
         expect(err).toBeInstanceOf(MalformedEnvelopeError);
         expect((err as Error).message).toContain('"orders"');
+        const cas = await store
+          .push(idx, sampleBlob(idx, { version: 2 }), { expectedVersion: 1 })
+          .catch((e: unknown) => e);
+        expect(cas).toBeInstanceOf(MalformedEnvelopeError);
+        expect((cas as Error).message).toContain('"orders"');
       }));
 
     it('a corrupt envelope can still be deleted or replaced by a plain push, but not created over', () =>
