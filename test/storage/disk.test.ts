@@ -1,4 +1,4 @@
-import { mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -60,6 +60,22 @@ describe('disk store layout', () => {
     expect(files.length).toBeLessThanOrEqual(RETAINED_GENERATIONS);
     expect(files.some((f) => f.startsWith('.tmp-'))).toBe(false);
     expect((await store.get(idx)).version).toBe(60);
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  it('removes temporary files that killed writers left more than an hour ago, and only those', async () => {
+    const root = newRoot();
+    const store = new DiskStore(root);
+    await store.create(idx, sampleBlob(idx));
+    const dir = join(root, 'orders', ENVELOPE_DIR);
+    writeFileSync(join(dir, '.tmp-old'), 'left by a killed writer');
+    const twoHoursAgo = new Date(Date.now() - 2 * 60 * 60 * 1000);
+    utimesSync(join(dir, '.tmp-old'), twoHoursAgo, twoHoursAgo);
+    writeFileSync(join(dir, '.tmp-fresh'), 'a writer at work');
+    writeFileSync(join(dir, '99x.kmsb'), 'not a generation name'); // ignored, never removed
+    await store.push(idx, sampleBlob(idx, { version: 2 }));
+    expect(readdirSync(dir).sort()).toEqual(['.tmp-fresh', '1.kmsb', '2.kmsb', '99x.kmsb']);
+    expect((await store.get(idx)).version).toBe(2);
     rmSync(root, { recursive: true, force: true });
   });
 
