@@ -43,6 +43,11 @@ export const ErrorCode = {
   decryptFailed: 'KMS_ENVELOPE_DECRYPT_FAILED',
   contextBinding: 'KMS_ENVELOPE_CONTEXT_BINDING',
   nonceLimit: 'KMS_ENVELOPE_NONCE_LIMIT',
+  throttled: 'KMS_ENVELOPE_THROTTLED',
+  deadlineExceeded: 'KMS_ENVELOPE_DEADLINE_EXCEEDED',
+  keyNotFound: 'KMS_ENVELOPE_KEY_NOT_FOUND',
+  keyDisabled: 'KMS_ENVELOPE_KEY_DISABLED',
+  integrity: 'KMS_ENVELOPE_INTEGRITY',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -111,7 +116,7 @@ export class MalformedEnvelopeError extends KmsEnvelopeError {
 
 /** A KMS could not be reached, throttled the call, or answered too late. Retryable. */
 export class ProviderUnavailableError extends KmsEnvelopeError {
-  override readonly code = ErrorCode.unavailable;
+  override readonly code: ErrorCode = ErrorCode.unavailable;
   override readonly retryable = true;
   /** How long the service asked callers to wait before retrying, when it said (retry-after). */
   readonly retryAfterMs: number | undefined;
@@ -123,6 +128,35 @@ export class ProviderUnavailableError extends KmsEnvelopeError {
 
 /** The circuit breaker of a KMS slot is open after repeated failures: failing fast. Retryable later. */
 export class CircuitOpenError extends ProviderUnavailableError {}
+
+/** The KMS throttled the call (rate limit, quota). Retryable, after `retryAfterMs` when given. */
+export class ThrottledError extends ProviderUnavailableError {
+  override readonly code = ErrorCode.throttled;
+}
+
+/** A KMS call did not finish within its deadline (or the caller aborted it). Retryable. */
+export class DeadlineExceededError extends ProviderUnavailableError {
+  override readonly code = ErrorCode.deadlineExceeded;
+}
+
+/**
+ * A KMS answer failed its integrity check in transit (e.g. a Cloud KMS CRC32C that does not
+ * match): the response was discarded. Retryable: the next call may arrive intact.
+ */
+export class IntegrityError extends KmsEnvelopeError {
+  override readonly code = ErrorCode.integrity;
+  override readonly retryable = true;
+}
+
+/** The KMS key (or secret) the slot names does not exist, or the caller may not know it does. */
+export class KeyNotFoundError extends KmsEnvelopeError {
+  override readonly code = ErrorCode.keyNotFound;
+}
+
+/** The KMS key is disabled, pending deletion or otherwise not usable in its present state. */
+export class KeyDisabledError extends KmsEnvelopeError {
+  override readonly code = ErrorCode.keyDisabled;
+}
 
 /** The envelope store (Redis, a disk that refuses writes) could not be reached. Retryable. */
 export class StoreUnavailableError extends KmsEnvelopeError {

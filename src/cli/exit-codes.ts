@@ -3,8 +3,11 @@ import {
   ConfigError,
   EnvelopeExistsError,
   EnvelopeNotFoundError,
+  IntegrityError,
   InvalidArgumentError,
   KekMismatchError,
+  KeyDisabledError,
+  KeyNotFoundError,
   type KmsEnvelopeError,
   MalformedEnvelopeError,
   MissingDependencyError,
@@ -29,6 +32,8 @@ export const ExitCode = {
   unavailable: 10,
   config: 11,
   missingDependency: 12,
+  keyNotFound: 13,
+  keyDisabled: 14,
 } as const;
 
 // Most specific first: KekMismatchError is an UnwrapFailedError.
@@ -40,7 +45,10 @@ const byClass: [abstract new (...args: never[]) => KmsEnvelopeError, number][] =
   [KekMismatchError, ExitCode.kekMismatch],
   [UnwrapFailedError, ExitCode.unwrapFailed],
   [AccessDeniedError, ExitCode.accessDenied],
+  [KeyNotFoundError, ExitCode.keyNotFound],
+  [KeyDisabledError, ExitCode.keyDisabled],
   [ProviderUnavailableError, ExitCode.unavailable],
+  [IntegrityError, ExitCode.unavailable],
   [StoreUnavailableError, ExitCode.unavailable],
   [ConfigError, ExitCode.config],
   [MissingDependencyError, ExitCode.missingDependency],

@@ -9,6 +9,10 @@ import { type KmsSlot, type KmsSlotInput, parseKmsSlot } from './slot.js';
 const builtIn: Record<string, () => Promise<ProviderPlugin>> = {
   none: async () => (await import('../../providers/none.js')).plugin,
   local: async () => (await import('../../providers/local.js')).plugin,
+  aws: async () => (await import('../../providers/aws.js')).plugin,
+  'aws-kms': async () => (await import('../../providers/aws-kms.js')).plugin,
+  'gcp-kms': async () => (await import('../../providers/gcp-kms.js')).plugin,
+  'azure-kv': async () => (await import('../../providers/azure-kv.js')).plugin,
 };
 
 const plugins = new Map<string, ProviderFactory>();

@@ -8,7 +8,7 @@
  */
 import CircuitBreaker from 'opossum';
 import pRetry from 'p-retry';
-import { CircuitOpenError, KmsEnvelopeError, ProviderUnavailableError } from '../errors.js';
+import { CircuitOpenError, DeadlineExceededError, KmsEnvelopeError } from '../errors.js';
 import type { Telemetry } from './telemetry.js';
 
 /** Options of the KMS call policy. */
@@ -187,7 +187,7 @@ export class KmsCaller {
   ): Promise<T> {
     const where = { index: target.index, slot: target.slot, provider: target.provider };
     const deadlineError = () =>
-      new ProviderUnavailableError(`KMS call did not finish within ${this.#options.deadlineMs} ms`, where);
+      new DeadlineExceededError(`KMS call did not finish within ${this.#options.deadlineMs} ms`, where);
     // A caller's own signal needs a bucket of its own; otherwise calls share one.
     const bucket = signal === undefined ? deadlines.bucket(this.#options.deadlineMs) : newBucket(0);
     let timer: NodeJS.Timeout | undefined;

@@ -6,7 +6,13 @@
 import { describe, expect, it } from 'vitest';
 import { KmsEnvelopeClient } from '../../src/client.js';
 import type { KmsBlob } from '../../src/envelope/kms-blob.js';
-import { KekMismatchError, UnwrapFailedError } from '../../src/errors.js';
+import {
+  DeadlineExceededError,
+  KekMismatchError,
+  KeyDisabledError,
+  ProviderUnavailableError,
+  UnwrapFailedError,
+} from '../../src/errors.js';
 import { Kek } from '../../src/keys/kek.js';
 import { parseIndexName } from '../../src/names.js';
 import type { KmsRegistryOptions } from '../../src/providers/registry.js';
@@ -22,7 +28,31 @@ export interface ProviderFixture {
   readonly suppliesKek?: boolean;
   /** Stops servers the fixture started. */
   readonly cleanup?: () => Promise<void>;
+  /**
+   * Fault injection into the KMS behind slot `a` (a fake server's controls). Providers with no
+   * remote service (`none`, `local`) have none: nothing can be disabled, throttled or slow, and
+   * the fault cases are not registered for them.
+   */
+  readonly faults?: ProviderFaults;
 }
+
+/** Controls of the KMS behind a fixture's slots. */
+export interface ProviderFaults {
+  /** Disables the key (or secret) of slot `a`, or enables it again. */
+  setKeyDisabled(disabled: boolean): void | Promise<void>;
+  /** The next `count` KMS calls answer "throttled" (the service's own throttling error). */
+  throttleNext(count: number): void;
+  /** Every KMS call answers `ms` later (0: no delay). */
+  delay(ms: number): void;
+  /** KMS calls the server has received so far. */
+  calls(): number;
+}
+
+/** Client options for the fault cases: no cache, fast retries, no breaker. */
+const faultClientOptions = {
+  cache: false as const,
+  kmsCalls: { deadlineMs: 1500, retries: 2, minBackoffMs: 5, maxBackoffMs: 20, breaker: false },
+};
 
 function flipBit(bytes: Uint8Array, bit: number): Uint8Array {
   const out = new Uint8Array(bytes);
@@ -31,7 +61,11 @@ function flipBit(bytes: Uint8Array, bit: number): Uint8Array {
 }
 
 /** Registers the conformance tests for one provider. */
-export function runProviderConformance(name: string, makeFixture: () => Promise<ProviderFixture>): void {
+export function runProviderConformance(
+  name: string,
+  makeFixture: () => Promise<ProviderFixture>,
+  capabilities: { readonly faults?: boolean } = {},
+): void {
   describe(`provider conformance: ${name}`, () => {
     async function setup() {
       const fixture = await makeFixture();
@@ -127,5 +161,62 @@ export function runProviderConformance(name: string, makeFixture: () => Promise<
       );
       await fixture.cleanup?.();
     });
+
+    // Registered only for providers whose fixture can inject faults (see ProviderFixture.faults).
+    if (capabilities.faults)
+      describe('faults of the KMS', () => {
+        async function faultSetup() {
+          const fixture = await makeFixture();
+          if (fixture.faults === undefined) throw new Error('fixture has no faults');
+          const store = StorageConfig.memory();
+          const client = new KmsEnvelopeClient({ store, kms: fixture.kms, ...faultClientOptions });
+          const kek = await client.createIndex('idx-1', { slot: 'a' });
+          return { fixture, faults: fixture.faults, client, kek };
+        }
+
+        it('a slow KMS: the unwrap fails closed at its deadline with DeadlineExceededError', async () => {
+          const { fixture, faults, client } = await faultSetup();
+          faults.delay(5000);
+          const started = performance.now();
+          await expect(client.unwrap('idx-1')).rejects.toThrow(DeadlineExceededError);
+          // The deadline is 1.5 s; the KMS would have answered after 5 s.
+          expect(performance.now() - started).toBeLessThan(4000);
+          faults.delay(0);
+          await client.close();
+          await fixture.cleanup?.();
+        });
+
+        it('a disabled key fails with KeyDisabledError, is not retried, and works again once enabled', async () => {
+          const { fixture, faults, client, kek } = await faultSetup();
+          await faults.setKeyDisabled(true);
+          const before = faults.calls();
+          const err = await client.unwrap('idx-1').catch((e: unknown) => e);
+          expect(err).toBeInstanceOf(KeyDisabledError);
+          expect((err as KeyDisabledError).retryable).toBe(false);
+          expect((err as Error).message).toContain('idx-1');
+          expect(faults.calls() - before).toBe(1);
+          await faults.setKeyDisabled(false);
+          expect((await client.unwrap('idx-1')).equals(kek)).toBe(true);
+          await client.close();
+          await fixture.cleanup?.();
+        });
+
+        it('throttling is retried with backoff, then surfaced as a retryable error', async () => {
+          const { fixture, faults, client, kek } = await faultSetup();
+          let before = faults.calls();
+          faults.throttleNext(2);
+          expect((await client.unwrap('idx-1')).equals(kek)).toBe(true);
+          expect(faults.calls() - before).toBe(3);
+          before = faults.calls();
+          faults.throttleNext(100);
+          const err = await client.unwrap('idx-1').catch((e: unknown) => e);
+          expect(err).toBeInstanceOf(ProviderUnavailableError);
+          expect((err as ProviderUnavailableError).retryable).toBe(true);
+          expect(faults.calls() - before).toBe(3); // first attempt + 2 retries
+          faults.throttleNext(0);
+          await client.close();
+          await fixture.cleanup?.();
+        });
+      });
   });
 }

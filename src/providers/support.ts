@@ -1,0 +1,108 @@
+/**
+ * What the cloud providers share: loading an optional SDK, the error context of a call, the
+ * binding of a wrap to its index and slot in the shapes a KMS takes (encryption context, AAD),
+ * turning an unwrapped plaintext into a {@link Kek}, and the deadline of a call.
+ *
+ * @module
+ */
+import { bindingAad } from '../crypto/binding.js';
+import {
+  DeadlineExceededError,
+  type ErrorContext,
+  InvalidArgumentError,
+  MissingDependencyError,
+  UnwrapFailedError,
+} from '../errors.js';
+import { KEK_LENGTH, Kek } from '../keys/kek.js';
+import type { WrapContext } from './provider.js';
+
+/**
+ * Loads an optional peer dependency. `load` must be a literal `() => import('pkg')` so bundlers
+ * see it; a package that is not installed becomes a `MissingDependencyError` naming it.
+ */
+export async function importOptional<T>(
+  packageName: string,
+  usedBy: string,
+  load: () => Promise<T>,
+): Promise<T> {
+  try {
+    return await load();
+  } catch (cause) {
+    const code = (cause as { code?: string }).code;
+    if (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') {
+      throw new MissingDependencyError(packageName, usedBy, cause);
+    }
+    throw cause;
+  }
+}
+
+/** The error context of a call about `context` through `provider`. */
+export function whereOf(context: Pick<WrapContext, 'index' | 'slot'>, provider: string): ErrorContext {
+  return { index: context.index, slot: context.slot, provider };
+}
+
+/** Prefix of the encryption-context keys kms-envelope itself sets. */
+export const BINDING_KEY_PREFIX = 'kms-envelope:';
+
+/**
+ * The binding as a KMS encryption context (string map): `kms-envelope:index`,
+ * `kms-envelope:slot`, then the envelope's own context. A caller's key may not start with
+ * `kms-envelope:`.
+ * @throws InvalidArgumentError for such a key.
+ */
+export function bindingEncryptionContext(context: WrapContext): Record<string, string> {
+  const out: Record<string, string> = {
+    [`${BINDING_KEY_PREFIX}index`]: context.index,
+    [`${BINDING_KEY_PREFIX}slot`]: context.slot,
+  };
+  for (const [key, value] of Object.entries(context.encryptionContext)) {
+    if (key.startsWith(BINDING_KEY_PREFIX)) {
+      throw new InvalidArgumentError(`encryption context key "${key}" is reserved`, {
+        index: context.index,
+        slot: context.slot,
+      });
+    }
+    out[key] = value;
+  }
+  return out;
+}
+
+/** The binding as additional authenticated data bytes (see `src/crypto/binding.ts`). */
+export function bindingBytes(context: WrapContext, provider: string): Buffer {
+  return bindingAad({ provider, ...context });
+}
+
+/**
+ * Takes ownership of an unwrapped plaintext: a {@link Kek} when it is 32 bytes, else the bytes
+ * are wiped and `UnwrapFailedError` is thrown.
+ */
+export function kekFromPlaintext(plaintext: Uint8Array | undefined, where: ErrorContext): Kek {
+  if (plaintext === undefined || plaintext.length !== KEK_LENGTH) {
+    plaintext?.fill(0);
+    throw new UnwrapFailedError(
+      `the KMS returned ${plaintext === undefined ? 'no' : `${plaintext.length} bytes of`} plaintext, not a ${KEK_LENGTH}-byte KEK`,
+      where,
+    );
+  }
+  return Kek.fromBytesAndWipe(plaintext);
+}
+
+/** Throws `DeadlineExceededError` when `signal` has already aborted. */
+export function throwIfAborted(signal: AbortSignal | undefined, where: ErrorContext): void {
+  if (signal?.aborted) throw new DeadlineExceededError('the KMS call was aborted (deadline)', where);
+}
+
+/** Whether `err` is the abort of a call whose signal fired (any SDK's spelling of it). */
+export function isAbort(err: unknown, signal: AbortSignal | undefined): boolean {
+  const name = (err as { name?: string } | null)?.name;
+  return (signal?.aborted ?? false) || name === 'AbortError' || name === 'TimeoutError';
+}
+
+/** Parses an HTTP `Retry-After` (seconds or a date) into milliseconds. */
+export function parseRetryAfter(value: string | null | undefined, now = Date.now()): number | undefined {
+  if (value === undefined || value === null || value === '') return undefined;
+  const seconds = Number(value);
+  if (Number.isFinite(seconds)) return seconds >= 0 ? seconds * 1000 : undefined;
+  const at = Date.parse(value);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - now);
+}
