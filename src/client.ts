@@ -249,6 +249,10 @@ export class KmsEnvelopeClient {
   async rotate(indexName: string, options: RotateOptions = {}): Promise<KmsBlob> {
     const index = parseIndexName(indexName);
     const current = await this.store.get(index);
+    if (options.toSlot === undefined || options.toSlot === current.kmsName) {
+      const rewrapped = await this.#rewrapInSlot(index, current, options.signal);
+      if (rewrapped !== undefined) return rewrapped;
+    }
     const kek = await this.#unwrapBlob(index, current, options);
     try {
       const slot = parseSlotName(options.toSlot ?? current.kmsName);
@@ -263,6 +267,38 @@ export class KmsEnvelopeClient {
     } finally {
       kek.zero();
     }
+  }
+
+  /**
+   * Rotation within the envelope's slot by a provider that can re-wrap inside its KMS (the
+   * plaintext KEK never leaves it); `undefined` when the provider cannot.
+   */
+  async #rewrapInSlot(
+    index: IndexName,
+    current: KmsBlob,
+    signal: AbortSignal | undefined,
+  ): Promise<KmsBlob | undefined> {
+    const slot = parseSlotName(current.kmsName);
+    const provider = await this.#provider(slot, index);
+    if (provider.rewrap === undefined || provider.id !== current.provider) return undefined;
+    const rewrap = provider.rewrap.bind(provider);
+    const context = { index, slot, encryptionContext: current.encryptionContext };
+    const wrapped = await this.#caller.run(
+      { slot, provider: provider.id, index },
+      (deadline) => rewrap(current, { ...context, signal: deadline }),
+      signal,
+    );
+    const next: KmsBlob = {
+      ...current,
+      keyId: wrapped.keyId,
+      region: wrapped.region,
+      wrappedKek: new Uint8Array(wrapped.wrappedKek),
+      version: current.version + 1,
+      updatedAt: Math.max(this.#now(), current.createdAt),
+    };
+    await this.store.push(index, next, { expectedVersion: current.version });
+    this.#cache?.invalidate(index);
+    return next;
   }
 
   /**

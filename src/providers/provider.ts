@@ -47,6 +47,12 @@ export interface KmsProvider {
   wrap(kek: Kek, context: WrapContext): Promise<WrappedKek>;
   /** Unwraps what {@link wrap} returned; the caller owns (and zeroes) the returned KEK. */
   unwrap(wrapped: WrappedKek, context: UnwrapContext): Promise<Kek>;
+  /**
+   * Optional: re-wraps `wrapped` under the provider's current key for the same index and slot
+   * without the plaintext KEK leaving the KMS (e.g. AWS KMS `ReEncrypt`). When a provider has
+   * it, `rotate` within the slot uses it instead of unwrap + wrap.
+   */
+  rewrap?(wrapped: WrappedKek, context: WrapContext): Promise<WrappedKek>;
   /** Releases clients the provider created itself. */
   close?(): Promise<void>;
 }
