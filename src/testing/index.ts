@@ -4,6 +4,20 @@
  *
  * @packageDocumentation
  */
+
+export {
+  FAKE_AWS_ACCESS_KEY_ID,
+  type FakeAws,
+  type FakeAwsClientConfig,
+  type FakeAwsCredentials,
+  FakeAwsError,
+  type FakeAwsFault,
+  type FakeAwsOptions,
+  type FakeAwsRequest,
+  type FakeAwsService,
+  type FakeStsSession,
+  startFakeAws,
+} from './fake-aws.js';
 export {
   freePort,
   type RedisServerHandle,
