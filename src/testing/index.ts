@@ -19,6 +19,15 @@ export {
   startFakeAws,
 } from './fake-aws.js';
 export {
+  type FakeGcpKeyVersionState,
+  type FakeGcpKms,
+  type FakeGcpKmsCall,
+  type FakeGcpKmsClientOptions,
+  type FakeGcpKmsOptions,
+  type FakeGcpStatus,
+  startFakeGcpKms,
+} from './fake-gcp-kms.js';
+export {
   freePort,
   type RedisServerHandle,
   type RedisServerOptions,
