@@ -185,6 +185,12 @@ export function mapAwsError(err: unknown, where: ErrorContext, signal?: AbortSig
   const said = e?.message ? `: ${e.message}` : '';
   const ctx = { ...where, cause: err };
   if (isAbort(err, signal)) return new DeadlineExceededError('the AWS call was aborted at its deadline', ctx);
+  if (name === 'CredentialsProviderError') {
+    return new AccessDeniedError(
+      `no usable AWS credentials (environment, profile, SSO, role or instance metadata)${said}`,
+      ctx,
+    );
+  }
   if (ACCESS_DENIED.has(name) || ACCESS_DENIED.has(code) || status === 403) {
     return new AccessDeniedError(
       `AWS refused the credentials or permissions (${name || status})${said}`,

@@ -13,6 +13,7 @@ export type {
   VerifyReport,
 } from './client.js';
 export { KmsEnvelopeClient } from './client.js';
+export { type DoctorCheck, type DoctorOptions, type DoctorReport, diagnoseSlot } from './doctor.js';
 export { decodeKmsBlob, encodeKmsBlob } from './envelope/codec.js';
 export {
   KMS_BLOB_FILE_IDENTIFIER,

@@ -17,6 +17,8 @@ export interface GlobalOptions {
   region?: string;
   endpoint?: string;
   masterKey?: string;
+  roleArn?: string;
+  externalId?: string;
   secretDir?: string[];
 }
 
@@ -47,6 +49,8 @@ export function clientFromOptions(
       ...(options.region ? { region: options.region } : {}),
       ...(options.endpoint ? { endpoint: options.endpoint } : {}),
       ...(options.masterKey ? { masterKey: options.masterKey } : {}),
+      ...(options.roleArn ? { roleArn: options.roleArn } : {}),
+      ...(options.externalId ? { externalId: options.externalId } : {}),
     });
   }
   const secretDirs = (options.secretDir ?? []).map((dir) => resolve(dir));

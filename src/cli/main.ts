@@ -6,8 +6,9 @@
  */
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
+import { diagnoseSlot } from '../doctor.js';
 import { decodeKmsBlob } from '../envelope/codec.js';
-import { EnvelopeNotFoundError, KmsEnvelopeError } from '../errors.js';
+import { EnvelopeNotFoundError, InvalidArgumentError, KmsEnvelopeError } from '../errors.js';
 import { IndexKeyring } from '../keyring/keyring.js';
 import { clientFromOptions, type GlobalOptions, kekFromRef, parseContextFlags } from './context.js';
 import { addDekCommands } from './dek-commands.js';
@@ -16,6 +17,13 @@ import { ExitCode, exitCodeFor } from './exit-codes.js';
 import { blobToJson, formatBlob } from './format.js';
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
+
+/** A failure a command has already explained on its output: exit with its code, print nothing more. */
+class ReportedFailure extends Error {
+  constructor(readonly error: unknown) {
+    super('reported');
+  }
+}
 
 function print(line: string): void {
   process.stdout.write(`${line}\n`);
@@ -47,6 +55,11 @@ export function buildProgram(): Command {
     .option('--region <region>', 'region of the slot defined by flags')
     .option('--endpoint <url>', 'endpoint of the slot defined by flags')
     .option('--master-key <ref>', 'local provider master key: env:NAME | file:/abs/path | secret:name')
+    .option(
+      '--role-arn <arn>',
+      'AWS providers: role to assume (cross-account BYOK) for the slot defined by flags',
+    )
+    .option('--external-id <id>', 'AWS providers: external id required with --role-arn')
     .option('--secret-dir <dir>', 'allow file: secret references under this folder (repeatable)', collect);
 
   const globals = (): GlobalOptions => program.opts<GlobalOptions>();
@@ -199,6 +212,54 @@ export function buildProgram(): Command {
     });
 
   program
+    .command('doctor [slot]')
+    .description(
+      'check a KMS slot: its configuration, credentials and permissions, by wrapping and unwrapping a throwaway key',
+    )
+    .option('--deadline <ms>', 'deadline of each KMS call in milliseconds', '10000')
+    .option('--json', 'print the report as JSON')
+    .action(async (slotArg: string | undefined, opts: { deadline: string; json?: boolean }) => {
+      const slot = slotArg ?? globals().slot ?? (globals().provider ? 'default' : undefined);
+      if (slot === undefined)
+        throw new InvalidArgumentError('doctor needs a slot name (or --provider to define one)');
+      const deadlineMs = Number(opts.deadline);
+      if (!Number.isInteger(deadlineMs) || deadlineMs <= 0) {
+        throw new InvalidArgumentError('--deadline must be a positive number of milliseconds');
+      }
+      const client = clientFromOptions(globals());
+      try {
+        const report = await diagnoseSlot(client.kms, slot, { deadlineMs });
+        if (opts.json) {
+          print(
+            JSON.stringify(
+              {
+                ...report,
+                checks: report.checks.map(({ error, ...check }) => ({
+                  ...check,
+                  ...(error ? { code: error.code } : {}),
+                })),
+              },
+              null,
+              2,
+            ),
+          );
+        } else {
+          print(`doctor: slot "${slot}"`);
+          for (const check of report.checks) {
+            const ms = check.ms === undefined ? '' : ` (${check.ms.toFixed(0)} ms)`;
+            print(`  ${check.ok ? 'ok  ' : 'FAIL'}  ${check.name}: ${check.summary}${ms}`);
+            if (check.advice) print(`        what to do: ${check.advice}`);
+          }
+          print(report.ok ? 'all checks passed' : 'the slot is not usable (see FAIL above)');
+        }
+        const failed = report.checks.find((check) => !check.ok);
+        if (failed) throw new ReportedFailure(failed.error);
+      } finally {
+        await client.close();
+      }
+    });
+
+  program
     .command('demo')
     .description(
       'walk through create, get, unwrap, rotate and delete on a local folder (no cloud, no server)',
@@ -219,6 +280,7 @@ export async function main(argv: readonly string[] = process.argv): Promise<numb
     await program.parseAsync([...argv]);
     return ExitCode.ok;
   } catch (err) {
+    if (err instanceof ReportedFailure) return exitCodeFor(err.error);
     if (err instanceof CommanderError) {
       return err.exitCode === 0 ? ExitCode.ok : ExitCode.usage;
     }

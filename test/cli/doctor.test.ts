@@ -1,0 +1,136 @@
+/**
+ * `kms-envelope doctor <slot>`: the CLI run as a child process, against the `local` provider and
+ * against the AWS fake (the real SDK in the child, talking HTTP to 127.0.0.1).
+ */
+import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ExitCode } from '../../src/cli/exit-codes.js';
+import { diagnoseSlot } from '../../src/doctor.js';
+import { KmsRegistry } from '../../src/providers/registry.js';
+import { type FakeAws, startFakeAws } from '../../src/testing/fake-aws.js';
+import { runCli, runCliAsync } from '../helpers/cli.js';
+
+const awsEnv = {
+  AWS_ACCESS_KEY_ID: 'test',
+  AWS_SECRET_ACCESS_KEY: 'test',
+  AWS_EC2_METADATA_DISABLED: 'true',
+  AWS_SDK_JS_SUPPRESS_NODE_DEPRECATION_WARNING: '1',
+};
+
+describe('kms-envelope doctor', () => {
+  const env = { DEV_MASTER: randomBytes(32).toString('base64') };
+  const local = ['--provider', 'local', '--slot', 'dev', '--master-key', 'env:DEV_MASTER'];
+
+  it('passes a good local slot: config, provider, wrap and unwrap of a throwaway key', () => {
+    const out = runCli([...local, 'doctor', 'dev'], { env });
+    expect(out.code).toBe(0);
+    expect(out.stdout).toMatch(/ok {4}config: slot "dev": provider local/);
+    expect(out.stdout).toMatch(/ok {4}wrap: /);
+    expect(out.stdout).toMatch(/ok {4}unwrap: it unwrapped to the same KEK/);
+    expect(out.stdout).toContain('all checks passed');
+  });
+
+  it('says in plain words what is missing, with the exit code of the error class', () => {
+    const noKey = runCli(['--provider', 'local', 'doctor'], {});
+    expect(noKey.code).toBe(ExitCode.config);
+    expect(noKey.stdout).toMatch(/FAIL {2}provider: .*needs "master_key"/);
+    expect(noKey.stdout).toContain('what to do: fix the slot');
+    const unknown = runCli([...local, 'doctor', 'prod', '--json'], { env });
+    expect(unknown.code).toBe(ExitCode.config);
+    const report = JSON.parse(unknown.stdout) as { ok: boolean; checks: { name: string; code?: string }[] };
+    expect(report.ok).toBe(false);
+    expect(report.checks[0]).toMatchObject({ name: 'config', ok: false, code: 'KMS_ENVELOPE_CONFIG' });
+    expect(runCli(['doctor'], {}).code).toBe(ExitCode.usage);
+  });
+
+  describe('against AWS KMS (the fake, over HTTP)', () => {
+    let aws: FakeAws;
+    let arn: string;
+    beforeAll(async () => {
+      aws = await startFakeAws();
+      arn = aws.createKey({ alias: 'alias/doctor' }).arn;
+    });
+    afterAll(() => aws?.close());
+    const slot = () => [
+      '--provider',
+      'aws-kms',
+      '--key-id',
+      'alias/doctor',
+      '--region',
+      aws.region,
+      '--endpoint',
+      aws.endpoint,
+    ];
+
+    it('passes, naming the key ARN that wrapped', async () => {
+      const out = await runCliAsync([...slot(), 'doctor'], { env: awsEnv });
+      expect(out.stdout).toContain(`key ${arn}`);
+      expect(out.stdout).toContain('all checks passed');
+      expect(out.code).toBe(0);
+    });
+
+    it('a disabled key, a refused identity and an unreachable endpoint each get their own advice', async () => {
+      aws.setKeyState('alias/doctor', 'Disabled');
+      const disabled = await runCliAsync([...slot(), 'doctor'], { env: awsEnv });
+      expect(disabled.code).toBe(ExitCode.keyDisabled);
+      expect(disabled.stdout).toMatch(/FAIL {2}wrap: .*DisabledException/);
+      expect(disabled.stdout).toContain('enable it');
+      aws.setKeyState('alias/doctor', 'Enabled');
+
+      aws.restrictKey('alias/doctor', ['someone-else']);
+      const denied = await runCliAsync([...slot(), 'doctor'], { env: awsEnv });
+      expect(denied.code).toBe(ExitCode.accessDenied);
+      expect(denied.stdout).toContain('kms:Encrypt, kms:Decrypt');
+      aws.restrictKey('alias/doctor', undefined);
+
+      const missing = await runCliAsync([...slot().slice(0, 3), 'alias/nope', ...slot().slice(4), 'doctor'], {
+        env: awsEnv,
+      });
+      expect(missing.code).toBe(ExitCode.keyNotFound);
+      expect(missing.stdout).toContain('does not exist where the slot looks');
+
+      const down = await runCliAsync(
+        [
+          '--provider',
+          'aws-kms',
+          '--key-id',
+          'alias/doctor',
+          '--region',
+          'us-east-1',
+          '--endpoint',
+          'http://127.0.0.1:9',
+          'doctor',
+          '--deadline',
+          '3000',
+        ],
+        { env: awsEnv },
+      );
+      expect(down.code).toBe(ExitCode.unavailable);
+      expect(down.stdout).toContain('check the endpoint, region, DNS and network');
+    });
+
+    it('diagnoseSlot as a library call: a slow KMS is cut at the deadline', async () => {
+      const registry = new KmsRegistry({
+        slots: {
+          slow: {
+            provider: 'aws-kms',
+            keyId: arn,
+            region: aws.region,
+            endpoint: aws.endpoint,
+            options: { credentials: { accessKeyId: 'test', secretAccessKey: 'test' } },
+          },
+        },
+      });
+      aws.delay(3000);
+      try {
+        const report = await diagnoseSlot(registry, 'slow', { deadlineMs: 300 });
+        expect(report.ok).toBe(false);
+        expect(report.checks.at(-1)).toMatchObject({ name: 'wrap', ok: false });
+        expect(report.checks.at(-1)?.error?.code).toBe('KMS_ENVELOPE_DEADLINE_EXCEEDED');
+      } finally {
+        aws.delay(0);
+        await registry.close();
+      }
+    });
+  });
+});
