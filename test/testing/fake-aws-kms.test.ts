@@ -101,14 +101,15 @@ describe('Encrypt / Decrypt', () => {
       new DecryptCommand({ CiphertextBlob: blob, EncryptionContext: { b: '2', a: '1' } }),
     );
     expect(Buffer.from(reordered.Plaintext!)).toEqual(plaintext);
-    for (const wrong of [
+    const wrongContexts: (Record<string, string> | undefined)[] = [
       undefined,
       {},
       { a: '1' },
       { a: '1', b: '3' },
       { a: '1', b: '2', c: '3' },
       { a: '2', b: '1' },
-    ]) {
+    ];
+    for (const wrong of wrongContexts) {
       const error = await rejection(
         kms.send(new DecryptCommand({ CiphertextBlob: blob, EncryptionContext: wrong })),
       );
