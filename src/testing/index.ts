@@ -19,6 +19,18 @@ export {
   startFakeAws,
 } from './fake-aws.js';
 export {
+  type FakeAzureKeyOptions,
+  type FakeAzureKeyType,
+  type FakeAzureKvClientOptions,
+  type FakeAzureKvFailure,
+  type FakeAzureKvHandle,
+  type FakeAzureKvOperation,
+  type FakeAzureKvOptions,
+  type FakeAzureKvRequest,
+  type FakeTokenCredential,
+  startFakeAzureKv,
+} from './fake-azure-kv.js';
+export {
   type FakeGcpKeyVersionState,
   type FakeGcpKms,
   type FakeGcpKmsCall,
@@ -34,3 +46,4 @@ export {
   redisServerAvailable,
   startRedisServer,
 } from './redis-server.js';
+export { makeTestTls, sharedTestTls, type TestTls, type TestTlsOptions } from './test-ca.js';
