@@ -10,6 +10,7 @@ import {
   EnableKeyCommand,
   EncryptCommand,
   GenerateDataKeyCommand,
+  GenerateDataKeyWithoutPlaintextCommand,
   IncorrectKeyException,
   InvalidCiphertextException,
   KMSClient,
@@ -352,6 +353,18 @@ describe('ReEncrypt, GenerateDataKey, DescribeKey, CreateKey/CreateAlias, listin
       new DecryptCommand({ CiphertextBlob: dataKey.CiphertextBlob, EncryptionContext: context }),
     );
     expect(Buffer.from(decrypted.Plaintext!)).toEqual(Buffer.from(dataKey.Plaintext!));
+    const blobOnly = await kms.send(
+      new GenerateDataKeyWithoutPlaintextCommand({
+        KeyId: keyId,
+        KeySpec: 'AES_256',
+        EncryptionContext: context,
+      }),
+    );
+    expect(blobOnly).not.toHaveProperty('Plaintext');
+    const opened = await kms.send(
+      new DecryptCommand({ CiphertextBlob: blobOnly.CiphertextBlob, EncryptionContext: context }),
+    );
+    expect(opened.Plaintext).toHaveLength(32);
     const short = await kms.send(new GenerateDataKeyCommand({ KeyId: keyId, NumberOfBytes: 16 }));
     expect(short.Plaintext).toHaveLength(16);
     for (const input of [

@@ -126,10 +126,22 @@ describe('versions and stages', () => {
       ),
     ).toBeInstanceOf(InvalidRequestException);
 
+    // A version staged under another label leaves AWSCURRENT where it is.
+    const pending = await secrets.send(
+      new PutSecretValueCommand({
+        SecretId: 'rotating',
+        SecretString: 'four',
+        VersionStages: ['AWSPENDING'],
+      }),
+    );
+    expect(await value({})).toBe('three');
+    expect(await value({ VersionStage: 'AWSPENDING' })).toBe('four');
+
     const described = await secrets.send(new DescribeSecretCommand({ SecretId: 'rotating' }));
     expect(described.VersionIdsToStages).toEqual({
       [second.versionId]: ['AWSPREVIOUS'],
       [third.VersionId!]: ['AWSCURRENT'],
+      [pending.VersionId!]: ['AWSPENDING'],
     });
     expect(described.Name).toBe('rotating');
     expect(described.LastChangedDate).toBeInstanceOf(Date);
