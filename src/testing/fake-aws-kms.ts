@@ -174,6 +174,8 @@ export class FakeKms {
         throw new FakeAwsError('NotFoundException', `Key '${ref}' does not exist`);
       }
       id = arn[3]!.startsWith('key/') ? arn[3]!.slice('key/'.length) : arn[3]!;
+      if (arn[3]!.startsWith('key/') && !UUID.test(id))
+        throw new FakeAwsError('NotFoundException', `Invalid keyId ${ref}`);
     }
     if (id.startsWith('alias/')) {
       const target = this.#aliases.get(id);

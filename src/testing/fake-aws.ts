@@ -77,7 +77,11 @@ export interface FakeAws {
    */
   clientConfig(credentials?: FakeAwsCredentials): FakeAwsClientConfig;
 
-  /** Creates an enabled symmetric KMS key, optionally with an alias (`alias/` added if missing). */
+  /**
+   * Creates an enabled symmetric KMS key with fresh random AES-256 material, optionally with an
+   * alias (`alias/` added if missing).
+   * @throws FakeAwsError `AlreadyExistsException` / `InvalidAliasNameException` for the alias.
+   */
   createKey(options?: { alias?: string; description?: string }): { keyId: string; arn: string };
   /**
    * Sets a key's state (id, ARN, alias or alias ARN): Disabled → `DisabledException`,
@@ -89,10 +93,15 @@ export interface FakeAws {
    * Only these access key ids may use the key (others get `AccessDeniedException`); an entry may
    * also be a role ARN, which admits every temporary credential issued for that role;
    * undefined = anyone.
+   * @throws FakeAwsError `NotFoundException` for an unknown key.
    */
   restrictKey(key: string, accessKeyIds: readonly string[] | undefined): void;
 
-  /** Creates the secret or adds a version (AWSCURRENT moves; the old current becomes AWSPREVIOUS). */
+  /**
+   * Creates the secret or adds a version (AWSCURRENT moves; the old current becomes AWSPREVIOUS).
+   * The value is copied. Strings are served as `SecretString`, bytes as `SecretBinary`.
+   * @throws FakeAwsError `InvalidRequestException` if the secret is scheduled for deletion.
+   */
   putSecret(name: string, value: Uint8Array | string): { arn: string; versionId: string };
   /** Later reads fail like a secret scheduled for deletion (`InvalidRequestException`). */
   deleteSecret(name: string): void;

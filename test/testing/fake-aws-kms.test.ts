@@ -188,6 +188,7 @@ describe('Encrypt / Decrypt', () => {
       'not-a-key-id',
       `arn:aws:kms:eu-west-1:111122223333:key/${keyId}`,
       `arn:aws:kms:us-east-1:999999999999:key/${keyId}`,
+      'arn:aws:kms:us-east-1:111122223333:key/alias/round-trip',
     ]) {
       const error = await rejection(kms.send(new EncryptCommand({ KeyId: ref, Plaintext: plaintext })));
       expect(error).toBeInstanceOf(NotFoundException);
