@@ -6,8 +6,16 @@ import { type IndexName, parseIndexName, parseSlotName, type SlotName } from './
 import type { KmsProvider, WrapContext } from './providers/provider.js';
 import { KmsRegistry, type KmsRegistryOptions } from './providers/registry.js';
 import type { EnvelopeStore } from './storage/store.js';
-import { type CachedKek, cacheKey, KekCache, type KekCacheOptions } from './unwrap/kek-cache.js';
-import { KmsCaller, type KmsCallOptions } from './unwrap/kms-calls.js';
+import {
+  type CachedKek,
+  cacheKey,
+  indexOfKey,
+  KekCache,
+  type KekCacheOptions,
+  sameEnvelope,
+} from './unwrap/kek-cache.js';
+import { KekLease, runLeased } from './unwrap/kek-lease.js';
+import { hasSyncUnwrap, KmsCaller, type KmsCallOptions } from './unwrap/kms-calls.js';
 import { type MeterLike, Telemetry, type UnwrapStats } from './unwrap/telemetry.js';
 
 /** Options of {@link KmsEnvelopeClient}. */
@@ -51,6 +59,24 @@ export interface UnwrapOptions {
   readonly tenant?: string;
   /** Deadline for the KMS call. */
   readonly signal?: AbortSignal;
+}
+
+const NO_OPTIONS: UnwrapOptions = Object.freeze({});
+
+/** An unwrap event of a cache miss. */
+function missEvent(index: string, blob: KmsBlob | undefined, started: number, outcome: string) {
+  return {
+    index,
+    slot: blob?.kmsName ?? '',
+    provider: blob?.provider ?? '',
+    cache: 'miss' as const,
+    durationMs: performance.now() - started,
+    outcome,
+  };
+}
+
+function codeOf(err: unknown): string {
+  return err instanceof Error && 'code' in err ? String((err as { code: unknown }).code) : 'UNKNOWN';
 }
 
 /** Options of {@link KmsEnvelopeClient.rotate}. */
@@ -99,6 +125,8 @@ export class KmsEnvelopeClient {
   readonly #telemetry: Telemetry;
   readonly #cache: KekCache | undefined;
   readonly #caller: KmsCaller;
+  /** Providers the registry built, by slot (forgotten on close). */
+  readonly #providers = new Map<string, KmsProvider>();
 
   constructor(options: KmsEnvelopeClientOptions) {
     this.store = options.store;
@@ -109,7 +137,12 @@ export class KmsEnvelopeClient {
     this.#cache =
       options.cache === false
         ? undefined
-        : new KekCache(options.cache ?? {}, (index, reason) => this.#telemetry.evicted(index, reason));
+        : new KekCache(
+            options.cache ?? {},
+            (index, reason) => this.#telemetry.evicted(index, reason),
+            // Refresh-ahead: keys are only ever made from valid index names.
+            (key) => () => this.#load(indexOfKey(key) as IndexName, NO_OPTIONS),
+          );
     this.#caller = new KmsCaller(options.kmsCalls ?? {}, this.#telemetry);
   }
 
@@ -145,24 +178,111 @@ export class KmsEnvelopeClient {
 
   /**
    * Unwraps the KEK of `indexName` with the provider of the envelope's slot, and checks it
-   * against the envelope's KEK check value. The caller zeroes the returned KEK.
+   * against the envelope's KEK check value. Returns the caller's own copy: the caller zeroes it
+   * ({@link withKey}). A cache hit costs a copy of the cached KEK; {@link withKek} and
+   * {@link lease} borrow the cached KEK instead.
    * @throws EnvelopeNotFoundError; UnwrapFailedError (wrong key, tampered or moved envelope);
    * KekMismatchError (a supplied KEK that is not the index's); the provider's errors.
    */
-  unwrap(indexName: string, options: UnwrapOptions = {}): Promise<Kek> {
+  unwrap(indexName: string, options: UnwrapOptions = NO_OPTIONS): Promise<Kek> {
     const cache = this.#cache;
-    if (cache !== undefined && options.kek === undefined) {
-      // The hot path, kept out of an async function: only valid names ever enter the cache,
-      // so a hit needs no parsing; the caller gets its own copy.
-      const hit = cache.get(cacheKey(indexName, options.tenant), () =>
-        this.#load(parseIndexName(indexName), options),
-      );
-      if (hit !== undefined) {
+    if (cache !== undefined && options.kek === undefined && !cache.readEveryCall) {
+      // The hot path, kept out of an async function: only valid names ever enter the cache (or
+      // get a load in flight), so neither a hit nor joining a load needs any parsing.
+      const key = options.tenant === undefined ? indexName : cacheKey(indexName, options.tenant);
+      const entry = cache.get(key);
+      if (entry !== undefined) {
         this.#telemetry.hit();
-        return Promise.resolve(Kek.fromBytes(hit.kek.expose()));
+        return Promise.resolve(Kek.fromBytes(entry.kek.expose()));
       }
+      const joined = cache.join(key);
+      if (joined !== undefined) return this.#joined(indexName, joined).then(this.#copyAndRelease);
     }
     return this.#unwrapSlow(indexName, options);
+  }
+
+  /**
+   * Runs `fn` with the KEK of `indexName` *borrowed* from the cache, without a copy: the
+   * cheapest way to use a KEK per request. Resolves to what `fn` returns (or resolves to).
+   *
+   * Contract: the KEK is valid while `fn` runs and, if `fn` returns a promise, until it settles;
+   * it must not be kept or zeroed by `fn`. An eviction, expiry or invalidation meanwhile defers
+   * the zeroing until `fn` is done, so `fn` never sees the KEK zeroed or changed under it. With
+   * the cache off (or a supplied KEK), `fn` gets a KEK of its own that is zeroed afterwards.
+   *
+   * @example
+   * const plaintext = await client.withKek('orders', (kek) => decryptString(token, resolve(kek)));
+   * @throws as {@link unwrap}, and whatever `fn` throws.
+   */
+  withKek<T>(
+    indexName: string,
+    fn: (kek: Kek) => T | PromiseLike<T>,
+    options: UnwrapOptions = NO_OPTIONS,
+  ): Promise<T> {
+    const cache = this.#cache;
+    if (cache !== undefined && options.kek === undefined && !cache.readEveryCall) {
+      const key = options.tenant === undefined ? indexName : cacheKey(indexName, options.tenant);
+      const entry = cache.get(key);
+      if (entry !== undefined) {
+        this.#telemetry.hit();
+        return runLeased(cache, cache.acquire(entry), fn);
+      }
+      const joined = cache.join(key);
+      if (joined !== undefined) {
+        return this.#joined(indexName, joined).then((leased) => runLeased(cache, leased, fn));
+      }
+    }
+    return this.#withKekSlow(indexName, fn, options);
+  }
+
+  /**
+   * A lease on the KEK of `indexName`: the cached KEK itself, borrowed until
+   * {@link KekLease.release} (also `using lease = await client.lease(...)`). For code that needs
+   * the KEK across several steps; {@link withKek} releases by itself.
+   *
+   * Contract: use `lease.kek` only until you release; do not keep or zero it. Eviction, expiry
+   * or invalidation meanwhile defer the zeroing until the last lease on it is released. Release
+   * every lease (a leaked lease keeps an evicted KEK in memory unzeroed until the process ends).
+   * With the cache off (or a supplied KEK) the lease holds a KEK of its own, zeroed on release.
+   * @throws as {@link unwrap}.
+   */
+  async lease(indexName: string, options: UnwrapOptions = NO_OPTIONS): Promise<KekLease> {
+    const cache = this.#cache;
+    if (cache === undefined || options.kek !== undefined) {
+      const own = await this.#unwrapSlow(indexName, options);
+      return new KekLease(own, () => own.zero());
+    }
+    const entry = await this.#acquire(parseIndexName(indexName), options);
+    return new KekLease(entry.kek, () => cache.release(entry));
+  }
+
+  /** Hands a copy of a leased entry's KEK to an `unwrap` caller and ends the lease. */
+  readonly #copyAndRelease = (entry: CachedKek): Kek => {
+    try {
+      return Kek.fromBytes(entry.kek.expose());
+    } finally {
+      this.#cache?.release(entry);
+    }
+  };
+
+  /** A caller that joined a load in flight: counted as a coalesced miss. */
+  #joined(index: string, joined: Promise<CachedKek>): Promise<CachedKek> {
+    this.#telemetry.coalesced();
+    if (!this.#telemetry.observed) {
+      this.#telemetry.missed();
+      return joined;
+    }
+    const started = performance.now();
+    return joined.then(
+      (entry) => {
+        this.#telemetry.unwrapped(missEvent(index, entry.blob, started, 'ok'));
+        return entry;
+      },
+      (err: unknown) => {
+        this.#telemetry.unwrapped(missEvent(index, undefined, started, codeOf(err)));
+        throw err;
+      },
+    );
   }
 
   async #unwrapSlow(indexName: string, options: UnwrapOptions): Promise<Kek> {
@@ -171,40 +291,88 @@ export class KmsEnvelopeClient {
     if (cache === undefined || options.kek !== undefined) {
       return this.#unwrapBlob(index, await this.store.get(index), options);
     }
-    const key = cacheKey(index, options.tenant);
-    if (cache.loading(key)) this.#telemetry.coalesced();
-    const started = performance.now();
-    let entry: CachedKek;
-    try {
-      entry = await cache.load(key, () => this.#load(index, options));
-    } catch (err) {
-      const code =
-        err instanceof Error && 'code' in err ? String((err as { code: unknown }).code) : 'UNKNOWN';
-      this.#telemetry.unwrapped({
-        index,
-        slot: '',
-        provider: '',
-        cache: 'miss',
-        durationMs: performance.now() - started,
-        outcome: code,
-      });
-      throw err;
-    }
-    entry.uses++; // every KEK handed out is a use, the ones from a load too
-    this.#telemetry.unwrapped({
-      index,
-      slot: entry.slot,
-      provider: entry.provider,
-      cache: 'miss',
-      durationMs: performance.now() - started,
-      outcome: 'ok',
-    });
-    return Kek.fromBytes(entry.kek.expose());
+    return this.#copyAndRelease(await this.#acquire(index, options));
   }
 
-  /** Reads and unwraps for the cache; re-reads the envelope once if the unwrap fails. */
+  async #withKekSlow<T>(indexName: string, fn: (kek: Kek) => T | PromiseLike<T>, options: UnwrapOptions) {
+    const index = parseIndexName(indexName);
+    const cache = this.#cache;
+    if (cache === undefined || options.kek !== undefined) {
+      const own = await this.#unwrapBlob(index, await this.store.get(index), options);
+      try {
+        return await fn(own);
+      } finally {
+        own.zero();
+      }
+    }
+    return runLeased(cache, await this.#acquire(index, options), fn);
+  }
+
+  /**
+   * A cached entry of `index` with a lease taken for the caller: a hit, a load joined, or a new
+   * load. With `readEnvelope: 'every-call'` the stored envelope is read first and the cached KEK
+   * used only if it came from that very envelope.
+   */
+  async #acquire(index: IndexName, options: UnwrapOptions): Promise<CachedKek> {
+    const cache = this.#cache!;
+    const key = cacheKey(index, options.tenant);
+    if (!cache.readEveryCall) {
+      const entry = cache.get(key);
+      if (entry !== undefined) {
+        this.#telemetry.hit();
+        return cache.acquire(entry);
+      }
+      const joined = cache.join(key);
+      if (joined !== undefined) return this.#joined(index, joined);
+      return this.#loadCounted(
+        index,
+        cache.load(key, () => this.#load(index, options)),
+      );
+    }
+    const blob = await this.store.get(index);
+    const entry = cache.get(key);
+    if (entry !== undefined && sameEnvelope(entry.blob, blob)) {
+      this.#telemetry.hit();
+      return cache.acquire(entry);
+    }
+    if (entry !== undefined) cache.delete(key, 'changed');
+    const joined = cache.join(key);
+    const loaded = await (joined !== undefined
+      ? this.#joined(index, joined)
+      : this.#loadCounted(
+          index,
+          cache.load(key, () => this.#loadFrom(index, blob, options)),
+        ));
+    if (sameEnvelope(loaded.blob, blob)) return loaded;
+    // Joined a load of another version of the envelope: load the one this call read.
+    cache.release(loaded);
+    return this.#loadCounted(
+      index,
+      cache.load(key, () => this.#loadFrom(index, blob, options)),
+    );
+  }
+
+  /** Telemetry of the caller that started a load. */
+  async #loadCounted(index: IndexName, loading: Promise<CachedKek>): Promise<CachedKek> {
+    const started = performance.now();
+    try {
+      const entry = await loading;
+      this.#telemetry.unwrapped(missEvent(index, entry.blob, started, 'ok'));
+      return entry;
+    } catch (err) {
+      this.#telemetry.unwrapped(missEvent(index, undefined, started, codeOf(err)));
+      throw err;
+    }
+  }
+
+  /** Reads and unwraps for the cache. */
   async #load(index: IndexName, options: UnwrapOptions): Promise<CachedKek> {
-    let blob = await this.store.get(index);
+    return this.#loadFrom(index, await this.store.get(index), options);
+  }
+
+  /** Unwraps `blob` for the cache; re-reads the envelope once if the unwrap fails. */
+  async #loadFrom(index: IndexName, first: KmsBlob, options: UnwrapOptions): Promise<CachedKek> {
+    let blob = first;
     let kek: Kek;
     try {
       kek = await this.#unwrapBlob(index, blob, options);
@@ -216,14 +384,7 @@ export class KmsEnvelopeClient {
       blob = again;
       kek = await this.#unwrapBlob(index, blob, options);
     }
-    return {
-      kek,
-      version: blob.version,
-      slot: blob.kmsName,
-      provider: blob.provider,
-      loadedAt: Date.now(),
-      uses: 0,
-    };
+    return { kek, blob, loadedAt: Date.now(), uses: 0, leases: 0, retired: false };
   }
 
   /** Drops the cached KEKs of `indexName` (every tenant), zeroing them. */
@@ -363,6 +524,7 @@ export class KmsEnvelopeClient {
   /** Closes the providers and the store (a caller-supplied Redis client stays open). */
   async close(): Promise<void> {
     this.#cache?.clear();
+    this.#providers.clear();
     this.#caller.shutdown();
     await this.kms.close();
     await this.store.close();
@@ -370,7 +532,10 @@ export class KmsEnvelopeClient {
 
   async #provider(slot: string, index: IndexName): Promise<KmsProvider> {
     try {
-      return await this.kms.provider(slot);
+      const provider = await this.kms.provider(slot);
+      // Remembered so the unwrap path skips awaiting the registry's promise.
+      this.#providers.set(slot, provider);
+      return provider;
     } catch (err) {
       if (err instanceof ConfigError && err.index === undefined) {
         throw new ConfigError(err.detail, { index, slot, provider: err.provider, cause: err });
@@ -413,7 +578,7 @@ export class KmsEnvelopeClient {
 
   async #unwrapBlob(index: IndexName, blob: KmsBlob, options: UnwrapOptions): Promise<Kek> {
     const where = { index, slot: blob.kmsName, provider: blob.provider };
-    const provider = await this.#provider(blob.kmsName, index);
+    const provider = this.#providers.get(blob.kmsName) ?? (await this.#provider(blob.kmsName, index));
     if (provider.id !== blob.provider) {
       throw new UnwrapFailedError(
         `envelope was wrapped by provider "${blob.provider}" but the slot uses "${provider.id}"`,
@@ -424,22 +589,25 @@ export class KmsEnvelopeClient {
       throw new InvalidArgumentError('a KEK can only be supplied for envelopes of provider "none"', where);
     }
     const slot = parseSlotName(blob.kmsName);
-    const kek = await this.#caller.run(
-      { slot, provider: provider.id, index },
-      async (deadline) => {
-        const unwrapped = await provider.unwrap(blob, {
-          index,
-          slot,
-          encryptionContext: blob.encryptionContext,
-          signal: deadline,
-          ...(options.kek ? { suppliedKek: options.kek } : {}),
-        });
-        // Too late: the caller has already been told the deadline passed. Do not leak the key.
-        if (deadline.aborted) unwrapped.zero();
-        return unwrapped;
-      },
-      options.signal,
-    );
+    const target = { slot, provider: provider.id, index };
+    const context = { index, slot, encryptionContext: blob.encryptionContext };
+    const kek =
+      options.kek === undefined && hasSyncUnwrap(provider)
+        ? this.#caller.runSync(target, () => provider.unwrapSync(blob, context), options.signal)
+        : await this.#caller.run(
+            target,
+            async (deadline) => {
+              const unwrapped = await provider.unwrap(blob, {
+                ...context,
+                signal: deadline,
+                ...(options.kek ? { suppliedKek: options.kek } : {}),
+              });
+              // Too late: the caller has already been told the deadline passed. Do not leak the key.
+              if (deadline.aborted) unwrapped.zero();
+              return unwrapped;
+            },
+            options.signal,
+          );
     if (blob.kekCheck !== undefined && !kekMatchesCheck(kek, blob.kekCheck)) {
       kek.zero();
       throw new KekMismatchError("the KEK does not match the envelope's KEK check value", where);

@@ -115,15 +115,19 @@ export {
 } from './wire/fields.js';
 export {
   type EncryptedField,
+  type FieldParts,
   formatEncryptedField,
   isEncryptedValue,
+  type ParsedField,
   parseEncryptedField,
 } from './wire/format.js';
 export {
   type DekId,
   type KekSlotId,
+  type KeyIdParser,
   newKekSlotId,
   newKeyId,
   parseDekId,
   parseKekSlotId,
+  type WireKeyId,
 } from './wire/key-id.js';

@@ -25,28 +25,59 @@ export interface KekBinding {
  * the same bytes. The returned buffer may be shared: do not modify it.
  */
 export function bindingAad(binding: KekBinding): Buffer {
-  // The hot path (an unwrap per request) sees the same few bindings again and again.
-  const contextKeys = Object.keys(binding.encryptionContext);
-  const cacheKey =
-    contextKeys.length === 0 ? `${binding.provider}\u0000${binding.slot}\u0000${binding.index}` : undefined;
-  if (cacheKey !== undefined) {
-    const cached = aadCache.get(cacheKey);
+  return bindingAadOf(binding.provider, binding);
+}
+
+/**
+ * {@link bindingAad} of `provider` and a wrap context, without building a binding object first
+ * (the per-request unwrap path). The returned buffer may be shared: do not modify it.
+ */
+export function bindingAadOf(provider: string, context: Omit<KekBinding, 'provider'>): Buffer {
+  // The hot path sees the same few bindings again and again: a nested map (provider, slot,
+  // index) finds them without building a key string. Bindings with an extra context are rarer
+  // and are encoded each time.
+  if (!hasKeys(context.encryptionContext)) {
+    const bySlot = aadCache.get(provider);
+    const cached = bySlot?.get(context.slot)?.get(context.index);
     if (cached !== undefined) return cached;
+    const aad = encodeBinding(provider, context);
+    remember(provider, context.slot, context.index, aad);
+    return aad;
   }
-  const aad = encodeBinding(binding);
-  if (cacheKey !== undefined) {
-    if (aadCache.size >= AAD_CACHE_SIZE) aadCache.clear();
-    aadCache.set(cacheKey, aad);
-  }
-  return aad;
+  return encodeBinding(provider, context);
+}
+
+function hasKeys(record: Readonly<Record<string, string>>): boolean {
+  for (const _ in record) return true;
+  return false;
 }
 
 // Bounded: cleared when full, which costs a few re-encodings, never memory.
 const AAD_CACHE_SIZE = 4096;
-const aadCache = new Map<string, Buffer>();
+const aadCache = new Map<string, Map<string, Map<string, Buffer>>>();
+let aadCached = 0;
 
-function encodeBinding(binding: KekBinding): Buffer {
-  const parts = [LABEL, binding.provider, binding.slot, binding.index];
+function remember(provider: string, slot: string, index: string, aad: Buffer): void {
+  if (aadCached >= AAD_CACHE_SIZE) {
+    aadCache.clear();
+    aadCached = 0;
+  }
+  let bySlot = aadCache.get(provider);
+  if (bySlot === undefined) {
+    bySlot = new Map();
+    aadCache.set(provider, bySlot);
+  }
+  let byIndex = bySlot.get(slot);
+  if (byIndex === undefined) {
+    byIndex = new Map();
+    bySlot.set(slot, byIndex);
+  }
+  byIndex.set(index, aad);
+  aadCached++;
+}
+
+function encodeBinding(provider: string, binding: Omit<KekBinding, 'provider'>): Buffer {
+  const parts = [LABEL, provider, binding.slot, binding.index];
   for (const key of Object.keys(binding.encryptionContext).sort()) {
     parts.push(key, binding.encryptionContext[key] ?? '');
   }

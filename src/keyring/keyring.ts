@@ -134,9 +134,9 @@ function wrapUnderKek(kek: Kek, slot: KekSlotId, plaintext: Uint8Array, aad: Rec
 
 /** Opens a token made by {@link wrapUnderKek}. @throws MalformedTokenError, DecryptFailedError */
 function unwrapUnderKek(kek: Kek, slot: KekSlotId, token: string, aad: Record<string, string>): Buffer {
-  const field = parseEncryptedField(token);
-  if (parseKekSlotId(field.keyId) !== slot)
-    throw new MalformedTokenError('wrapped record names another KEK slot');
+  // Segment 2 of a wrapped record is a KEK slot id, parsed (and named in errors) as one.
+  const field = parseEncryptedField(token, parseKekSlotId);
+  if (field.keyId !== slot) throw new MalformedTokenError('wrapped record names another KEK slot');
   if (field.params.aad !== 'ctx-v1')
     throw new MalformedTokenError('wrapped record is not bound to its context');
   return algorithm(field.alg).decrypt(kek, field.blob, bindingAad(aad));

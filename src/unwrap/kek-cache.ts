@@ -1,13 +1,19 @@
 /**
- * The per-request cache of unwrapped KEKs: per (tenant, index), remembering the envelope version
- * and slot it came from, with a time to live (default 60 s), a maximum number of uses, a maximum
- * number of entries (LRU, via lru-cache), explicit invalidation, optional refresh-ahead, and
- * single-flight loading (N concurrent misses of one index make one KMS call). A KEK that leaves
- * the cache for any reason is zeroed. Errors are never cached.
+ * The per-request cache of unwrapped KEKs: per (tenant, index), remembering the envelope it came
+ * from, with a time to live (default 60 s), a maximum number of uses, a maximum number of entries
+ * (LRU, via lru-cache), explicit invalidation, optional refresh-ahead, and single-flight loading
+ * (N concurrent misses of one index make one KMS call). Errors are never cached.
+ *
+ * Cached KEKs are shared, never handed out to be kept: a caller borrows one through a *lease*
+ * ({@link KekCache.acquire} / {@link KekCache.release}). A KEK that leaves the cache for any reason
+ * (expiry, eviction, maximum uses, invalidation, replacement) is zeroed at once when nobody holds a
+ * lease on it, else as soon as the last lease is released: no holder ever sees it zeroed or changed
+ * under it, and no KEK outlives its last holder unzeroed.
  *
  * @module
  */
 import { LRUCache } from 'lru-cache';
+import type { KmsBlob } from '../envelope/kms-blob.js';
 import type { Kek } from '../keys/kek.js';
 
 /** Options of the KEK cache. */
@@ -20,16 +26,30 @@ export interface KekCacheOptions {
   readonly maxEntries?: number;
   /** Reload in the background when a hit finds less than this left to live (default 0: off). */
   readonly refreshAheadMs?: number;
+  /**
+   * When the envelope is read from the store:
+   * - `'on-miss'` (default): only to load a KEK; an envelope that another process rotated is
+   *   picked up no later than the TTL (a rotation through this client invalidates at once).
+   * - `'every-call'`: on every unwrap; the cached KEK is used only while the stored envelope is
+   *   still the one it was unwrapped from, so a rotation anywhere is seen by the next call. Costs
+   *   one store read per call (no KMS call while the envelope is unchanged).
+   */
+  readonly readEnvelope?: 'on-miss' | 'every-call';
 }
 
-/** One cached KEK. */
+/** One cached KEK and what it was unwrapped from. */
 export interface CachedKek {
+  /** The shared KEK: borrow it under a lease, never keep it. */
   readonly kek: Kek;
-  readonly version: number;
-  readonly slot: string;
-  readonly provider: string;
+  /** The envelope the KEK was unwrapped from. */
+  readonly blob: KmsBlob;
   readonly loadedAt: number;
+  /** Uses so far (hits and the loads that handed it out). */
   uses: number;
+  /** Leases held right now. */
+  leases: number;
+  /** Set when the entry left the cache; the KEK is zeroed once `leases` is 0. */
+  retired: boolean;
 }
 
 /** Loads a KEK on a miss. */
@@ -40,24 +60,76 @@ export function cacheKey(index: string, tenant: string | undefined): string {
   return tenant === undefined ? index : `${tenant}\u0000${index}`;
 }
 
-function indexOf(key: string): string {
+/** The index part of a cache key. */
+export function indexOfKey(key: string): string {
   const sep = key.indexOf('\u0000');
   return sep < 0 ? key : key.slice(sep + 1);
 }
 
-/** The cache. `onEvict` hears every KEK that leaves it (already zeroed). */
+/** A load in flight and how many callers wait for it (each gets a lease when it lands). */
+interface Flight {
+  readonly promise: Promise<CachedKek>;
+  waiters: number;
+}
+
+/** Whether two envelopes unwrap to the same KEK the same way (everything the unwrap binds). */
+export function sameEnvelope(a: KmsBlob, b: KmsBlob): boolean {
+  return (
+    a.version === b.version &&
+    a.kmsName === b.kmsName &&
+    a.provider === b.provider &&
+    a.keyId === b.keyId &&
+    a.region === b.region &&
+    a.indexName === b.indexName &&
+    bytesEqual(a.wrappedKek, b.wrappedKek) &&
+    (a.kekCheck === undefined
+      ? b.kekCheck === undefined
+      : b.kekCheck !== undefined && bytesEqual(a.kekCheck, b.kekCheck)) &&
+    sameContext(a.encryptionContext, b.encryptionContext)
+  );
+}
+
+function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  return Buffer.compare(a, b) === 0;
+}
+
+function sameContext(a: Readonly<Record<string, string>>, b: Readonly<Record<string, string>>): boolean {
+  let n = 0;
+  for (const key in a) {
+    if (a[key] !== b[key]) return false;
+    n++;
+  }
+  for (const _ in b) n--;
+  return n === 0;
+}
+
+/** The cache. `onEvict` hears every KEK that leaves it. */
 export class KekCache {
   readonly ttlMs: number;
+  /** See {@link KekCacheOptions.readEnvelope}. */
+  readonly readEveryCall: boolean;
   readonly #maxUses: number;
   readonly #refreshAheadMs: number;
   readonly #lru: LRUCache<string, CachedKek>;
-  readonly #inflight = new Map<string, Promise<CachedKek>>();
+  readonly #inflight = new Map<string, Flight>();
+  readonly #refresh: ((key: string) => KekLoader) | undefined;
   #reason: string | undefined;
 
-  constructor(options: KekCacheOptions, onEvict: (index: string, reason: string) => void) {
+  /**
+   * @param onEvict hears every KEK that leaves the cache (index and reason).
+   * @param refresh the loader of a key, for refresh-ahead.
+   */
+  constructor(
+    options: KekCacheOptions,
+    onEvict: (index: string, reason: string) => void,
+    refresh?: (key: string) => KekLoader,
+  ) {
     this.ttlMs = options.ttlMs ?? 60_000;
     this.#maxUses = options.maxUses ?? Number.POSITIVE_INFINITY;
     this.#refreshAheadMs = options.refreshAheadMs ?? 0;
+    this.readEveryCall = options.readEnvelope === 'every-call';
+    this.#refresh = refresh;
     this.#lru = new LRUCache<string, CachedKek>({
       max: options.maxEntries ?? 1000,
       ttl: this.ttlMs,
@@ -65,51 +137,89 @@ export class KekCache {
       // timer this costs is paid on a miss, never on a hit.
       ttlAutopurge: true,
       dispose: (entry, key, reason) => {
-        entry.kek.zero();
-        onEvict(
-          indexOf(key),
-          this.#reason ?? (reason === 'expire' ? 'expire' : reason === 'evict' ? 'evict' : reason),
-        );
+        entry.retired = true;
+        if (entry.leases === 0) entry.kek.zero();
+        onEvict(indexOfKey(key), this.#reason ?? reason);
       },
     });
   }
 
   /**
-   * The cached KEK of `key`, counting a use; `undefined` on a miss (expired, used up or absent).
-   * When refresh-ahead is on and the entry is close to expiry, `load` runs in the background.
+   * The cached entry of `key`, counting a use; `undefined` on a miss (expired, used up or absent).
+   * The entry is only safe to touch synchronously: {@link acquire} it to hold the KEK longer.
+   * When refresh-ahead is on and the entry is close to expiry, it reloads in the background.
    */
-  get(key: string, load?: KekLoader): CachedKek | undefined {
+  get(key: string): CachedKek | undefined {
     const entry = this.#lru.get(key);
     if (entry === undefined) return undefined;
-    entry.uses++;
-    if (entry.uses > this.#maxUses) {
+    if (++entry.uses > this.#maxUses) {
       this.delete(key, 'uses');
       return undefined;
     }
-    if (this.#refreshAheadMs > 0 && load !== undefined && !this.#inflight.has(key)) {
-      if (this.#lru.getRemainingTTL(key) < this.#refreshAheadMs) void this.load(key, load).catch(() => {});
-    }
+    if (this.#refreshAheadMs > 0) this.#maybeRefresh(key);
     return entry;
   }
 
-  /** Loads `key` once however many callers ask at the same time (single-flight). */
-  load(key: string, load: KekLoader): Promise<CachedKek> {
-    let pending = this.#inflight.get(key);
-    if (pending === undefined) {
-      pending = load().then(
-        (entry) => {
-          this.#inflight.delete(key);
-          this.#lru.set(key, entry);
-          return entry;
-        },
-        (err: unknown) => {
-          this.#inflight.delete(key); // errors are not cached
-          throw err;
-        },
-      );
-      this.#inflight.set(key, pending);
+  #maybeRefresh(key: string): void {
+    if (this.#refresh === undefined || this.#inflight.has(key)) return;
+    if (this.#lru.getRemainingTTL(key) < this.#refreshAheadMs) {
+      void this.load(key, this.#refresh(key), false).catch(() => {});
     }
-    return pending;
+  }
+
+  /** Takes a lease on `entry`: its KEK stays intact until the matching {@link release}. */
+  acquire(entry: CachedKek): CachedKek {
+    entry.leases++;
+    return entry;
+  }
+
+  /** Ends a lease; the last lease on an entry that left the cache zeroes its KEK. */
+  release(entry: CachedKek): void {
+    if (--entry.leases === 0 && entry.retired) entry.kek.zero();
+  }
+
+  /**
+   * Loads `key` once however many callers ask at the same time (single-flight). The promise
+   * resolves to the entry with a lease taken for this caller ({@link release} it when done),
+   * unless `waiter` is false (a background refresh, which takes none).
+   */
+  load(key: string, load: KekLoader, waiter = true): Promise<CachedKek> {
+    let flight = this.#inflight.get(key);
+    if (flight === undefined) {
+      const started: Flight = {
+        waiters: 0,
+        promise: load().then(
+          (entry) => {
+            this.#inflight.delete(key);
+            // Every caller waiting gets its lease now, before anything else can run, so an
+            // eviction between here and a waiter's continuation defers the zeroing.
+            entry.leases += started.waiters;
+            entry.uses += started.waiters;
+            this.#lru.set(key, entry);
+            return entry;
+          },
+          (err: unknown) => {
+            this.#inflight.delete(key); // errors are not cached
+            throw err;
+          },
+        ),
+      };
+      flight = started;
+      this.#inflight.set(key, flight);
+    }
+    if (waiter) flight.waiters++;
+    return flight.promise;
+  }
+
+  /**
+   * Joins the load of `key` in flight, if there is one: resolves like {@link load} (with a lease
+   * for this caller). `undefined` when nothing is loading.
+   */
+  join(key: string): Promise<CachedKek> | undefined {
+    const flight = this.#inflight.get(key);
+    if (flight === undefined) return undefined;
+    flight.waiters++;
+    return flight.promise;
   }
 
   /** Whether a load of `key` is in flight. */
@@ -117,7 +227,7 @@ export class KekCache {
     return this.#inflight.has(key);
   }
 
-  /** Drops one entry (zeroed). */
+  /** Drops one entry (zeroed once no lease holds it). */
   delete(key: string, reason: string): void {
     this.#reason = reason;
     try {
@@ -129,10 +239,10 @@ export class KekCache {
 
   /** Drops every tenant's entry of `index`. */
   invalidate(index: string): void {
-    for (const key of [...this.#lru.keys()]) if (indexOf(key) === index) this.delete(key, 'invalidate');
+    for (const key of [...this.#lru.keys()]) if (indexOfKey(key) === index) this.delete(key, 'invalidate');
   }
 
-  /** Drops everything (zeroed). */
+  /** Drops everything (each KEK zeroed once no lease holds it). */
   clear(): void {
     this.#reason = 'clear';
     try {

@@ -9,6 +9,8 @@
 import CircuitBreaker from 'opossum';
 import pRetry from 'p-retry';
 import { CircuitOpenError, DeadlineExceededError, KmsEnvelopeError } from '../errors.js';
+import type { Kek } from '../keys/kek.js';
+import type { KmsProvider, UnwrapContext, WrappedKek } from '../providers/provider.js';
 import type { Telemetry } from './telemetry.js';
 
 /** Options of the KMS call policy. */
@@ -31,6 +33,22 @@ export interface KmsCallOptions {
   readonly breakerWindowMs?: number;
   /** Set false to disable the breaker. */
   readonly breaker?: boolean;
+}
+
+/**
+ * A provider whose unwrap is local CPU work, with no service behind it (provider `local`): it
+ * offers `unwrapSync` besides the `KmsProvider` methods. The client calls it directly: a call of
+ * a few microseconds needs no deadline, cannot be throttled, and has nothing for a breaker to
+ * protect, and the promise machinery would cost more than the unwrap itself.
+ */
+export interface SyncUnwrapProvider extends KmsProvider {
+  /** As `unwrap`, synchronously; throws the same typed errors. */
+  unwrapSync(wrapped: WrappedKek, context: UnwrapContext): Kek;
+}
+
+/** Whether `provider` unwraps synchronously ({@link SyncUnwrapProvider}). */
+export function hasSyncUnwrap(provider: KmsProvider): provider is SyncUnwrapProvider {
+  return typeof (provider as Partial<SyncUnwrapProvider>).unwrapSync === 'function';
 }
 
 /** What one call is about, for errors, events and breakers. */
@@ -169,6 +187,31 @@ export class KmsCaller {
   shutdown(): void {
     for (const breaker of this.#breakers.values()) breaker.shutdown();
     this.#breakers.clear();
+  }
+
+  /**
+   * Runs a synchronous provider call ({@link SyncUnwrapProvider}): no deadline, retries or
+   * breaker, only the telemetry every KMS call gets. A caller's `signal` that already fired
+   * still fails the call.
+   */
+  runSync<T>(target: KmsCallTarget, call: () => T, signal?: AbortSignal): T {
+    if (signal?.aborted) {
+      throw new DeadlineExceededError('the KMS call was aborted before it started', {
+        index: target.index,
+        slot: target.slot,
+        provider: target.provider,
+      });
+    }
+    const started = performance.now();
+    try {
+      const result = call();
+      this.#telemetry.kmsCall(target, 1, performance.now() - started, 'ok');
+      return result;
+    } catch (err) {
+      const code = err instanceof KmsEnvelopeError ? err.code : 'UNKNOWN';
+      this.#telemetry.kmsCall(target, 1, performance.now() - started, code);
+      throw err;
+    }
   }
 
   /**

@@ -98,6 +98,17 @@ export class Telemetry {
     return s;
   }
 
+  /** Whether anything listens for per-unwrap events (a channel subscriber or a meter). */
+  get observed(): boolean {
+    return this.#meter !== undefined || unwrapChannel.hasSubscribers;
+  }
+
+  /** A miss nobody observes (see {@link observed}): only counters. */
+  missed(): void {
+    this.#stats.unwraps++;
+    this.#stats.cacheMisses++;
+  }
+
   /** A cache hit: the hot path, so only counters. */
   hit(): void {
     this.#stats.unwraps++;
