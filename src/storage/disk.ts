@@ -243,8 +243,12 @@ export class DiskStore implements EnvelopeStore, RecordStore {
       throw fsError(err, 'cannot list records', name);
     }
     const out = new Map<string, Uint8Array>();
+    const now = Date.now();
     for (const id of names.sort()) {
-      if (id.startsWith(TMP_PREFIX)) continue;
+      if (id.startsWith(TMP_PREFIX)) {
+        removeIfStale(join(dir, id), now); // left by a writer killed mid-write
+        continue;
+      }
       try {
         out.set(id, new Uint8Array(readFileSync(join(dir, id))));
       } catch (err) {
@@ -457,7 +461,7 @@ function fsyncDir(dir: string, index: IndexName): void {
 
 /**
  * Removes generations {@link RETAINED_GENERATIONS} or more behind `newest`, and temporary files
- * left by killed writers.
+ * left by killed writers. (In records folders, listing the records removes those.)
  */
 function removeOlder(dir: string, names: readonly string[], newest: number, ownTmp: string): void {
   const now = Date.now();
@@ -466,12 +470,17 @@ function removeOlder(dir: string, names: readonly string[], newest: number, ownT
     if (n >= 0 && n <= newest - RETAINED_GENERATIONS) {
       unlinkQuietly(join(dir, name));
     } else if (name.startsWith(TMP_PREFIX) && join(dir, name) !== ownTmp) {
-      try {
-        if (now - statSync(join(dir, name)).mtimeMs > STALE_TMP_MS) unlinkQuietly(join(dir, name));
-      } catch {
-        // already gone
-      }
+      removeIfStale(join(dir, name), now);
     }
+  }
+}
+
+/** Removes a temporary file older than {@link STALE_TMP_MS} (a killed writer's). */
+function removeIfStale(path: string, now: number): void {
+  try {
+    if (now - statSync(path).mtimeMs > STALE_TMP_MS) unlinkQuietly(path);
+  } catch {
+    // already gone
   }
 }
 

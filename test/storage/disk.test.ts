@@ -79,6 +79,20 @@ describe('disk store layout', () => {
     rmSync(root, { recursive: true, force: true });
   });
 
+  it('listing records removes temporary record files older than an hour, and only those', async () => {
+    const root = newRoot();
+    const store = new DiskStore(root);
+    await store.putRecord(idx, 'dek', 'a', new Uint8Array([1]));
+    const dir = join(root, 'orders', 'records', 'dek');
+    writeFileSync(join(dir, '.tmp-old'), 'left by a killed writer');
+    const twoHoursAgo = new Date(Date.now() - 2 * 60 * 60 * 1000);
+    utimesSync(join(dir, '.tmp-old'), twoHoursAgo, twoHoursAgo);
+    writeFileSync(join(dir, '.tmp-fresh'), 'a writer at work');
+    expect([...(await store.listRecords(idx, 'dek')).keys()]).toEqual(['a']);
+    expect(readdirSync(dir).sort()).toEqual(['.tmp-fresh', 'a']);
+    rmSync(root, { recursive: true, force: true });
+  });
+
   it('a delete leaves a tombstone so that a stale compare-and-set cannot resurrect the envelope', async () => {
     const root = newRoot();
     const store = new DiskStore(root);
