@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createLocalProvider } from '../providers/local.js';
 import { type CaseResult, formatTable, runCase } from '../src/bench/harness.js';
-import { unwrapBench } from '../src/bench/unwrap-bench.js';
+import { concurrentColdCase, countingClient, unwrapBench } from '../src/bench/unwrap-bench.js';
 import { KmsEnvelopeClient } from '../src/client.js';
 import { decodeKmsBlob, encodeKmsBlob } from '../src/envelope/codec.js';
 import type { KmsBlob } from '../src/envelope/kms-blob.js';
@@ -112,6 +112,7 @@ async function localCases(): Promise<CaseResult[]> {
     d.final();
     return pt;
   };
+  const zero = (k: Kek) => k.zero();
   return [
     await runCase({
       name: 'local wrap vs raw AES-256-GCM seal',
@@ -120,45 +121,69 @@ async function localCases(): Promise<CaseResult[]> {
       target: { maxRatio: 1.2 },
     }),
     await runCase({
-      name: 'local unwrap vs raw AES-256-GCM open',
-      ours: async () => (await provider.unwrap(wrapped, ctx)).zero(),
+      name: "local unwrap (unwrapSync, the client's path) vs raw AES-256-GCM open",
+      ours: () => provider.unwrapSync(wrapped, ctx).zero(),
+      baseline: rawOpen,
+      target: { maxRatio: 1.2 },
+    }),
+    await runCase({
+      name: 'local unwrap (async KmsProvider.unwrap, awaited) vs raw AES-256-GCM open (sync)',
+      ours: () => provider.unwrap(wrapped, ctx).then(zero),
       baseline: rawOpen,
       target: { maxRatio: 1.2 },
     }),
   ];
 }
 
-async function redisCases(): Promise<CaseResult[]> {
+async function redisCases(): Promise<{ rows: CaseResult[]; notes: string[] }> {
   let server: Awaited<ReturnType<typeof startRedisServer>>;
   try {
     server = await startRedisServer();
   } catch (err) {
     console.warn(`skipping Redis cases: ${(err as Error).message} (apt-get install redis-server)`);
-    return [];
+    return { rows: [], notes: [] };
   }
   const { Redis } = await import('ioredis');
   const bare = new Redis(server.url);
+  const barePipelined = new Redis(server.url, { enableAutoPipelining: true });
+  // The store's client as a deployment would pass it: auto-pipelining on (it only batches
+  // commands issued in the same tick, so one request in flight goes out alone).
+  const storeClient = new Redis(server.url, {
+    enableAutoPipelining: true,
+    maxRetriesPerRequest: 1,
+    commandTimeout: 2000,
+  });
   const store = StorageConfig.redis({ url: server.url });
+  const pipelinedStore = StorageConfig.redis({ client: storeClient });
+  const notes: string[] = [];
   try {
     const blob = sampleBlob();
     await store.create(index, blob);
     await bare.set('bench:raw', Buffer.from(encodeKmsBlob(blob)));
-    // Redis-backed unwrap (uncached: store read + local unwrap) at 1 and 64 in flight.
     const master = `literal:${randomBytes(32).toString('base64url')}`;
-    const client = new KmsEnvelopeClient({
-      store,
-      cache: false,
-      kms: { slots: { dev: { provider: 'local', masterKey: master } } },
-    });
+    const kms = { slots: { dev: { provider: 'local', masterKey: master } } };
+    // Redis-backed unwrap: the envelope is read from Redis on every call. With the cache in
+    // readEnvelope 'every-call' mode the KEK is reused while the envelope is unchanged; without
+    // a cache every call also unwraps (local AES-GCM) and checks the KEK check value.
+    // One request in flight: the store's own client (auto-pipelining would add a setImmediate,
+    // ~10 µs, to every command). 64 in flight: a client with auto-pipelining.
+    const every = { readEnvelope: 'every-call' } as const;
+    const fresh1 = new KmsEnvelopeClient({ store, cache: every, kms });
+    const fresh = new KmsEnvelopeClient({ store: pipelinedStore, cache: every, kms });
+    const uncached1 = new KmsEnvelopeClient({ store, cache: false, kms });
+    const uncached = new KmsEnvelopeClient({ store: pipelinedStore, cache: false, kms });
     const unwrapIndex = parseIndexName('bench-redis-unwrap');
-    (await client.createIndex(unwrapIndex, { slot: 'dev' })).zero();
+    (await fresh.createIndex(unwrapIndex, { slot: 'dev' })).zero();
     const rawKey = 'bench:raw-unwrap';
     await bare.set(rawKey, Buffer.from(encodeKmsBlob(await store.get(unwrapIndex))));
     const times64 =
       <T>(fn: () => Promise<T>) =>
       () =>
         Promise.all(Array.from({ length: 64 }, fn));
-    return [
+    const zero = (k: Kek) => k.zero();
+    const touch = (k: Kek) => k.length;
+    const bareGet = () => bare.getBuffer(rawKey);
+    const rows = [
       await runCase({
         name: 'Redis store get vs bare ioredis getBuffer',
         ours: () => store.get(index),
@@ -167,23 +192,68 @@ async function redisCases(): Promise<CaseResult[]> {
         rounds: 11,
       }),
       await runCase({
-        name: 'Redis-backed unwrap, 1 in flight, vs bare getBuffer',
-        ours: async () => (await client.unwrap(unwrapIndex)).zero(),
-        baseline: () => bare.getBuffer(rawKey),
+        name: "Redis-backed unwrap (readEnvelope 'every-call'), 1 in flight, vs bare getBuffer",
+        ours: () => fresh1.unwrap(unwrapIndex).then(zero),
+        baseline: bareGet,
         target: { maxRatio: 1.1 },
         rounds: 11,
       }),
       await runCase({
-        name: 'Redis-backed unwrap, 64 in flight, vs bare getBuffer',
-        ours: times64(async () => (await client.unwrap(unwrapIndex)).zero()),
-        baseline: times64(() => bare.getBuffer(rawKey)),
+        name: "Redis-backed withKek (readEnvelope 'every-call'), 1 in flight, vs bare getBuffer",
+        ours: () => fresh1.withKek(unwrapIndex, touch),
+        baseline: bareGet,
+        target: { maxRatio: 1.1 },
+        rounds: 11,
+      }),
+      await runCase({
+        name: "Redis-backed unwrap (readEnvelope 'every-call'), 64 in flight (auto-pipelining), vs bare getBuffer",
+        ours: times64(() => fresh.unwrap(unwrapIndex).then(zero)),
+        baseline: times64(bareGet),
+        target: { minThroughput: 0.9 },
+        rounds: 11,
+      }),
+      await runCase({
+        name: "Redis-backed unwrap (readEnvelope 'every-call'), 64 in flight (auto-pipelining), vs bare getBuffer with auto-pipelining",
+        ours: times64(() => fresh.unwrap(unwrapIndex).then(zero)),
+        baseline: times64(() => barePipelined.getBuffer(rawKey)),
+        target: { minThroughput: 0.9 },
+        rounds: 11,
+      }),
+      await runCase({
+        name: 'Redis-backed unwrap, no cache (read + local unwrap + KEK check), 1 in flight, vs bare getBuffer',
+        ours: () => uncached1.unwrap(unwrapIndex).then(zero),
+        baseline: bareGet,
+        target: { maxRatio: 1.1 },
+        rounds: 11,
+      }),
+      await runCase({
+        name: 'Redis-backed unwrap, no cache (read + local unwrap + KEK check), 64 in flight (auto-pipelining), vs bare getBuffer',
+        ours: times64(() => uncached.unwrap(unwrapIndex).then(zero)),
+        baseline: times64(bareGet),
         target: { minThroughput: 0.9 },
         rounds: 11,
       }),
     ];
+    // 1,000 concurrent cold unwraps where one unwrap includes a Redis round trip.
+    const cold = await countingClient({ store: pipelinedStore, kms: new KmsRegistry(kms), slot: 'dev' });
+    const concurrent = await concurrentColdCase(
+      '1,000 concurrent cold unwrap(index) vs one cold unwrap, Redis store',
+      cold,
+      (client) => client.unwrap(unwrapIndex).then(zero),
+    );
+    rows.push(concurrent.row);
+    notes.push(
+      `1,000 concurrent cold unwraps over Redis: ${concurrent.callsPerRound.every((n) => n === 1) ? 'exactly 1' : 'NOT exactly 1'} provider call per round (${concurrent.callsPerRound.length} rounds)`,
+    );
+    await cold.client.close();
+    for (const client of [fresh1, fresh, uncached1, uncached]) await client.kms.close();
+    return { rows, notes };
   } finally {
     await store.close();
+    await pipelinedStore.close();
+    storeClient.disconnect();
     bare.disconnect();
+    barePipelined.disconnect();
     await server.stop();
   }
 }
@@ -316,28 +386,33 @@ async function unwrapCases(): Promise<{ rows: CaseResult[]; notes: string[] }> {
     slots: { dev: { provider: 'local', masterKey: `literal:${randomBytes(32).toString('base64url')}` } },
   });
   const result = await unwrapBench({ store: StorageConfig.memory(), kms, slot: 'dev' });
-  const cached = result.rows[0]!;
-  result.notes.unshift(
-    `cached unwrap: ${(cached.oursNs / 1000).toFixed(3)} µs per call (target ≤ 0.2 µs), ${(cached.baselineNs / cached.oursNs).toFixed(1)}× faster than uncached (target ≥ 15×)`,
-  );
   await kms.close();
   return result;
 }
 
-const unwrapResults = await unwrapCases();
+// BENCH_ONLY=unwrap,local,redis runs only those sections (default: all).
+const only = process.env.BENCH_ONLY?.split(',').map((part) => part.trim());
+const wanted = (section: string) => only === undefined || only.includes(section);
+const none = { rows: [] as CaseResult[], notes: [] as string[] };
+
+const unwrapResults = wanted('unwrap') ? await unwrapCases() : none;
+const localResults = wanted('local') ? await localCases() : [];
+const redisResults = wanted('redis') ? await redisCases() : none;
 const results = [
   ...unwrapResults.rows,
-  ...(await codecCases()),
-  ...(await localCases()),
-  ...(await wireCases()),
-  ...(await redisCases()),
-  ...(await diskCases()),
+  ...localResults,
+  ...redisResults.rows,
+  ...(wanted('codec') ? await codecCases() : []),
+  ...(wanted('wire') ? await wireCases() : []),
+  ...(wanted('disk') ? await diskCases() : []),
 ];
 console.log(
   `kms-envelope benchmarks (node ${process.version}, one process; median of interleaved batches)\n`,
 );
 console.log(formatTable(results));
 console.log('');
-for (const note of unwrapResults.notes) console.log(`- ${note}`);
-console.log('\n| throughput | time | rate |\n|---|---|---|');
-for (const line of await rotateThroughput()) console.log(line);
+for (const note of [...unwrapResults.notes, ...redisResults.notes]) console.log(`- ${note}`);
+if (wanted('rotate')) {
+  console.log('\n| throughput | time | rate |\n|---|---|---|');
+  for (const line of await rotateThroughput()) console.log(line);
+}

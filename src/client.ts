@@ -14,7 +14,7 @@ import {
   type KekCacheOptions,
   sameEnvelope,
 } from './unwrap/kek-cache.js';
-import { KekLease, runLeased } from './unwrap/kek-lease.js';
+import { callLeased, KekLease, runLeased } from './unwrap/kek-lease.js';
 import { hasSyncUnwrap, KmsCaller, type KmsCallOptions } from './unwrap/kms-calls.js';
 import { type MeterLike, Telemetry, type UnwrapStats } from './unwrap/telemetry.js';
 
@@ -197,6 +197,8 @@ export class KmsEnvelopeClient {
       }
       const joined = cache.join(key);
       if (joined !== undefined) return this.#joined(indexName, joined).then(this.#copyAndRelease);
+    } else if (cache !== undefined && options.kek === undefined) {
+      return this.#acquireFresh(indexName, options).then(this.#copyAndRelease);
     }
     return this.#unwrapSlow(indexName, options);
   }
@@ -229,8 +231,10 @@ export class KmsEnvelopeClient {
       }
       const joined = cache.join(key);
       if (joined !== undefined) {
-        return this.#joined(indexName, joined).then((leased) => runLeased(cache, leased, fn));
+        return this.#joined(indexName, joined).then((leased) => callLeased(cache, leased, fn));
       }
+    } else if (cache !== undefined && options.kek === undefined) {
+      return this.#acquireFresh(indexName, options).then((leased) => callLeased(cache, leased, fn));
     }
     return this.#withKekSlow(indexName, fn, options);
   }
@@ -329,6 +333,17 @@ export class KmsEnvelopeClient {
         cache.load(key, () => this.#load(index, options)),
       );
     }
+    return this.#acquireFresh(index, options);
+  }
+
+  /**
+   * {@link #acquire} in `readEnvelope: 'every-call'` mode: reads the stored envelope and uses the
+   * cached KEK only if it was unwrapped from that very envelope (else loads, single-flight).
+   */
+  async #acquireFresh(indexName: string, options: UnwrapOptions): Promise<CachedKek> {
+    const cache = this.#cache!;
+    const index = parseIndexName(indexName);
+    const key = options.tenant === undefined ? index : cacheKey(index, options.tenant);
     const blob = await this.store.get(index);
     const entry = cache.get(key);
     if (entry !== undefined && sameEnvelope(entry.blob, blob)) {

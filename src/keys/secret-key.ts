@@ -25,8 +25,10 @@ export abstract class SecretKey {
       const got = bytes instanceof Uint8Array ? `${bytes.length} bytes` : typeof bytes;
       throw new InvalidArgumentError(`a ${kind} must be exactly ${expectedLength} bytes, got ${got}`);
     }
-    // Buffer.alloc never hands out a slice of the shared pool, so zero() wipes only this key.
-    this.#bytes = Buffer.alloc(expectedLength);
+    // An unpooled buffer of its own (never a slice of Buffer's shared pool), so zero() wipes
+    // only this key; every byte is overwritten by the copy at once (the length was checked), so
+    // skipping the zero-fill of Buffer.alloc leaves nothing uninitialised.
+    this.#bytes = Buffer.allocUnsafeSlow(expectedLength);
     this.#bytes.set(bytes);
   }
 

@@ -63,12 +63,28 @@ export function runLeased<T>(
   entry: CachedKek,
   fn: (kek: Kek) => T | PromiseLike<T>,
 ): Promise<T> {
+  try {
+    return Promise.resolve(callLeased(cache, entry, fn));
+  } catch (err) {
+    return Promise.reject(err);
+  }
+}
+
+/**
+ * As {@link runLeased}, but returns a synchronous `fn`'s value as is (and throws what it throws):
+ * for continuations, where returning a promise would cost extra microtask turns.
+ */
+export function callLeased<T>(
+  cache: KekCache,
+  entry: CachedKek,
+  fn: (kek: Kek) => T | PromiseLike<T>,
+): T | Promise<T> {
   let result: T | PromiseLike<T>;
   try {
     result = fn(entry.kek);
   } catch (err) {
     cache.release(entry);
-    return Promise.reject(err);
+    throw err;
   }
   if (result !== null && typeof (result as PromiseLike<T>)?.then === 'function') {
     return Promise.resolve(result).then(
@@ -83,5 +99,5 @@ export function runLeased<T>(
     );
   }
   cache.release(entry);
-  return Promise.resolve(result as T);
+  return result as T;
 }
