@@ -8,6 +8,7 @@
 export type {
   CreateIndexOptions,
   KmsEnvelopeClientOptions,
+  PrepareEnvelopeOptions,
   RotateOptions,
   UnwrapOptions,
   VerifyReport,
@@ -93,6 +94,11 @@ export {
 } from './providers/slot.js';
 export { StorageConfig } from './storage/config.js';
 export type { EnvelopeStore, PushOptions, RecordKind, RecordStore } from './storage/store.js';
+// The per-request unwrap path: cache, leases, KMS call policy, telemetry.
+export type { KekCacheOptions } from './unwrap/kek-cache.js';
+export { KekLease } from './unwrap/kek-lease.js';
+export type { KmsCallOptions } from './unwrap/kms-calls.js';
+export { Channels, type MeterLike, type SlotStats, type UnwrapStats } from './unwrap/telemetry.js';
 export {
   algorithm,
   decryptAlg,
