@@ -20,6 +20,7 @@ import { parseIndexName, parseSlotName } from '../src/names.js';
 import { KmsRegistry } from '../src/providers/registry.js';
 import { StorageConfig } from '../src/storage/config.js';
 import type { EnvelopeStore, RecordStore } from '../src/storage/store.js';
+import { startFakeAws } from '../src/testing/fake-aws.js';
 import { startRedisServer } from '../src/testing/redis-server.js';
 import { decryptString, encryptString, type KeyContext } from '../src/wire/fields.js';
 import { newKeyId } from '../src/wire/key-id.js';
@@ -390,16 +391,69 @@ async function unwrapCases(): Promise<{ rows: CaseResult[]; notes: string[] }> {
   return result;
 }
 
-// BENCH_ONLY=unwrap,local,redis runs only those sections (default: all).
+/**
+ * 1,000 concurrent cold unwraps where the KMS is a network service: `aws-kms` with the real AWS
+ * SDK over HTTP against the fake of kms-envelope/testing on 127.0.0.1 (memory store). One cold
+ * unwrap then costs an HTTP round trip, as with any cloud KMS, and single-flight is what keeps
+ * 1,000 callers near the cost of one.
+ */
+async function cloudCases(): Promise<{ rows: CaseResult[]; notes: string[] }> {
+  process.env.AWS_EC2_METADATA_DISABLED = 'true';
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
+  const aws = await startFakeAws();
+  const { arn } = aws.createKey({ alias: 'alias/bench' });
+  const kms = new KmsRegistry({
+    slots: {
+      cloud: {
+        provider: 'aws-kms',
+        keyId: arn,
+        region: aws.region,
+        endpoint: aws.endpoint,
+        options: { credentials: { accessKeyId: 'bench', secretAccessKey: 'bench' } },
+      },
+    },
+  });
+  const store = StorageConfig.memory();
+  const index = 'bench-cloud';
+  const cold = await countingClient({ store, kms, slot: 'cloud' });
+  try {
+    (await cold.client.createIndex(index, { slot: 'cloud' })).zero();
+    const copies = await concurrentColdCase(
+      '1,000 concurrent cold unwrap(index) vs one cold unwrap, aws-kms over HTTP (fake)',
+      cold,
+      (client) => client.unwrap(index).then((kek) => kek.zero()),
+    );
+    const leases = await concurrentColdCase(
+      '1,000 concurrent cold withKek(index, fn) vs one cold withKek, aws-kms over HTTP (fake)',
+      cold,
+      (client) => client.withKek(index, (kek) => kek.length),
+    );
+    const calls = [...copies.callsPerRound, ...leases.callsPerRound];
+    return {
+      rows: [copies.row, leases.row],
+      notes: [
+        `1,000 concurrent cold unwraps with aws-kms over HTTP: ${calls.every((n) => n === 1) ? 'exactly 1' : 'NOT exactly 1'} KMS call per round (${calls.length} rounds); one cold unwrap ${(copies.row.baselineNs / 1e6).toFixed(3)} ms`,
+      ],
+    };
+  } finally {
+    await cold.client.close();
+    await kms.close();
+    await aws.close();
+  }
+}
+
+// BENCH_ONLY=unwrap,cloud,local,redis runs only those sections (default: all).
 const only = process.env.BENCH_ONLY?.split(',').map((part) => part.trim());
 const wanted = (section: string) => only === undefined || only.includes(section);
 const none = { rows: [] as CaseResult[], notes: [] as string[] };
 
 const unwrapResults = wanted('unwrap') ? await unwrapCases() : none;
+const cloudResults = wanted('cloud') ? await cloudCases() : none;
 const localResults = wanted('local') ? await localCases() : [];
 const redisResults = wanted('redis') ? await redisCases() : none;
 const results = [
   ...unwrapResults.rows,
+  ...cloudResults.rows,
   ...localResults,
   ...redisResults.rows,
   ...(wanted('codec') ? await codecCases() : []),
@@ -411,7 +465,8 @@ console.log(
 );
 console.log(formatTable(results));
 console.log('');
-for (const note of [...unwrapResults.notes, ...redisResults.notes]) console.log(`- ${note}`);
+for (const note of [...unwrapResults.notes, ...cloudResults.notes, ...redisResults.notes])
+  console.log(`- ${note}`);
 if (wanted('rotate')) {
   console.log('\n| throughput | time | rate |\n|---|---|---|');
   for (const line of await rotateThroughput()) console.log(line);
