@@ -23,6 +23,7 @@ import {
   RestoreSecretCommand,
   SecretsManagerClient,
 } from '@aws-sdk/client-secrets-manager';
+import type { KmsSlotInput } from '../../src/providers/slot.js';
 import { type FakeAws, startFakeAws } from '../../src/testing/fake-aws.js';
 
 /** True when the suite runs against LocalStack / moto instead of the fake. */
@@ -134,4 +135,21 @@ export async function remoteAvailable(): Promise<boolean> {
   if (process.env.CI === 'true') throw new Error(message);
   console.warn(`skipping the AWS end-to-end suite: ${message}`);
   return false;
+}
+
+/** A slot of `provider` on `aws` with its endpoint, region and credentials; `extra` on top. */
+export function awsSlot(
+  aws: AwsBackend,
+  provider: 'aws' | 'aws-kms',
+  keyId: string,
+  extra: Partial<KmsSlotInput> = {},
+): KmsSlotInput {
+  return {
+    provider,
+    keyId,
+    region: aws.region,
+    endpoint: aws.endpoint,
+    ...extra,
+    options: { credentials: aws.credentials, ...(extra.options ?? {}) },
+  };
 }

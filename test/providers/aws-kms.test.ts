@@ -7,21 +7,13 @@ import { KmsEnvelopeClient } from '../../src/client.js';
 import { AccessDeniedError, KeyDisabledError, KeyNotFoundError } from '../../src/errors.js';
 import type { KmsSlotInput } from '../../src/providers/slot.js';
 import { StorageConfig } from '../../src/storage/config.js';
-import { type AwsBackend, awsBackend, REMOTE, remoteAvailable } from './aws-backend.js';
+import { type AwsBackend, awsBackend, awsSlot, REMOTE, remoteAvailable } from './aws-backend.js';
 import { runProviderConformance } from './conformance.js';
 
 const available = await remoteAvailable();
 
-function slotOf(aws: AwsBackend, keyId: string, extra: Partial<KmsSlotInput> = {}): KmsSlotInput {
-  return {
-    provider: 'aws-kms',
-    keyId,
-    region: aws.region,
-    endpoint: aws.endpoint,
-    ...extra,
-    options: { credentials: aws.credentials, ...(extra.options ?? {}) },
-  };
-}
+const slotOf = (aws: AwsBackend, keyId: string, extra: Partial<KmsSlotInput> = {}) =>
+  awsSlot(aws, 'aws-kms', keyId, extra);
 
 if (available) {
   runProviderConformance(
