@@ -16,7 +16,7 @@ import {
 } from './unwrap/kek-cache.js';
 import { callLeased, KekLease, runLeased } from './unwrap/kek-lease.js';
 import { hasSyncUnwrap, KmsCaller, type KmsCallOptions } from './unwrap/kms-calls.js';
-import { type MeterLike, Telemetry, type UnwrapStats } from './unwrap/telemetry.js';
+import { type MeterLike, openTelemetryMeter, Telemetry, type UnwrapStats } from './unwrap/telemetry.js';
 
 /** Options of {@link KmsEnvelopeClient}. */
 export interface KmsEnvelopeClientOptions {
@@ -35,8 +35,13 @@ export interface KmsEnvelopeClientOptions {
   readonly cache?: KekCacheOptions | false;
   /** Deadline, retries and circuit breaker of KMS calls. */
   readonly kmsCalls?: KmsCallOptions;
-  /** An OpenTelemetry meter (or anything shaped like one) to record unwrap and KMS metrics. */
-  readonly meter?: MeterLike;
+  /**
+   * Where to record unwrap, cache and KMS metrics: an OpenTelemetry `Meter` (or anything shaped
+   * like one), or `'opentelemetry'` for the meter `kms-envelope` of the global meter provider
+   * (needs the optional peer `@opentelemetry/api`). Attributes name slot, provider, cache outcome
+   * and error code, never an index's key material.
+   */
+  readonly meter?: MeterLike | 'opentelemetry';
 }
 
 /** Options of {@link KmsEnvelopeClient.createIndex}. */
@@ -133,7 +138,7 @@ export class KmsEnvelopeClient {
     this.kms = options.kms instanceof KmsRegistry ? options.kms : new KmsRegistry(options.kms);
     this.#kekCheck = options.kekCheck ?? true;
     this.#now = options.now ?? (() => Math.floor(Date.now() / 1000));
-    this.#telemetry = new Telemetry(options.meter);
+    this.#telemetry = new Telemetry(options.meter === 'opentelemetry' ? openTelemetryMeter() : options.meter);
     this.#cache =
       options.cache === false
         ? undefined

@@ -98,7 +98,13 @@ export type { EnvelopeStore, PushOptions, RecordKind, RecordStore } from './stor
 export type { KekCacheOptions } from './unwrap/kek-cache.js';
 export { KekLease } from './unwrap/kek-lease.js';
 export type { KmsCallOptions } from './unwrap/kms-calls.js';
-export { Channels, type MeterLike, type SlotStats, type UnwrapStats } from './unwrap/telemetry.js';
+export {
+  Channels,
+  type MeterLike,
+  openTelemetryMeter,
+  type SlotStats,
+  type UnwrapStats,
+} from './unwrap/telemetry.js';
 export {
   algorithm,
   decryptAlg,

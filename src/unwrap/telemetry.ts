@@ -8,6 +8,8 @@
  * @module
  */
 import diagnosticsChannel from 'node:diagnostics_channel';
+import { createRequire } from 'node:module';
+import { MissingDependencyError } from '../errors.js';
 
 /** Channel names; subscribe with `diagnostics_channel.subscribe(name, fn)`. */
 export const Channels = {
@@ -33,6 +35,21 @@ export interface MeterLike {
     name: string,
     options?: { description?: string; unit?: string },
   ): { record(value: number, attributes?: Record<string, string>): void };
+}
+
+/**
+ * The meter named `kms-envelope` from the global OpenTelemetry meter provider, through the
+ * optional peer `@opentelemetry/api` (loaded here, synchronously, only when asked for).
+ * @throws MissingDependencyError when `@opentelemetry/api` is not installed.
+ */
+export function openTelemetryMeter(): MeterLike {
+  let api: { metrics: { getMeter(name: string): MeterLike } };
+  try {
+    api = createRequire(import.meta.url)('@opentelemetry/api') as typeof api;
+  } catch (cause) {
+    throw new MissingDependencyError('@opentelemetry/api', "the client's meter: 'opentelemetry'", cause);
+  }
+  return api.metrics.getMeter('kms-envelope');
 }
 
 /** Per-slot numbers, as `client.stats()` returns them. */
@@ -68,6 +85,7 @@ export class Telemetry {
   };
   readonly #meter?: {
     unwraps: ReturnType<MeterLike['createCounter']>;
+    hits: ReturnType<MeterLike['createCounter']>;
     latency: ReturnType<MeterLike['createHistogram']>;
     kmsCalls: ReturnType<MeterLike['createCounter']>;
     evictions: ReturnType<MeterLike['createCounter']>;
@@ -76,7 +94,12 @@ export class Telemetry {
   constructor(meter?: MeterLike) {
     if (meter !== undefined) {
       this.#meter = {
-        unwraps: meter.createCounter('kms_envelope.unwraps', { description: 'KEK unwraps by cache outcome' }),
+        unwraps: meter.createCounter('kms_envelope.unwraps', {
+          description: 'KEK unwraps that missed the cache, by slot, provider and outcome',
+        }),
+        hits: meter.createCounter('kms_envelope.cache.hits', {
+          description: 'KEK unwraps served from the cache (the hot path: no attributes)',
+        }),
         latency: meter.createHistogram('kms_envelope.unwrap.duration', {
           unit: 'ms',
           description: 'unwrap latency',
@@ -113,6 +136,7 @@ export class Telemetry {
   hit(): void {
     this.#stats.unwraps++;
     this.#stats.cacheHits++;
+    this.#meter?.hits.add(1);
   }
 
   unwrapped(event: {
