@@ -213,3 +213,33 @@ describe('gcp-kms provider against the fake Cloud KMS', () => {
     await client.close();
   });
 });
+
+describe('no key bytes in gcp-kms errors', () => {
+  it('a failed Encrypt error (with its gRPC cause, inspected deeply) never holds the KEK', async () => {
+    const { inspect } = await import('node:util');
+    const fake = await startFakeGcpKms({ cryptoKeys: [KEY] });
+    const client = new KmsEnvelopeClient({
+      store: StorageConfig.memory(),
+      kms: {
+        slots: {
+          g: { provider: 'gcp-kms', keyId: KEY, endpoint: fake.endpoint, options: { insecure: true } },
+        },
+      },
+      kmsCalls: { retries: 0 },
+    });
+    const kek = Kek.generate();
+    const forms = (['hex', 'base64', 'base64url'] as const).map((enc) => kek.expose().toString(enc));
+    for (const status of ['INVALID_ARGUMENT', 'UNAVAILABLE', 'PERMISSION_DENIED'] as const) {
+      fake.failNext(1, status, 'injected');
+      const err = await client
+        .createIndex(`i-${status.toLowerCase()}`, { slot: 'g', kek })
+        .catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(Error);
+      const text = `${inspect(err, { depth: 30, showHidden: true })}${JSON.stringify(err)}${(err as Error).stack}`;
+      for (const form of forms) expect(text).not.toContain(form);
+    }
+    kek.zero();
+    await client.close();
+    await fake.close();
+  });
+});
