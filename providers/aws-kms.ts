@@ -139,6 +139,10 @@ class AwsKmsProvider implements KmsProvider {
     throwIfAborted(context.signal, where);
     const encryptionContext = bindingEncryptionContext(context);
     try {
+      // As for unwrap: only from a key the slot accepts. ReEncrypt never shows the KEK to us, so
+      // without this check an envelope forged under a key someone else controls would come out
+      // re-encrypted under the slot's own key, and trusted from then on.
+      await this.#checkKey(wrapped.keyId, context);
       const out = await this.#client.send(
         new this.#sdk.ReEncryptCommand({
           CiphertextBlob: wrapped.wrappedKek,
@@ -175,20 +179,20 @@ class AwsKmsProvider implements KmsProvider {
    * The envelope's recorded key must be the slot's key (or one it accepts): a slot configured
    * with another key fails here, before KMS is asked.
    */
-  async #checkKey(recorded: string, context: UnwrapContext): Promise<void> {
+  async #checkKey(recorded: string, context: WrapContext): Promise<void> {
     const recordedId = keyIdPart(recorded);
     if (this.#accept.has(recordedId)) return;
     let slotKey = this.#keyId;
     if (ALIAS.test(slotKey)) {
+      let fresh = false;
       if (this.#resolved === undefined || this.#resolved.until < Date.now()) {
-        const out = await this.#client.send(new this.#sdk.DescribeKeyCommand({ KeyId: slotKey }), {
-          abortSignal: context.signal,
-        });
-        const arn = out.KeyMetadata?.Arn;
-        if (!arn) throw new ConfigError(`AWS KMS could not resolve ${slotKey}`, whereOf(context, id));
-        this.#resolved = { arn, until: Date.now() + this.#aliasCacheMs };
+        await this.#resolveAlias(context);
+        fresh = true;
       }
-      slotKey = this.#resolved.arn;
+      // The alias may have moved since it was resolved (another process rotated onto its new
+      // key): look again once before refusing.
+      if (!fresh && keyIdPart(this.#resolved!.arn) !== recordedId) await this.#resolveAlias(context);
+      slotKey = this.#resolved!.arn;
     }
     if (keyIdPart(slotKey) !== recordedId) {
       throw new UnwrapFailedError(
@@ -197,6 +201,15 @@ class AwsKmsProvider implements KmsProvider {
         whereOf(context, id),
       );
     }
+  }
+
+  async #resolveAlias(context: WrapContext): Promise<void> {
+    const out = await this.#client.send(new this.#sdk.DescribeKeyCommand({ KeyId: this.#keyId }), {
+      abortSignal: context.signal,
+    });
+    const arn = out.KeyMetadata?.Arn;
+    if (!arn) throw new ConfigError(`AWS KMS could not resolve ${this.#keyId}`, whereOf(context, id));
+    this.#resolved = { arn, until: Date.now() + this.#aliasCacheMs };
   }
 }
 

@@ -50,7 +50,10 @@ export interface KmsProvider {
   /**
    * Optional: re-wraps `wrapped` under the provider's current key for the same index and slot
    * without the plaintext KEK leaving the KMS (e.g. AWS KMS `ReEncrypt`). When a provider has
-   * it, `rotate` within the slot uses it instead of unwrap + wrap.
+   * it, `rotate` within the slot uses it instead of unwrap + wrap. It must refuse whatever
+   * {@link unwrap} would refuse (another key, another binding): the client never sees the KEK
+   * here, so it cannot check the envelope's KEK check value, and a re-wrap of a forged envelope
+   * would make it trusted.
    */
   rewrap?(wrapped: WrappedKek, context: WrapContext): Promise<WrappedKek>;
   /** Releases clients the provider created itself. */

@@ -4,7 +4,13 @@
  */
 import { describe, expect, it } from 'vitest';
 import { KmsEnvelopeClient } from '../../src/client.js';
-import { AccessDeniedError, KeyDisabledError, KeyNotFoundError } from '../../src/errors.js';
+import {
+  AccessDeniedError,
+  KeyDisabledError,
+  KeyNotFoundError,
+  UnwrapFailedError,
+} from '../../src/errors.js';
+import { parseIndexName } from '../../src/names.js';
 import type { KmsSlotInput } from '../../src/providers/slot.js';
 import { StorageConfig } from '../../src/storage/config.js';
 import { type AwsBackend, awsBackend, awsSlot, REMOTE, remoteAvailable } from './aws-backend.js';
@@ -109,6 +115,40 @@ describe.skipIf(!available)('aws-kms end to end', () => {
     await aws.setKeyEnabled(oldKey.arn, false);
     expect((await client.unwrap('orders')).equals(kek)).toBe(true);
     await client.close();
+    await aws.close();
+  });
+
+  it('rotate refuses an envelope forged under a key the slot does not accept (ReEncrypt would launder it)', async () => {
+    const aws = await awsBackend();
+    const victimKey = await aws.createKey();
+    const attackerKey = await aws.createKey();
+    const store = StorageConfig.memory();
+    const victim = new KmsEnvelopeClient({ store, kms: { slots: { prod: slotOf(aws, victimKey.alias) } } });
+    await victim.createIndex('orders', { slot: 'prod' });
+    const genuine = await victim.getEnvelope('orders');
+    // Someone who can write the store wraps a KEK of their choosing under their own key, with the
+    // (public) binding context of this index and slot, and records their key.
+    const attacker = new KmsEnvelopeClient({
+      store: StorageConfig.memory(),
+      kms: { slots: { prod: slotOf(aws, attackerKey.arn) } },
+    });
+    const chosen = await attacker.createIndex('orders', { slot: 'prod' });
+    const forged = await attacker.getEnvelope('orders');
+    await store.push(
+      parseIndexName('orders'),
+      { ...forged, version: genuine.version },
+      {
+        expectedVersion: genuine.version,
+      },
+    );
+    await expect(victim.unwrap('orders')).rejects.toThrow(UnwrapFailedError);
+    await expect(victim.rotate('orders')).rejects.toThrow(/acceptKeyIds/);
+    const stored = await victim.getEnvelope('orders');
+    expect(stored.keyId).toBe(attackerKey.arn); // not re-encrypted under the victim's key
+    expect(stored.version).toBe(genuine.version);
+    chosen.zero();
+    await victim.close();
+    await attacker.close();
     await aws.close();
   });
 
