@@ -125,6 +125,8 @@ const ACCESS_DENIED = new Set([
   'MissingAuthenticationToken',
   'CredentialsProviderError',
   'RegionDisabledException',
+  // Secrets Manager could not decrypt the secret with its KMS key: a KMS permission (or key state).
+  'DecryptionFailure',
 ]);
 const NOT_FOUND = new Set(['NotFoundException', 'ResourceNotFoundException']);
 const DISABLED = new Set(['DisabledException', 'KMSInvalidStateException']);
@@ -133,7 +135,6 @@ const THROTTLED = new Set([
   'Throttling',
   'TooManyRequestsException',
   'RequestLimitExceeded',
-  'LimitExceededException',
   'PriorRequestNotComplete',
 ]);
 const UNWRAP_FAILED = new Set([

@@ -5,7 +5,10 @@
  *
  * The envelope records `key_id` = `<secret ARN>#<VersionId>`: an old envelope still unwraps after
  * the secret rotates (the version it names stays readable as AWSPREVIOUS or by id), and a wrap
- * always uses AWSCURRENT. Wrapped form: `nonce(12) ‖ ciphertext(32) ‖ tag(16)`.
+ * always uses AWSCURRENT. An unwrap reads the slot's own secret at the recorded version and
+ * requires Secrets Manager's ARN to be the recorded one: it never reads a secret the store names
+ * (which could be a same-named secret in another account). Wrapped form:
+ * `nonce(12) ‖ ciphertext(32) ‖ tag(16)`.
  *
  * Slot: `key_id` (secret name or ARN), `region`, optional `endpoint`, `role_arn` + `external_id`
  * for cross-account secrets; `options` as in `aws-shared.ts`. Needs the optional package
@@ -92,7 +95,7 @@ class AwsSecretsProvider implements KmsProvider {
 
   async wrap(kek: Kek, context: WrapContext): Promise<WrappedKek> {
     const where = whereOf(context, id);
-    const secret = await this.#read({}, context, where);
+    const secret = await this.#read(undefined, context, where);
     try {
       const wrappedKek = sealAes256Gcm(secret.key, kek.expose(), bindingBytes(context, id));
       return {
@@ -120,8 +123,16 @@ class AwsSecretsProvider implements KmsProvider {
     if (wrapped.wrappedKek.length !== AWS_WRAPPED_LENGTH) {
       throw new UnwrapFailedError('cannot unwrap the KEK', where);
     }
-    const secret = await this.#read({ arn: recorded.arn, versionId: recorded.versionId }, context, where);
+    // Read the slot's own secret (never the ARN the store names: that could be another account's
+    // secret with the same name), at the recorded version, and require it to be the recorded one.
+    const secret = await this.#read(recorded.versionId, context, where);
     try {
+      if (secret.arn !== recorded.arn) {
+        throw new UnwrapFailedError(
+          `the envelope was wrapped under secret ${recorded.arn}, but the slot's secret is ${secret.arn}`,
+          where,
+        );
+      }
       const plaintext = openAes256Gcm(secret.key, wrapped.wrappedKek, bindingBytes(context, id));
       if (plaintext === undefined) throw new UnwrapFailedError('cannot unwrap the KEK', where);
       return kekFromPlaintext(plaintext, where);
@@ -134,9 +145,12 @@ class AwsSecretsProvider implements KmsProvider {
     if (this.#ownsClient) this.#client.destroy();
   }
 
-  /** Reads the secret (AWSCURRENT, or the recorded version) as a 32-byte key the caller wipes. */
+  /**
+   * Reads the slot's secret (AWSCURRENT, or version `versionId`) as a 32-byte key the caller
+   * wipes, with the ARN and VersionId Secrets Manager answered.
+   */
   async #read(
-    version: { arn?: string; versionId?: string },
+    versionId: string | undefined,
     context: WrapContext,
     where: ErrorContext,
   ): Promise<{ key: Buffer; arn: string; versionId: string }> {
@@ -145,22 +159,23 @@ class AwsSecretsProvider implements KmsProvider {
     try {
       out = await this.#client.send(
         new this.#sdk.GetSecretValueCommand({
-          SecretId: version.arn ?? this.#secretId,
-          ...(version.versionId ? { VersionId: version.versionId } : {}),
+          SecretId: this.#secretId,
+          ...(versionId ? { VersionId: versionId } : {}),
         }),
         { abortSignal: context.signal },
       );
     } catch (err) {
       throw mapAwsError(err, where, context.signal);
     }
-    if (!out.ARN || !out.VersionId) {
-      throw new UnwrapFailedError('Secrets Manager answered without an ARN or VersionId', where);
-    }
     const binary = out.SecretBinary !== undefined;
     const raw = binary
       ? Buffer.from(out.SecretBinary as Uint8Array)
       : Buffer.from(out.SecretString ?? '', 'utf8');
     out.SecretBinary?.fill(0);
+    if (!out.ARN || !out.VersionId) {
+      raw.fill(0);
+      throw new UnwrapFailedError('Secrets Manager answered without an ARN or VersionId', where);
+    }
     try {
       // A SecretString is text: 32 characters of it are a password, not a key.
       if (!binary && raw.length === KEK_LENGTH) throw new Error('a 32-character SecretString');

@@ -39,16 +39,19 @@ describe('aws (Secrets Manager) with a mocked client', () => {
     const { client, mock } = smClient();
     const v1 = randomBytes(32);
     const v2 = randomBytes(32);
-    mock.on(GetSecretValueCommand, { SecretId: 'kek-master' }).resolves({
-      ARN,
-      VersionId: 'v-1',
-      SecretBinary: new Uint8Array(v1),
+    // A secret with versions: AWSCURRENT moves on rotation; a VersionId reads that version.
+    const versions: Record<string, Uint8Array | string> = { 'v-1': new Uint8Array(v1) };
+    let current = 'v-1';
+    mock.on(GetSecretValueCommand).callsFake((input: { SecretId: string; VersionId?: string }) => {
+      expect(input.SecretId).toBe('kek-master');
+      const versionId = input.VersionId ?? current;
+      const value = versions[versionId]!;
+      return {
+        ARN,
+        VersionId: versionId,
+        ...(typeof value === 'string' ? { SecretString: value } : { SecretBinary: new Uint8Array(value) }),
+      };
     });
-    mock.on(GetSecretValueCommand, { SecretId: ARN, VersionId: 'v-1' }).callsFake(() => ({
-      ARN,
-      VersionId: 'v-1',
-      SecretBinary: new Uint8Array(v1),
-    }));
     const provider = await createAwsSecretsProvider({ client, secretId: 'kek-master' });
     const kek = Kek.generate();
     const wrapped = await provider.wrap(kek, ctx);
@@ -57,11 +60,8 @@ describe('aws (Secrets Manager) with a mocked client', () => {
     expect(wrapped.wrappedKek).toHaveLength(AWS_WRAPPED_LENGTH);
     expect(parseAwsKeyId(wrapped.keyId)).toEqual({ arn: ARN, versionId: 'v-1' });
     // The secret rotates: AWSCURRENT is now v-2, but the envelope names v-1.
-    mock.on(GetSecretValueCommand, { SecretId: 'kek-master' }).resolves({
-      ARN,
-      VersionId: 'v-2',
-      SecretString: v2.toString('base64'),
-    });
+    versions['v-2'] = v2.toString('base64');
+    current = 'v-2';
     expect((await provider.unwrap(wrapped, ctx)).equals(kek)).toBe(true);
     // A new wrap uses the new version.
     expect((await provider.wrap(kek, ctx)).keyId).toBe(`${ARN}#v-2`);
@@ -118,6 +118,30 @@ describe('aws (Secrets Manager) with a mocked client', () => {
     expect(mock.calls()).toHaveLength(1);
   });
 
+  it('reads the slot’s own secret, never the ARN the store names: a same-named secret elsewhere is refused', async () => {
+    const { client, mock } = smClient();
+    const key = randomBytes(32);
+    mock.on(GetSecretValueCommand).resolves({ ARN, VersionId: 'v-1', SecretBinary: new Uint8Array(key) });
+    const provider = await createAwsSecretsProvider({ client, secretId: 'kek-master' });
+    const good = await provider.wrap(Kek.generate(), ctx);
+    // Another account's secret of the same name, as a store writer would record it.
+    const foreign = 'arn:aws:secretsmanager:eu-west-1:999999999999:secret:kek-master-XyZ123';
+    await expect(provider.unwrap({ ...good, keyId: `${foreign}#v-1` }, ctx)).rejects.toThrow(
+      /wrapped under secret .*999999999999.*slot's secret is .*111122223333/,
+    );
+    const sent = mock.commandCalls(GetSecretValueCommand).map((c) => c.args[0].input.SecretId);
+    expect(sent.every((id) => id === 'kek-master')).toBe(true);
+  });
+
+  it('wipes the secret when the answer lacks an ARN or VersionId', async () => {
+    const { client, mock } = smClient();
+    const binary = new Uint8Array(randomBytes(32));
+    mock.on(GetSecretValueCommand).resolves({ VersionId: 'v-1', SecretBinary: binary });
+    const provider = await createAwsSecretsProvider({ client, secretId: 'kek-master' });
+    await expect(provider.wrap(Kek.generate(), ctx)).rejects.toThrow(/without an ARN/);
+    expect(binary.every((b) => b === 0)).toBe(true);
+  });
+
   it('maps Secrets Manager errors', async () => {
     const cases: [Error, new (...args: never[]) => Error][] = [
       [awsError('ResourceNotFoundException'), KeyNotFoundError],
@@ -130,6 +154,7 @@ describe('aws (Secrets Manager) with a mocked client', () => {
         KeyDisabledError,
       ],
       [awsError('ThrottlingException'), ThrottledError],
+      [awsError('DecryptionFailure'), AccessDeniedError],
     ];
     for (const [sdkError, expected] of cases) {
       const { client, mock } = smClient();
