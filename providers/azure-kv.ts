@@ -268,6 +268,20 @@ export function mapAzureError(
   const ctx = { ...where, cause };
   if (isAbort(err, signal))
     return new DeadlineExceededError(`Key Vault ${operation} was aborted (deadline)`, ctx);
+  // A credential that could not get a token (@azure/identity): its statusCode is the token
+  // endpoint's, not Key Vault's, so it must not be read as a Key Vault answer.
+  const name = (err as { name?: unknown } | null)?.name;
+  if (
+    name === 'AuthenticationError' ||
+    name === 'AggregateAuthenticationError' ||
+    name === 'CredentialUnavailableError'
+  ) {
+    const tokenStatus = cause.statusCode;
+    if (tokenStatus === 429 || (tokenStatus !== undefined && tokenStatus >= 500)) {
+      return new ProviderUnavailableError(`the credential could not get a token (${tokenStatus})`, ctx);
+    }
+    return new AccessDeniedError(`the credential could not get a token for Key Vault (${String(name)})`, ctx);
+  }
   const status = cause.statusCode;
   const text = `${cause.code ?? ''} ${cause.innerCode ?? ''} ${cause.message}`;
   const disabled = /KeyDisabled|disabled key/i.test(text);

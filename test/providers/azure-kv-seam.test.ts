@@ -376,6 +376,27 @@ describe('azure-kv through the SDK pipeline seam', () => {
     expect(unknown).toBeInstanceOf(KmsEnvelopeError);
     expect(unknown.retryable).toBe(false);
   });
+
+  it('a credential that cannot get a token is AccessDeniedError (or retryable for a token-endpoint outage), never an unwrap failure', () => {
+    const where = { index: 'idx-1', slot: 'kv', provider: 'azure-kv' };
+    // @azure/identity's errors carry the token endpoint's status, not Key Vault's.
+    const authError = (status: number) =>
+      Object.assign(new Error('AADSTS700016: application not found in the directory'), {
+        name: 'AuthenticationError',
+        statusCode: status,
+      });
+    for (const operation of ['wrap', 'unwrap'] as const) {
+      expect(mapAzureError(authError(400), operation, where, undefined)).toBeInstanceOf(AccessDeniedError);
+      expect(mapAzureError(authError(401), operation, where, undefined)).toBeInstanceOf(AccessDeniedError);
+      const outage = mapAzureError(authError(503), operation, where, undefined);
+      expect(outage).toBeInstanceOf(ProviderUnavailableError);
+      expect(outage.retryable).toBe(true);
+      for (const name of ['CredentialUnavailableError', 'AggregateAuthenticationError']) {
+        const err = Object.assign(new Error('no credential'), { name });
+        expect(mapAzureError(err, operation, where, undefined)).toBeInstanceOf(AccessDeniedError);
+      }
+    }
+  });
 });
 
 describe('azure-kv clients and configuration', () => {
