@@ -13,6 +13,7 @@ import {
 import { parseIndexName } from '../../src/names.js';
 import type { KmsSlotInput } from '../../src/providers/slot.js';
 import { StorageConfig } from '../../src/storage/config.js';
+import { findSecret } from '../helpers/find-secret.js';
 import { type AwsBackend, awsBackend, awsSlot, REMOTE, remoteAvailable } from './aws-backend.js';
 import { runProviderConformance } from './conformance.js';
 
@@ -249,6 +250,8 @@ describe.skipIf(REMOTE)('no key bytes in AWS errors', () => {
       expect(err).toBeInstanceOf(Error);
       const text = `${inspect(err, { depth: 30, showHidden: true })}${JSON.stringify(err)}${(err as Error).stack}`;
       for (const form of forms) expect(text).not.toContain(form);
+      // And the values themselves, byte arrays included (rendered forms hide those).
+      expect(findSecret(err, kek.expose())).toBeUndefined();
     }
     await client.close();
     await aws.close();

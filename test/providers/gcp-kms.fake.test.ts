@@ -21,6 +21,7 @@ import { parseIndexName, parseSlotName } from '../../src/names.js';
 import type { KmsProvider } from '../../src/providers/provider.js';
 import { StorageConfig } from '../../src/storage/config.js';
 import { type FakeGcpKms, startFakeGcpKms } from '../../src/testing/index.js';
+import { findSecret } from '../helpers/find-secret.js';
 import { runProviderConformance } from './conformance.js';
 
 const KEY = 'projects/p1/locations/europe-west1/keyRings/ring/cryptoKeys/kek';
@@ -237,6 +238,8 @@ describe('no key bytes in gcp-kms errors', () => {
       expect(err).toBeInstanceOf(Error);
       const text = `${inspect(err, { depth: 30, showHidden: true })}${JSON.stringify(err)}${(err as Error).stack}`;
       for (const form of forms) expect(text).not.toContain(form);
+      // And the values themselves, byte arrays included (rendered forms hide those).
+      expect(findSecret(err, kek.expose())).toBeUndefined();
     }
     kek.zero();
     await client.close();
