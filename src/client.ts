@@ -364,12 +364,14 @@ export class KmsEnvelopeClient {
           cache.load(key, () => this.#loadFrom(index, blob, options)),
         ));
     if (sameEnvelope(loaded.blob, blob)) return loaded;
-    // Joined a load of another version of the envelope: load the one this call read.
+    // Joined a load of another version of the envelope. Loading again through the cache could
+    // join yet another one, so unwrap the envelope this call read on its own, outside the cache:
+    // an entry only this caller holds, zeroed when it releases it.
     cache.release(loaded);
-    return this.#loadCounted(
-      index,
-      cache.load(key, () => this.#loadFrom(index, blob, options)),
-    );
+    const own = await this.#loadCounted(index, this.#loadFrom(index, blob, options));
+    own.leases = 1;
+    own.retired = true;
+    return own;
   }
 
   /** Telemetry of the caller that started a load. */

@@ -70,6 +70,8 @@ export function indexOfKey(key: string): string {
 interface Flight {
   readonly promise: Promise<CachedKek>;
   waiters: number;
+  /** Set by invalidate / clear while loading: the result goes to the waiters, not the cache. */
+  stale: boolean;
 }
 
 /** Whether two envelopes unwrap to the same KEK the same way (everything the unwrap binds). */
@@ -188,18 +190,26 @@ export class KekCache {
     if (flight === undefined) {
       const started: Flight = {
         waiters: 0,
+        stale: false,
         promise: load().then(
           (entry) => {
-            this.#inflight.delete(key);
+            if (this.#inflight.get(key) === started) this.#inflight.delete(key);
             // Every caller waiting gets its lease now, before anything else can run, so an
             // eviction between here and a waiter's continuation defers the zeroing.
             entry.leases += started.waiters;
             entry.uses += started.waiters;
-            this.#lru.set(key, entry);
+            if (started.stale) {
+              // Invalidated or cleared while loading (a rotate, a delete, a close): the waiters
+              // get the KEK they asked for, but it is not cached, and is zeroed after them.
+              entry.retired = true;
+              if (entry.leases === 0) entry.kek.zero();
+            } else {
+              this.#lru.set(key, entry);
+            }
             return entry;
           },
           (err: unknown) => {
-            this.#inflight.delete(key); // errors are not cached
+            if (this.#inflight.get(key) === started) this.#inflight.delete(key); // errors are not cached
             throw err;
           },
         ),
@@ -237,19 +247,31 @@ export class KekCache {
     }
   }
 
-  /** Drops every tenant's entry of `index`. */
+  /**
+   * Drops every tenant's entry of `index`; a load of it in flight will not be cached (the next
+   * call starts a new one).
+   */
   invalidate(index: string): void {
     for (const key of [...this.#lru.keys()]) if (indexOfKey(key) === index) this.delete(key, 'invalidate');
+    for (const [key, flight] of [...this.#inflight]) {
+      if (indexOfKey(key) === index) this.#abandon(key, flight);
+    }
   }
 
-  /** Drops everything (each KEK zeroed once no lease holds it). */
+  /** Drops everything (each KEK zeroed once no lease holds it); loads in flight are not cached. */
   clear(): void {
+    for (const [key, flight] of [...this.#inflight]) this.#abandon(key, flight);
     this.#reason = 'clear';
     try {
       this.#lru.clear();
     } finally {
       this.#reason = undefined;
     }
+  }
+
+  #abandon(key: string, flight: Flight): void {
+    flight.stale = true;
+    this.#inflight.delete(key);
   }
 
   get size(): number {

@@ -161,3 +161,40 @@ describe('KEK cache', () => {
     expect(client.stats().cacheEvictions).toBe(1);
   });
 });
+
+describe('loads in flight when the cache is invalidated', () => {
+  it('a delete while the KEK is being unwrapped: the waiter gets it, the cache does not keep it', async () => {
+    const { client, controls } = setup();
+    (await client.createIndex('idx', { slot: 'a' })).zero();
+    controls.delayMs = 50;
+    const inFlight = client.unwrap('idx');
+    await sleep(10);
+    await client.delete('idx'); // invalidates the index while the unwrap is still running
+    (await inFlight).zero();
+    controls.delayMs = 0;
+    // Not served from the cache: the envelope is gone.
+    await expect(client.unwrap('idx')).rejects.toThrow(EnvelopeNotFoundError);
+    await client.close();
+  });
+
+  it('clearCache while loading: a borrowed KEK stays intact for its holder, then is zeroed, never cached', async () => {
+    const { client, controls } = setup();
+    (await client.createIndex('idx', { slot: 'a' })).zero();
+    controls.delayMs = 50;
+    let borrowed: Kek | undefined;
+    const using = client.withKek('idx', async (kek) => {
+      borrowed = kek;
+      await sleep(20);
+      return kek.isZeroed;
+    });
+    await sleep(10);
+    client.clearCache();
+    expect(await using).toBe(false); // intact while held
+    expect(borrowed?.isZeroed).toBe(true); // zeroed after: it is in no cache
+    const calls = controls.unwrapCalls;
+    controls.delayMs = 0;
+    (await client.unwrap('idx')).zero();
+    expect(controls.unwrapCalls).toBe(calls + 1); // a new load, not a stale entry
+    await client.close();
+  });
+});
