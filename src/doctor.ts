@@ -114,11 +114,15 @@ function asTyped(err: unknown, slot: KmsSlot): KmsEnvelopeError {
   });
 }
 
-/** Runs `call` with a deadline signal; a provider that ignores the signal still times out. */
+/**
+ * Runs `call` with a deadline signal; a provider that ignores the signal still times out, and
+ * what it resolves to after the deadline goes to `discard` (a late KEK is zeroed, not dropped).
+ */
 async function withDeadline<T>(
   ms: number,
   slot: KmsSlot,
   call: (signal: AbortSignal) => Promise<T>,
+  discard: (late: T) => void = () => {},
 ): Promise<T> {
   const controller = new AbortController();
   let timer: NodeJS.Timeout | undefined;
@@ -130,8 +134,12 @@ async function withDeadline<T>(
       );
     }, ms);
   });
+  const running = call(controller.signal);
   try {
-    return await Promise.race([call(controller.signal), expired]);
+    return await Promise.race([running, expired]);
+  } catch (err) {
+    if (controller.signal.aborted) running.then(discard, () => {});
+    throw err;
   } finally {
     clearTimeout(timer);
   }
@@ -224,8 +232,11 @@ export async function diagnoseSlot(
     });
     started = performance.now();
     try {
-      const unwrapped = await withDeadline(deadlineMs, slot, (signal) =>
-        provider.unwrap(wrapped, { ...context, signal }),
+      const unwrapped = await withDeadline(
+        deadlineMs,
+        slot,
+        (signal) => provider.unwrap(wrapped, { ...context, signal }),
+        (late) => late.zero(),
       );
       const same = unwrapped.equals(kek);
       unwrapped.zero();

@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ExitCode } from '../../src/cli/exit-codes.js';
 import { diagnoseSlot } from '../../src/doctor.js';
+import { Kek } from '../../src/keys/kek.js';
 import { KmsRegistry } from '../../src/providers/registry.js';
 import { type FakeAws, startFakeAws } from '../../src/testing/fake-aws.js';
 import { runCli, runCliAsync } from '../helpers/cli.js';
@@ -41,6 +42,31 @@ describe('kms-envelope doctor', () => {
     expect(report.ok).toBe(false);
     expect(report.checks[0]).toMatchObject({ name: 'config', ok: false, code: 'KMS_ENVELOPE_CONFIG' });
     expect(runCli(['doctor'], {}).code).toBe(ExitCode.usage);
+  });
+
+  it('a provider that ignores the deadline: the check fails at the deadline and the late KEK is zeroed', async () => {
+    let late: Kek | undefined;
+    const registry = new KmsRegistry({
+      slots: { deaf: { provider: 'deaf' } },
+      providers: {
+        deaf: () => ({
+          id: 'deaf',
+          wrap: async () => ({ wrappedKek: new Uint8Array([1]), keyId: 'k', region: '' }),
+          unwrap: () =>
+            new Promise<Kek>((resolve) =>
+              setTimeout(() => {
+                late = Kek.generate();
+                resolve(late);
+              }, 150),
+            ),
+        }),
+      },
+    });
+    const report = await diagnoseSlot(registry, 'deaf', { deadlineMs: 30 });
+    expect(report.checks.at(-1)).toMatchObject({ name: 'unwrap', ok: false });
+    await new Promise((r) => setTimeout(r, 250));
+    expect(late?.isZeroed).toBe(true);
+    await registry.close();
   });
 
   describe('against AWS KMS (the fake, over HTTP)', () => {
