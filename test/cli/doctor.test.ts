@@ -9,6 +9,11 @@ import { diagnoseSlot } from '../../src/doctor.js';
 import { Kek } from '../../src/keys/kek.js';
 import { KmsRegistry } from '../../src/providers/registry.js';
 import { type FakeAws, startFakeAws } from '../../src/testing/fake-aws.js';
+import { startFakeAzureKv } from '../../src/testing/fake-azure-kv.js';
+import { startFakeGcpKms } from '../../src/testing/fake-gcp-kms.js';
+
+const GCP_KEY = 'projects/p1/locations/europe-west1/keyRings/ring/cryptoKeys/doctor';
+
 import { runCli, runCliAsync } from '../helpers/cli.js';
 
 const awsEnv = {
@@ -67,6 +72,43 @@ describe('kms-envelope doctor', () => {
     await new Promise((r) => setTimeout(r, 250));
     expect(late?.isZeroed).toBe(true);
     await registry.close();
+  });
+
+  it('diagnoses Cloud KMS and Key Vault slots too (library call, against their fakes)', async () => {
+    const gcp = await startFakeGcpKms({ cryptoKeys: [GCP_KEY] });
+    const azure = await startFakeAzureKv();
+    await azure.createKey('kek', 'RSA');
+    const registry = new KmsRegistry({
+      slots: {
+        gcp: { provider: 'gcp-kms', keyId: GCP_KEY, endpoint: gcp.endpoint, options: { insecure: true } },
+        azure: {
+          provider: 'azure-kv',
+          keyId: azure.keyId('kek'),
+          options: { credential: azure.credential, clientOptions: azure.clientOptions() },
+        },
+        'azure-missing': {
+          provider: 'azure-kv',
+          keyId: `${azure.vaultUrl}/keys/nope`,
+          options: { credential: azure.credential, clientOptions: azure.clientOptions() },
+        },
+      },
+    });
+    try {
+      for (const slot of ['gcp', 'azure']) {
+        const report = await diagnoseSlot(registry, slot);
+        expect(report.ok, JSON.stringify(report.checks)).toBe(true);
+        expect(report.checks.map((c) => c.name)).toEqual(['config', 'provider', 'wrap', 'unwrap']);
+      }
+      gcp.setVersionState(GCP_KEY, 'DISABLED');
+      const disabled = await diagnoseSlot(registry, 'gcp');
+      expect(disabled.checks.at(-1)?.advice).toContain('enable it');
+      const missing = await diagnoseSlot(registry, 'azure-missing');
+      expect(missing.checks.at(-1)?.error?.code).toBe('KMS_ENVELOPE_KEY_NOT_FOUND');
+    } finally {
+      await registry.close();
+      await gcp.close();
+      await azure.close();
+    }
   });
 
   describe('against AWS KMS (the fake, over HTTP)', () => {
