@@ -160,6 +160,9 @@ const UNAVAILABLE = new Set([
   'EPIPE',
   'ENOTFOUND',
   'EAI_AGAIN',
+  'ECONNABORTED',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
 ]);
 
 /** A message Secrets Manager gives for a secret scheduled for deletion (InvalidRequestException). */
@@ -220,7 +223,7 @@ export function mapAwsError(err: unknown, where: ErrorContext, signal?: AbortSig
   if (!status && /region is missing|invalid (endpoint|url)/i.test(e?.message ?? '')) {
     return new ConfigError(`the AWS client is misconfigured${said}`, ctx);
   }
-  if (UNAVAILABLE.has(name) || UNAVAILABLE.has(code) || (status !== undefined && status >= 500) || !status) {
+  if (UNAVAILABLE.has(name) || UNAVAILABLE.has(code) || (status !== undefined && status >= 500)) {
     return new ProviderUnavailableError(`AWS is unavailable (${name || code || status})${said}`, ctx);
   }
   return new KmsEnvelopeError(`AWS refused the call (${name || status})${said}`, ctx);

@@ -159,6 +159,12 @@ describe('aws-kms with a mocked KMS client', () => {
       true,
     ],
     ['an unknown 400', awsError('ValidationException', 400), KmsEnvelopeError, false],
+    [
+      'a bug (no HTTP status, no network code): not retried',
+      new TypeError('x is not a function'),
+      KmsEnvelopeError,
+      false,
+    ],
   ];
   for (const [what, sdkError, expected, retryable] of table) {
     it(`maps ${what} to ${expected.name}, keeping the SDK error as cause`, async () => {
