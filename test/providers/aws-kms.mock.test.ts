@@ -183,6 +183,23 @@ describe('aws-kms with a mocked KMS client', () => {
     });
   }
 
+  it('a throttling answer’s Retry-After reaches the retry policy', async () => {
+    const { client, mock } = kmsClient();
+    mock
+      .on(DecryptCommand)
+      .rejects(
+        awsError('ThrottlingException', 400, 'Rate exceeded', {
+          $response: { headers: { 'retry-after': '2' } },
+        }),
+      );
+    const provider = await createAwsKmsProvider({ client, keyId: ARN });
+    const err = await provider
+      .unwrap({ wrappedKek: new Uint8Array([9]), keyId: ARN, region: '' }, ctx)
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ThrottledError);
+    expect((err as ThrottledError).retryAfterMs).toBe(2000);
+  });
+
   it('an already aborted deadline fails without a call; the signal reaches the SDK', async () => {
     const { client, mock } = kmsClient();
     const provider = await createAwsKmsProvider({ client, keyId: ARN });

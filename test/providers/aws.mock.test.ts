@@ -10,6 +10,7 @@ import { AWS_WRAPPED_LENGTH, createAwsSecretsProvider, parseAwsKeyId } from '../
 import {
   AccessDeniedError,
   ConfigError,
+  DeadlineExceededError,
   KeyDisabledError,
   KeyNotFoundError,
   ThrottledError,
@@ -140,6 +141,26 @@ describe('aws (Secrets Manager) with a mocked client', () => {
     const provider = await createAwsSecretsProvider({ client, secretId: 'kek-master' });
     await expect(provider.wrap(Kek.generate(), ctx)).rejects.toThrow(/without an ARN/);
     expect(binary.every((b) => b === 0)).toBe(true);
+  });
+
+  it('passes the deadline signal to every Secrets Manager call; an aborted one is not made', async () => {
+    const { client, mock } = smClient();
+    mock.on(GetSecretValueCommand).resolves({ ARN, VersionId: 'v-1', SecretBinary: new Uint8Array(32) });
+    const sent: (AbortSignal | undefined)[] = [];
+    const send = client.send.bind(client);
+    client.send = ((command: never, options?: { abortSignal?: AbortSignal }) => {
+      sent.push(options?.abortSignal);
+      return send(command, options as never);
+    }) as typeof client.send;
+    const provider = await createAwsSecretsProvider({ client, secretId: ARN });
+    const controller = new AbortController();
+    const wrapped = await provider.wrap(Kek.generate(), { ...ctx, signal: controller.signal });
+    (await provider.unwrap(wrapped, { ...ctx, signal: controller.signal })).zero();
+    expect(sent).toEqual([controller.signal, controller.signal]);
+    await expect(provider.unwrap(wrapped, { ...ctx, signal: AbortSignal.abort() })).rejects.toThrow(
+      DeadlineExceededError,
+    );
+    expect(sent).toHaveLength(2);
   });
 
   it('maps Secrets Manager errors', async () => {

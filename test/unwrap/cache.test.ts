@@ -44,14 +44,14 @@ describe('KEK cache', () => {
   });
 
   it('expires after the TTL and then sees an envelope another process changed', async () => {
-    const { client, controls, store, kms } = setup({ cache: { ttlMs: 80 } });
+    const { client, controls, store, kms } = setup({ cache: { ttlMs: 1000 } });
     await client.createIndex('idx', { slot: 'a' });
     await client.unwrap('idx');
     const other = new KmsEnvelopeClient({ store, kms, cache: false });
     await other.rotate('idx', { toSlot: 'b' });
     await client.unwrap('idx');
     expect(controls.unwrapCalls).toBe(2); // 1 + the other client's rotation; ours was a hit
-    await sleep(120);
+    await sleep(1100);
     await client.unwrap('idx');
     expect(controls.unwrapCalls).toBe(3);
   });
@@ -62,10 +62,14 @@ describe('KEK cache', () => {
     diagnosticsChannel.subscribe(Channels.cache, listener);
     const { client, controls } = setup({ cache: { maxUses: 3, maxEntries: 2 } });
     for (const i of ['i1', 'i2', 'i3']) await client.createIndex(i, { slot: 'a' });
-    for (let n = 0; n < 4; n++) await client.unwrap('i1');
+    const usedUp = await client.withKek('i1', (k) => k); // the cached KEK itself (1st use)
+    for (let n = 0; n < 3; n++) await client.unwrap('i1');
     expect(controls.unwrapCalls).toBe(2); // the 4th use reloaded
+    expect(usedUp.isZeroed).toBe(true); // dropped after maxUses: zeroed
+    const lru = await client.withKek('i1', (k) => k);
     await client.unwrap('i2');
     await client.unwrap('i3'); // evicts i1 (least recently used)
+    expect(lru.isZeroed).toBe(true); // evicted: zeroed
     await client.unwrap('i1');
     expect(controls.unwrapCalls).toBe(5);
     diagnosticsChannel.unsubscribe(Channels.cache, listener);
@@ -119,14 +123,16 @@ describe('KEK cache', () => {
   it('refresh-ahead reloads in the background before expiry; the hit returns at once', async () => {
     const { client, controls } = setup({ cache: { ttlMs: 300, refreshAheadMs: 250 } });
     await client.createIndex('idx', { slot: 'a' });
-    await client.unwrap('idx');
+    const before = await client.withKek('idx', (k) => k);
     await sleep(80); // 220 ms left < 250
     controls.delayMs = 50;
-    const started = performance.now();
-    await client.unwrap('idx');
-    expect(performance.now() - started).toBeLessThan(40);
-    await sleep(100);
+    // A hit: served from the cache while the reload runs in the background.
+    const hit = client.unwrap('idx');
+    expect(client.stats()).toMatchObject({ cacheHits: 1, cacheMisses: 1 });
+    (await hit).zero();
+    await sleep(150);
     expect(controls.unwrapCalls).toBe(2);
+    expect(before.isZeroed).toBe(true); // the entry the reload replaced is zeroed
   });
 
   it('the unwrap events carry no key bytes', async () => {
@@ -154,8 +160,10 @@ describe('KEK cache', () => {
     diagnosticsChannel.subscribe(Channels.cache, listener);
     const { client } = setup({ cache: { ttlMs: 50 } });
     await client.createIndex('idx', { slot: 'a' });
-    (await client.unwrap('idx')).zero();
+    const cached = await client.withKek('idx', (k) => k);
+    expect(cached.isZeroed).toBe(false);
     await sleep(150);
+    expect(cached.isZeroed).toBe(true);
     diagnosticsChannel.unsubscribe(Channels.cache, listener);
     expect(reasons).toContainEqual({ index: 'idx', reason: 'expire' });
     expect(client.stats().cacheEvictions).toBe(1);

@@ -13,6 +13,9 @@ export interface FaultControls {
   error: () => Error;
   /** Latency of each call, honouring the deadline signal. */
   delayMs: number;
+  /** The deadline signal each unwrap call got, and when it started (performance.now()). */
+  readonly unwrapSignals: (AbortSignal | undefined)[];
+  readonly unwrapTimes: number[];
 }
 
 export function faultProvider(): { controls: FaultControls; factory: ProviderFactory } {
@@ -23,6 +26,8 @@ export function faultProvider(): { controls: FaultControls; factory: ProviderFac
     fail: 'none',
     error: () => new ProviderUnavailableError('injected: service unavailable'),
     delayMs: 0,
+    unwrapSignals: [],
+    unwrapTimes: [],
   };
   let n = 0;
   const maybeFail = async (signal: AbortSignal | undefined) => {
@@ -46,6 +51,8 @@ export function faultProvider(): { controls: FaultControls; factory: ProviderFac
     },
     async unwrap(wrapped, ctx) {
       controls.unwrapCalls++;
+      controls.unwrapSignals.push(ctx.signal);
+      controls.unwrapTimes.push(performance.now());
       await maybeFail(ctx.signal);
       return inner.unwrap(wrapped, ctx);
     },

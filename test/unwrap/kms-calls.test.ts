@@ -3,6 +3,9 @@ import { KmsEnvelopeClient, type KmsEnvelopeClientOptions } from '../../src/clie
 import {
   AccessDeniedError,
   CircuitOpenError,
+  DeadlineExceededError,
+  KeyDisabledError,
+  KeyNotFoundError,
   ProviderUnavailableError,
   UnwrapFailedError,
 } from '../../src/errors.js';
@@ -52,12 +55,42 @@ describe('KMS calls: deadline, retries, circuit breaker', () => {
     expect(controls.unwrapCalls).toBeGreaterThan(2);
   });
 
-  it('a slow KMS is cut at the deadline', async () => {
+  it('a slow KMS is cut at the deadline, and the provider’s call is told to stop (its signal aborts)', async () => {
     const { client, controls } = await setup({ kmsCalls: { retries: 0, deadlineMs: 150 } });
     controls.delayMs = 2000;
     const started = performance.now();
+    await expect(client.unwrap('idx')).rejects.toThrow(DeadlineExceededError);
+    expect(performance.now() - started).toBeLessThan(1500);
+    // The signal the provider got is the deadline's: it has fired, so the SDK call was aborted.
+    expect(controls.unwrapSignals).toHaveLength(1);
+    expect(controls.unwrapSignals[0]?.aborted).toBe(true);
+  });
+
+  it('retries wait at least the minimum backoff between attempts', async () => {
+    const { client, controls } = await setup({
+      kmsCalls: { retries: 3, minBackoffMs: 40, maxBackoffMs: 200, deadlineMs: 5000, breaker: false },
+    });
+    controls.fail = 'all';
     await expect(client.unwrap('idx')).rejects.toThrow(ProviderUnavailableError);
-    expect(performance.now() - started).toBeLessThan(500);
+    expect(controls.unwrapTimes).toHaveLength(4);
+    const gaps = controls.unwrapTimes.slice(1).map((t, i) => t - controls.unwrapTimes[i]!);
+    for (const gap of gaps) expect(gap).toBeGreaterThanOrEqual(38); // timers may fire ~1 ms early
+  });
+
+  it('not found, disabled keys, access denied and unwrap failures are never retried', async () => {
+    const { client, controls } = await setup({ kmsCalls: { retries: 5, minBackoffMs: 1 } });
+    controls.fail = 'all';
+    for (const make of [
+      () => new KeyNotFoundError('injected: no such key'),
+      () => new KeyDisabledError('injected: disabled'),
+      () => new AccessDeniedError('injected: denied'),
+      () => new UnwrapFailedError('injected: bad tag'),
+    ]) {
+      const before = controls.unwrapCalls;
+      controls.error = make;
+      await expect(client.unwrap('idx')).rejects.toThrow(make().constructor as new () => Error);
+      expect(controls.unwrapCalls - before).toBe(1);
+    }
   });
 
   it('the caller’s own signal aborts too', async () => {
