@@ -139,6 +139,21 @@ export function runProviderConformance(
       await fixture.cleanup?.();
     });
 
+    it('a truncated or extended wrapped KEK fails with UnwrapFailedError', async () => {
+      const { fixture, store, kek, blob } = await setup();
+      if (blob.wrappedKek.length === 0) return; // `none` stores no wrapped KEK
+      const bytes = blob.wrappedKek;
+      for (const wrappedKek of [
+        bytes.subarray(0, bytes.length >> 1),
+        bytes.subarray(0, 1),
+        bytes.subarray(0, bytes.length - 1),
+        Uint8Array.of(...bytes, 0),
+      ]) {
+        await expectUnwrapFails(fixture, store, 'idx-1', { ...blob, wrappedKek }, kek);
+      }
+      await fixture.cleanup?.();
+    });
+
     it('a tampered wrapped KEK or KEK check value fails', async () => {
       const { fixture, store, kek, blob } = await setup();
       if (blob.wrappedKek.length > 0) {
