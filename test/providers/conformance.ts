@@ -154,6 +154,26 @@ export function runProviderConformance(
       await fixture.cleanup?.();
     });
 
+    it('the wrong key, asked for real: an envelope relabelled with the wrong key’s id fails at the KMS', async () => {
+      const { fixture, store, kek, blob } = await setup();
+      if (fixture.suppliesKek) return; // `none` has no key to ask
+      // What a wrap under the wrong key records, so the provider's own key check passes and the
+      // KMS (or the cipher) itself must refuse the genuine ciphertext.
+      const probe = new KmsEnvelopeClient({ store: StorageConfig.memory(), kms: fixture.wrongKeyKms });
+      (await probe.createIndex('probe', { slot: 'a' })).zero();
+      const wrongKeyId = (await probe.getEnvelope('probe')).keyId;
+      await probe.close();
+      await expectUnwrapFails(
+        fixture,
+        store,
+        'idx-1',
+        { ...blob, keyId: wrongKeyId },
+        kek,
+        fixture.wrongKeyKms,
+      );
+      await fixture.cleanup?.();
+    });
+
     it('a tampered wrapped KEK or KEK check value fails', async () => {
       const { fixture, store, kek, blob } = await setup();
       if (blob.wrappedKek.length > 0) {
