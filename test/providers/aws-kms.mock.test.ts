@@ -185,13 +185,11 @@ describe('aws-kms with a mocked KMS client', () => {
 
   it('a throttling answer’s Retry-After reaches the retry policy', async () => {
     const { client, mock } = kmsClient();
-    mock
-      .on(DecryptCommand)
-      .rejects(
-        awsError('ThrottlingException', 400, 'Rate exceeded', {
-          $response: { headers: { 'retry-after': '2' } },
-        }),
-      );
+    mock.on(DecryptCommand).rejects(
+      awsError('ThrottlingException', 400, 'Rate exceeded', {
+        $response: { headers: { 'retry-after': '2' } },
+      }),
+    );
     const provider = await createAwsKmsProvider({ client, keyId: ARN });
     const err = await provider
       .unwrap({ wrappedKek: new Uint8Array([9]), keyId: ARN, region: '' }, ctx)

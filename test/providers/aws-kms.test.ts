@@ -40,6 +40,7 @@ if (available) {
                 throttleNext: (n: number) => aws.fake?.throttleNext(n, 'kms'),
                 delay: (ms: number) => aws.fake?.delay(ms),
                 calls: () => aws.fake?.calls('kms') ?? 0,
+                stop: async () => aws.fake?.close(),
               },
             }
           : {}),

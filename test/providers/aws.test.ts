@@ -38,6 +38,7 @@ if (available) {
                 throttleNext: (n: number) => aws.fake?.throttleNext(n, 'secretsmanager'),
                 delay: (ms: number) => aws.fake?.delay(ms),
                 calls: () => aws.fake?.calls('secretsmanager') ?? 0,
+                stop: async () => aws.fake?.close(),
               },
             }
           : {}),

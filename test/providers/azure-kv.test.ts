@@ -49,6 +49,7 @@ runProviderConformance(
         throttleNext: (count) => fake.failNext(count, 429),
         delay: (ms) => fake.delay(ms),
         calls: () => fake.calls(),
+        stop: () => fake.close(),
       },
     };
   },

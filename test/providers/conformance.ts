@@ -46,6 +46,8 @@ export interface ProviderFaults {
   delay(ms: number): void;
   /** KMS calls the server has received so far. */
   calls(): number;
+  /** Stops the KMS server (it refuses connections from then on); cleanup copes with it. */
+  stop?(): Promise<void>;
 }
 
 /** Client options for the fault cases: no cache, fast retries, no breaker. */
@@ -232,6 +234,18 @@ export function runProviderConformance(
           expect(faults.calls() - before).toBe(1);
           await faults.setKeyDisabled(false);
           expect((await client.unwrap('idx-1')).equals(kek)).toBe(true);
+          await client.close();
+          await fixture.cleanup?.();
+        });
+
+        it('a KMS that is down: a retryable ProviderUnavailableError, within the deadline', async () => {
+          const { fixture, faults, client } = await faultSetup();
+          if (faults.stop === undefined) return;
+          await faults.stop();
+          const err = await client.unwrap('idx-1').catch((e: unknown) => e);
+          expect(err).toBeInstanceOf(ProviderUnavailableError);
+          expect((err as ProviderUnavailableError).retryable).toBe(true);
+          expect((err as Error).message).toContain('idx-1');
           await client.close();
           await fixture.cleanup?.();
         });

@@ -47,6 +47,7 @@ runProviderConformance(
         throttleNext: (count) => fake.failNext(count, 'RESOURCE_EXHAUSTED'),
         delay: (ms) => fake.delay(ms),
         calls: () => fake.calls().length,
+        stop: () => fake.close(),
       },
     };
   },
