@@ -39,6 +39,8 @@ if (available) {
                 delay: (ms: number) => aws.fake?.delay(ms),
                 calls: () => aws.fake?.calls('secretsmanager') ?? 0,
                 stop: async () => aws.fake?.close(),
+                denyNext: () =>
+                  aws.fake?.failNext(1, { status: 400, type: 'AccessDeniedException' }, 'secretsmanager'),
               },
             }
           : {}),

@@ -50,6 +50,7 @@ runProviderConformance(
         delay: (ms) => fake.delay(ms),
         calls: () => fake.calls(),
         stop: () => fake.close(),
+        denyNext: () => fake.failNext(1, 403),
       },
     };
   },

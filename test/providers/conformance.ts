@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { KmsEnvelopeClient } from '../../src/client.js';
 import type { KmsBlob } from '../../src/envelope/kms-blob.js';
 import {
+  AccessDeniedError,
   DeadlineExceededError,
   KekMismatchError,
   KeyDisabledError,
@@ -48,6 +49,8 @@ export interface ProviderFaults {
   calls(): number;
   /** Stops the KMS server (it refuses connections from then on); cleanup copes with it. */
   stop?(): Promise<void>;
+  /** The next KMS call answers "access denied" (the service's own error), then all is normal. */
+  denyNext?(): void;
 }
 
 /** Client options for the fault cases: no cache, fast retries, no breaker. */
@@ -246,6 +249,18 @@ export function runProviderConformance(
           expect(err).toBeInstanceOf(ProviderUnavailableError);
           expect((err as ProviderUnavailableError).retryable).toBe(true);
           expect((err as Error).message).toContain('idx-1');
+          await client.close();
+          await fixture.cleanup?.();
+        });
+
+        it('access denied is surfaced at once: exactly one KMS call, not retried', async () => {
+          const { fixture, faults, client } = await faultSetup();
+          if (faults.denyNext === undefined) return;
+          const before = faults.calls();
+          faults.denyNext(); // one refusal only: a retry would succeed, so retrying fails this test
+          const err = await client.unwrap('idx-1').catch((e: unknown) => e);
+          expect(err).toBeInstanceOf(AccessDeniedError);
+          expect(faults.calls() - before).toBe(1);
           await client.close();
           await fixture.cleanup?.();
         });

@@ -48,6 +48,7 @@ runProviderConformance(
         delay: (ms) => fake.delay(ms),
         calls: () => fake.calls().length,
         stop: () => fake.close(),
+        denyNext: () => fake.failNext(1, 'PERMISSION_DENIED'),
       },
     };
   },
