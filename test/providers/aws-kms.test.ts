@@ -42,6 +42,7 @@ if (available) {
                 calls: () => aws.fake?.calls('kms') ?? 0,
                 stop: async () => aws.fake?.close(),
                 denyNext: () => aws.fake?.failNext(1, { status: 400, type: 'AccessDeniedException' }, 'kms'),
+                notFoundNext: () => aws.fake?.failNext(1, { status: 400, type: 'NotFoundException' }, 'kms'),
               },
             }
           : {}),

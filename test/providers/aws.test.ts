@@ -41,6 +41,8 @@ if (available) {
                 stop: async () => aws.fake?.close(),
                 denyNext: () =>
                   aws.fake?.failNext(1, { status: 400, type: 'AccessDeniedException' }, 'secretsmanager'),
+                notFoundNext: () =>
+                  aws.fake?.failNext(1, { status: 400, type: 'ResourceNotFoundException' }, 'secretsmanager'),
               },
             }
           : {}),

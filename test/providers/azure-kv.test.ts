@@ -51,6 +51,7 @@ runProviderConformance(
         calls: () => fake.calls(),
         stop: () => fake.close(),
         denyNext: () => fake.failNext(1, 403),
+        notFoundNext: () => fake.failNext(1, 404),
       },
     };
   },

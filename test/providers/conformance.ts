@@ -11,6 +11,7 @@ import {
   DeadlineExceededError,
   KekMismatchError,
   KeyDisabledError,
+  KeyNotFoundError,
   ProviderUnavailableError,
   UnwrapFailedError,
 } from '../../src/errors.js';
@@ -51,6 +52,8 @@ export interface ProviderFaults {
   stop?(): Promise<void>;
   /** The next KMS call answers "access denied" (the service's own error), then all is normal. */
   denyNext?(): void;
+  /** The next KMS call answers "key not found" (the service's own error), then all is normal. */
+  notFoundNext?(): void;
 }
 
 /** Client options for the fault cases: no cache, fast retries, no breaker. */
@@ -253,14 +256,19 @@ export function runProviderConformance(
           await fixture.cleanup?.();
         });
 
-        it('access denied is surfaced at once: exactly one KMS call, not retried', async () => {
+        it('access denied and key not found are surfaced at once: exactly one KMS call, not retried', async () => {
           const { fixture, faults, client } = await faultSetup();
-          if (faults.denyNext === undefined) return;
-          const before = faults.calls();
-          faults.denyNext(); // one refusal only: a retry would succeed, so retrying fails this test
-          const err = await client.unwrap('idx-1').catch((e: unknown) => e);
-          expect(err).toBeInstanceOf(AccessDeniedError);
-          expect(faults.calls() - before).toBe(1);
+          for (const [inject, expected] of [
+            [faults.denyNext, AccessDeniedError],
+            [faults.notFoundNext, KeyNotFoundError],
+          ] as const) {
+            if (inject === undefined) continue;
+            const before = faults.calls();
+            inject(); // one refusal only: a retry would succeed, so retrying fails this test
+            const err = await client.unwrap('idx-1').catch((e: unknown) => e);
+            expect(err).toBeInstanceOf(expected);
+            expect(faults.calls() - before).toBe(1);
+          }
           await client.close();
           await fixture.cleanup?.();
         });

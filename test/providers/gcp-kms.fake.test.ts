@@ -49,6 +49,7 @@ runProviderConformance(
         calls: () => fake.calls().length,
         stop: () => fake.close(),
         denyNext: () => fake.failNext(1, 'PERMISSION_DENIED'),
+        notFoundNext: () => fake.failNext(1, 'NOT_FOUND'),
       },
     };
   },
