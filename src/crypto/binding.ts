@@ -1,6 +1,7 @@
 /**
  * The bytes that bind a wrapped KEK to its index and slot: used as AES-GCM AAD by the `local`
- * and `aws` providers, and flattened into an encryption context / AAD by the cloud providers.
+ * and `aws` providers and as AAD by `gcp-kms` and `azure-kv` (through `bindingBytes` in
+ * `src/providers/support.ts`, which also has the encryption-context form `aws-kms` uses).
  *
  * @module
  */
@@ -89,16 +90,4 @@ function encodeBinding(provider: string, binding: Omit<KekBinding, 'provider'>):
     at += b.copy(out, at);
   }
   return out;
-}
-
-/**
- * The binding as a flat string map, for KMS APIs that take an encryption context: the caller's
- * context plus `kms-envelope:index` and `kms-envelope:slot` (which the caller may not override).
- */
-export function bindingContext(binding: KekBinding): Record<string, string> {
-  return {
-    ...binding.encryptionContext,
-    'kms-envelope:index': binding.index,
-    'kms-envelope:slot': binding.slot,
-  };
 }

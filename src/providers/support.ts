@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { bindingAad } from '../crypto/binding.js';
+import { bindingAadOf } from '../crypto/binding.js';
 import {
   DeadlineExceededError,
   type ErrorContext,
@@ -69,7 +69,7 @@ export function bindingEncryptionContext(context: WrapContext): Record<string, s
 
 /** The binding as additional authenticated data bytes (see `src/crypto/binding.ts`). */
 export function bindingBytes(context: WrapContext, provider: string): Buffer {
-  return bindingAad({ provider, ...context });
+  return bindingAadOf(provider, context);
 }
 
 /**

@@ -1,22 +1,12 @@
 import diagnosticsChannel from 'node:diagnostics_channel';
 import { describe, expect, it } from 'vitest';
-import { KmsEnvelopeClient, type KmsEnvelopeClientOptions } from '../../src/client.js';
+import { KmsEnvelopeClient } from '../../src/client.js';
 import { EnvelopeNotFoundError, ProviderUnavailableError } from '../../src/errors.js';
 import type { Kek } from '../../src/keys/kek.js';
-import { StorageConfig } from '../../src/storage/config.js';
 import { Channels } from '../../src/unwrap/telemetry.js';
-import { faultProvider } from './fault-provider.js';
+import { faultClient } from './fault-provider.js';
 
-function setup(options: Partial<KmsEnvelopeClientOptions> = {}) {
-  const { controls, factory } = faultProvider();
-  const store = StorageConfig.memory();
-  const kms = {
-    slots: { a: { provider: 'fault' }, b: { provider: 'fault' } },
-    providers: { fault: factory },
-  };
-  const client = new KmsEnvelopeClient({ store, kms, kmsCalls: { retries: 0, minBackoffMs: 1 }, ...options });
-  return { client, controls, store, kms };
-}
+const setup = faultClient;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

@@ -1,7 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { createLocalProvider } from '../../providers/local.js';
+import { KmsEnvelopeClient, type KmsEnvelopeClientOptions } from '../../src/client.js';
 import { ProviderUnavailableError } from '../../src/errors.js';
 import type { KmsProvider, ProviderFactory } from '../../src/providers/provider.js';
+import { StorageConfig } from '../../src/storage/config.js';
 
 /** A `local` provider with injected faults: failures, latency, and a call counter. */
 export interface FaultControls {
@@ -58,4 +60,19 @@ export function faultProvider(): { controls: FaultControls; factory: ProviderFac
     },
   };
   return { controls, factory: () => provider };
+}
+
+/**
+ * A client over a memory store whose slots `a` and `b` use one fault provider (no retries unless
+ * `options` says so).
+ */
+export function faultClient(options: Partial<KmsEnvelopeClientOptions> = {}) {
+  const { controls, factory } = faultProvider();
+  const store = StorageConfig.memory();
+  const kms = {
+    slots: { a: { provider: 'fault' }, b: { provider: 'fault' } },
+    providers: { fault: factory },
+  };
+  const client = new KmsEnvelopeClient({ store, kms, kmsCalls: { retries: 0, minBackoffMs: 1 }, ...options });
+  return { client, controls, store, kms };
 }

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { KmsEnvelopeClient, type KmsEnvelopeClientOptions } from '../../src/client.js';
+import { KmsEnvelopeClient } from '../../src/client.js';
 import {
   DeadlineExceededError,
   InvalidArgumentError,
@@ -9,18 +9,9 @@ import {
 } from '../../src/errors.js';
 import type { Kek } from '../../src/keys/kek.js';
 import { StorageConfig } from '../../src/storage/config.js';
-import { faultProvider } from './fault-provider.js';
+import { faultClient } from './fault-provider.js';
 
-function setup(options: Partial<KmsEnvelopeClientOptions> = {}) {
-  const { controls, factory } = faultProvider();
-  const store = StorageConfig.memory();
-  const kms = {
-    slots: { a: { provider: 'fault' }, b: { provider: 'fault' } },
-    providers: { fault: factory },
-  };
-  const client = new KmsEnvelopeClient({ store, kms, kmsCalls: { retries: 0, minBackoffMs: 1 }, ...options });
-  return { client, controls, store, kms };
-}
+const setup = faultClient;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
