@@ -11,7 +11,7 @@ import {
   ReEncryptCommand,
 } from '@aws-sdk/client-kms';
 import { mockClient } from 'aws-sdk-client-mock';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { createAwsKmsProvider } from '../../providers/aws-kms.js';
 import { KmsEnvelopeClient } from '../../src/client.js';
 import {
@@ -28,6 +28,7 @@ import {
 import { Kek } from '../../src/keys/kek.js';
 import { parseIndexName, parseSlotName } from '../../src/names.js';
 import { StorageConfig } from '../../src/storage/config.js';
+import { awsError, recordAbortSignals } from './aws-mock.js';
 
 const ARN = 'arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab';
 const OTHER_ARN = 'arn:aws:kms:eu-west-1:111122223333:key/0000abcd-12ab-34cd-56ef-1234567890ab';
@@ -47,12 +48,6 @@ function kmsClient() {
   });
   return { client, mock: mockClient(client) };
 }
-
-function awsError(name: string, status: number, message = 'm', extra: object = {}) {
-  return Object.assign(new Error(message), { name, $metadata: { httpStatusCode: status }, ...extra });
-}
-
-afterEach(() => undefined);
 
 describe('aws-kms with a mocked KMS client', () => {
   it('wraps with Encrypt under the slot key and the binding context; records the answered ARN and its region', async () => {
@@ -206,12 +201,7 @@ describe('aws-kms with a mocked KMS client', () => {
       DeadlineExceededError,
     );
     expect(mock.calls()).toHaveLength(0);
-    const sent: (AbortSignal | undefined)[] = [];
-    const send = client.send.bind(client);
-    client.send = ((command: never, options?: { abortSignal?: AbortSignal }) => {
-      sent.push(options?.abortSignal);
-      return send(command, options as never);
-    }) as typeof client.send;
+    const sent = recordAbortSignals(client as never);
     mock.on(EncryptCommand).resolves({ CiphertextBlob: new Uint8Array([1]), KeyId: ARN });
     const controller = new AbortController();
     await provider.wrap(Kek.generate(), { ...ctx, signal: controller.signal });

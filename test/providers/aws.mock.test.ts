@@ -18,6 +18,7 @@ import {
 } from '../../src/errors.js';
 import { Kek } from '../../src/keys/kek.js';
 import { parseIndexName, parseSlotName } from '../../src/names.js';
+import { awsError, recordAbortSignals } from './aws-mock.js';
 
 const ARN = 'arn:aws:secretsmanager:eu-west-1:111122223333:secret:kek-master-AbCdEf';
 const ctx = { index: parseIndexName('orders'), slot: parseSlotName('sm'), encryptionContext: {} };
@@ -31,9 +32,6 @@ function smClient() {
   });
   return { client, mock: mockClient(client) };
 }
-
-const awsError = (name: string, message = 'm') =>
-  Object.assign(new Error(message), { name, $metadata: { httpStatusCode: 400 } });
 
 describe('aws (Secrets Manager) with a mocked client', () => {
   it('wraps under AWSCURRENT, records ARN#VersionId, and unwraps by that version after the secret rotates', async () => {
@@ -146,12 +144,7 @@ describe('aws (Secrets Manager) with a mocked client', () => {
   it('passes the deadline signal to every Secrets Manager call; an aborted one is not made', async () => {
     const { client, mock } = smClient();
     mock.on(GetSecretValueCommand).resolves({ ARN, VersionId: 'v-1', SecretBinary: new Uint8Array(32) });
-    const sent: (AbortSignal | undefined)[] = [];
-    const send = client.send.bind(client);
-    client.send = ((command: never, options?: { abortSignal?: AbortSignal }) => {
-      sent.push(options?.abortSignal);
-      return send(command, options as never);
-    }) as typeof client.send;
+    const sent = recordAbortSignals(client as never);
     const provider = await createAwsSecretsProvider({ client, secretId: ARN });
     const controller = new AbortController();
     const wrapped = await provider.wrap(Kek.generate(), { ...ctx, signal: controller.signal });
@@ -170,6 +163,7 @@ describe('aws (Secrets Manager) with a mocked client', () => {
       [
         awsError(
           'InvalidRequestException',
+          400,
           "You can't perform this operation on the secret because it was marked for deletion.",
         ),
         KeyDisabledError,
