@@ -49,11 +49,11 @@ export interface ProviderFaults {
   /** KMS calls the server has received so far. */
   calls(): number;
   /** Stops the KMS server (it refuses connections from then on); cleanup copes with it. */
-  stop?(): Promise<void>;
+  stop(): Promise<void>;
   /** The next KMS call answers "access denied" (the service's own error), then all is normal. */
-  denyNext?(): void;
+  denyNext(): void;
   /** The next KMS call answers "key not found" (the service's own error), then all is normal. */
-  notFoundNext?(): void;
+  notFoundNext(): void;
 }
 
 /** Client options for the fault cases: no cache, fast retries, no breaker. */
@@ -72,8 +72,9 @@ function flipBit(bytes: Uint8Array, bit: number): Uint8Array {
 export function runProviderConformance(
   name: string,
   makeFixture: () => Promise<ProviderFixture>,
-  capabilities: { readonly faults?: boolean } = {},
+  capabilities: { readonly faults?: boolean; readonly suppliesKek?: boolean } = {},
 ): void {
+  const keyless = capabilities.suppliesKek === true;
   describe(`provider conformance: ${name}`, () => {
     async function setup() {
       const fixture = await makeFixture();
@@ -122,19 +123,27 @@ export function runProviderConformance(
       await fixture.cleanup?.();
     });
 
-    it('an envelope relabelled with another slot of the same key fails to unwrap', async () => {
-      const { fixture, store, kek, blob } = await setup();
-      if (fixture.suppliesKek) return; // `none` binds nothing but the KEK check value
-      await expectUnwrapFails(fixture, store, 'idx-1', { ...blob, kmsName: 'b' }, kek);
-      await fixture.cleanup?.();
-    });
+    // Not for `none`: it stores no wrapped KEK and binds nothing but the KEK check value.
+    if (!keyless)
+      it('an envelope relabelled with another slot of the same key fails to unwrap', async () => {
+        const { fixture, store, kek, blob } = await setup();
+        await expectUnwrapFails(fixture, store, 'idx-1', { ...blob, kmsName: 'b' }, kek);
+        await fixture.cleanup?.();
+      });
 
-    it('an envelope whose encryption context was changed fails to unwrap', async () => {
-      const { fixture, store, kek, blob } = await setup();
-      if (fixture.suppliesKek) return;
-      await expectUnwrapFails(fixture, store, 'idx-1', { ...blob, encryptionContext: { tenant: 't2' } }, kek);
-      await fixture.cleanup?.();
-    });
+    // Not for `none`: it stores no wrapped KEK and binds nothing but the KEK check value.
+    if (!keyless)
+      it('an envelope whose encryption context was changed fails to unwrap', async () => {
+        const { fixture, store, kek, blob } = await setup();
+        await expectUnwrapFails(
+          fixture,
+          store,
+          'idx-1',
+          { ...blob, encryptionContext: { tenant: 't2' } },
+          kek,
+        );
+        await fixture.cleanup?.();
+      });
 
     it('the wrong key fails with UnwrapFailedError', async () => {
       const { fixture, store, blob } = await setup();
@@ -147,40 +156,42 @@ export function runProviderConformance(
       await fixture.cleanup?.();
     });
 
-    it('a truncated or extended wrapped KEK fails with UnwrapFailedError', async () => {
-      const { fixture, store, kek, blob } = await setup();
-      if (blob.wrappedKek.length === 0) return; // `none` stores no wrapped KEK
-      const bytes = blob.wrappedKek;
-      for (const wrappedKek of [
-        bytes.subarray(0, bytes.length >> 1),
-        bytes.subarray(0, 1),
-        bytes.subarray(0, bytes.length - 1),
-        Uint8Array.of(...bytes, 0),
-      ]) {
-        await expectUnwrapFails(fixture, store, 'idx-1', { ...blob, wrappedKek }, kek);
-      }
-      await fixture.cleanup?.();
-    });
+    // Not for `none`: it stores no wrapped KEK and binds nothing but the KEK check value.
+    if (!keyless)
+      it('a truncated or extended wrapped KEK fails with UnwrapFailedError', async () => {
+        const { fixture, store, kek, blob } = await setup();
+        const bytes = blob.wrappedKek;
+        for (const wrappedKek of [
+          bytes.subarray(0, bytes.length >> 1),
+          bytes.subarray(0, 1),
+          bytes.subarray(0, bytes.length - 1),
+          Uint8Array.of(...bytes, 0),
+        ]) {
+          await expectUnwrapFails(fixture, store, 'idx-1', { ...blob, wrappedKek }, kek);
+        }
+        await fixture.cleanup?.();
+      });
 
-    it('the wrong key, asked for real: an envelope relabelled with the wrong key’s id fails at the KMS', async () => {
-      const { fixture, store, kek, blob } = await setup();
-      if (fixture.suppliesKek) return; // `none` has no key to ask
-      // What a wrap under the wrong key records, so the provider's own key check passes and the
-      // KMS (or the cipher) itself must refuse the genuine ciphertext.
-      const probe = new KmsEnvelopeClient({ store: StorageConfig.memory(), kms: fixture.wrongKeyKms });
-      (await probe.createIndex('probe', { slot: 'a' })).zero();
-      const wrongKeyId = (await probe.getEnvelope('probe')).keyId;
-      await probe.close();
-      await expectUnwrapFails(
-        fixture,
-        store,
-        'idx-1',
-        { ...blob, keyId: wrongKeyId },
-        kek,
-        fixture.wrongKeyKms,
-      );
-      await fixture.cleanup?.();
-    });
+    // Not for `none`: it stores no wrapped KEK and binds nothing but the KEK check value.
+    if (!keyless)
+      it('the wrong key, asked for real: an envelope relabelled with the wrong key’s id fails at the KMS', async () => {
+        const { fixture, store, kek, blob } = await setup();
+        // What a wrap under the wrong key records, so the provider's own key check passes and the
+        // KMS (or the cipher) itself must refuse the genuine ciphertext.
+        const probe = new KmsEnvelopeClient({ store: StorageConfig.memory(), kms: fixture.wrongKeyKms });
+        (await probe.createIndex('probe', { slot: 'a' })).zero();
+        const wrongKeyId = (await probe.getEnvelope('probe')).keyId;
+        await probe.close();
+        await expectUnwrapFails(
+          fixture,
+          store,
+          'idx-1',
+          { ...blob, keyId: wrongKeyId },
+          kek,
+          fixture.wrongKeyKms,
+        );
+        await fixture.cleanup?.();
+      });
 
     it('a tampered wrapped KEK or KEK check value fails', async () => {
       const { fixture, store, kek, blob } = await setup();
@@ -246,7 +257,6 @@ export function runProviderConformance(
 
         it('a KMS that is down: a retryable ProviderUnavailableError, within the deadline', async () => {
           const { fixture, faults, client } = await faultSetup();
-          if (faults.stop === undefined) return;
           await faults.stop();
           const err = await client.unwrap('idx-1').catch((e: unknown) => e);
           expect(err).toBeInstanceOf(ProviderUnavailableError);
@@ -262,7 +272,6 @@ export function runProviderConformance(
             [faults.denyNext, AccessDeniedError],
             [faults.notFoundNext, KeyNotFoundError],
           ] as const) {
-            if (inject === undefined) continue;
             const before = faults.calls();
             inject(); // one refusal only: a retry would succeed, so retrying fails this test
             const err = await client.unwrap('idx-1').catch((e: unknown) => e);

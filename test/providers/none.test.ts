@@ -5,11 +5,15 @@ import { Kek } from '../../src/keys/kek.js';
 import { parseIndexName, parseSlotName } from '../../src/names.js';
 import { runProviderConformance } from './conformance.js';
 
-runProviderConformance('none', async () => ({
-  kms: { slots: { a: { provider: 'none' }, b: { provider: 'none' } } },
-  wrongKeyKms: { slots: { a: { provider: 'none' }, b: { provider: 'none' } } },
-  suppliesKek: true,
-}));
+runProviderConformance(
+  'none',
+  async () => ({
+    kms: { slots: { a: { provider: 'none' }, b: { provider: 'none' } } },
+    wrongKeyKms: { slots: { a: { provider: 'none' }, b: { provider: 'none' } } },
+    suppliesKek: true,
+  }),
+  { suppliesKek: true },
+);
 
 const ctx = { index: parseIndexName('i'), slot: parseSlotName('s'), encryptionContext: {} };
 
