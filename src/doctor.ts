@@ -24,6 +24,8 @@ import { parseIndexName } from './names.js';
 import type { KmsProvider, WrappedKek } from './providers/provider.js';
 import type { KmsRegistry } from './providers/registry.js';
 import type { KmsSlot } from './providers/slot.js';
+import { KmsCaller } from './unwrap/kms-calls.js';
+import { Telemetry } from './unwrap/telemetry.js';
 
 /** One check of a doctor run. */
 export interface DoctorCheck {
@@ -115,37 +117,6 @@ function asTyped(err: unknown, slot: KmsSlot): KmsEnvelopeError {
 }
 
 /**
- * Runs `call` with a deadline signal; a provider that ignores the signal still times out, and
- * what it resolves to after the deadline goes to `discard` (a late KEK is zeroed, not dropped).
- */
-async function withDeadline<T>(
-  ms: number,
-  slot: KmsSlot,
-  call: (signal: AbortSignal) => Promise<T>,
-  discard: (late: T) => void = () => {},
-): Promise<T> {
-  const controller = new AbortController();
-  let timer: NodeJS.Timeout | undefined;
-  const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      controller.abort();
-      reject(
-        new DeadlineExceededError(`no answer within ${ms} ms`, { slot: slot.name, provider: slot.provider }),
-      );
-    }, ms);
-  });
-  const running = call(controller.signal);
-  try {
-    return await Promise.race([running, expired]);
-  } catch (err) {
-    if (controller.signal.aborted) running.then(discard, () => {});
-    throw err;
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/**
  * Checks slot `slotName` of `registry`: configuration, provider, then a wrap and an unwrap of a
  * throwaway KEK bound to the index `kms-envelope-doctor`. Never throws for what it diagnoses.
  */
@@ -207,12 +178,15 @@ export async function diagnoseSlot(
     return report(provider.id);
   }
   const context = { index: DOCTOR_INDEX, slot: slot.name, encryptionContext: { purpose: 'doctor' } };
+  // The client's own call policy, with a deadline and no retries or breaker: one honest attempt.
+  const caller = new KmsCaller({ deadlineMs, retries: 0, breaker: false }, new Telemetry());
+  const target = { slot: slot.name, provider: provider.id, index: DOCTOR_INDEX };
   const kek = Kek.generate();
   try {
     let wrapped: WrappedKek;
     let started = performance.now();
     try {
-      wrapped = await withDeadline(deadlineMs, slot, (signal) => provider.wrap(kek, { ...context, signal }));
+      wrapped = await caller.run(target, (signal) => provider.wrap(kek, { ...context, signal }));
     } catch (err) {
       const error = asTyped(err, slot);
       checks.push({
@@ -232,12 +206,12 @@ export async function diagnoseSlot(
     });
     started = performance.now();
     try {
-      const unwrapped = await withDeadline(
-        deadlineMs,
-        slot,
-        (signal) => provider.unwrap(wrapped, { ...context, signal }),
-        (late) => late.zero(),
-      );
+      const unwrapped = await caller.run(target, async (signal) => {
+        const result = await provider.unwrap(wrapped, { ...context, signal });
+        // Answered after the deadline: the check has already failed; do not leave the key about.
+        if (signal.aborted) result.zero();
+        return result;
+      });
       const same = unwrapped.equals(kek);
       unwrapped.zero();
       if (!same)
