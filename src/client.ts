@@ -5,8 +5,10 @@ import { kekCheckValue, kekMatchesCheck } from './keys/kek-check.js';
 import { type IndexName, parseIndexName, parseSlotName, type SlotName } from './names.js';
 import type { KmsProvider, WrapContext } from './providers/provider.js';
 import { KmsRegistry, type KmsRegistryOptions } from './providers/registry.js';
+import { decodeStored } from './storage/bind.js';
 import type { EnvelopeStore } from './storage/store.js';
 import {
+  bytesEqual,
   type CachedKek,
   cacheKey,
   indexOfKey,
@@ -129,6 +131,8 @@ export class KmsEnvelopeClient {
   readonly #now: () => number;
   readonly #telemetry: Telemetry;
   readonly #cache: KekCache | undefined;
+  /** Envelope reads not yet sent, per index (see {@link #readEncoded}). */
+  readonly #pendingReads = new Map<IndexName, Promise<Uint8Array>>();
   readonly #caller: KmsCaller;
   /** Providers the registry built, by slot (forgotten on close). */
   readonly #providers = new Map<string, KmsProvider>();
@@ -349,9 +353,28 @@ export class KmsEnvelopeClient {
     const cache = this.#cache!;
     const index = parseIndexName(indexName);
     const key = options.tenant === undefined ? index : cacheKey(index, options.tenant);
-    const blob = await this.store.get(index);
-    const entry = cache.get(key);
+    const store = this.store;
+    let blob: KmsBlob;
+    let encoded: Uint8Array | undefined;
+    let entry: CachedKek | undefined;
+    if (store.getEncoded !== undefined) {
+      // The stored bytes, compared with those the cached KEK came from: equal bytes are the same
+      // envelope, so a hit costs the read and a comparison, not a decode.
+      encoded = await this.#readEncoded(index);
+      entry = cache.get(key);
+      if (entry?.encoded !== undefined && bytesEqual(entry.encoded, encoded)) {
+        this.#telemetry.hit();
+        return cache.acquire(entry);
+      }
+      blob = decodeStored(index, encoded);
+    } else {
+      blob = await store.get(index);
+    }
+    entry = cache.get(key);
     if (entry !== undefined && sameEnvelope(entry.blob, blob)) {
+      // The same envelope in other bytes (rewritten with a new timestamp, or loaded by a
+      // refresh-ahead that read through get): compare with these from now on.
+      if (encoded !== undefined) entry.encoded = encoded;
       this.#telemetry.hit();
       return cache.acquire(entry);
     }
@@ -361,7 +384,7 @@ export class KmsEnvelopeClient {
       ? this.#joined(index, joined)
       : this.#loadCounted(
           index,
-          cache.load(key, () => this.#loadFrom(index, blob, options)),
+          cache.load(key, () => this.#loadFrom(index, blob, options, encoded)),
         ));
     if (sameEnvelope(loaded.blob, blob)) return loaded;
     // Joined a load of another version of the envelope. Loading again through the cache could
@@ -372,6 +395,27 @@ export class KmsEnvelopeClient {
     own.leases = 1;
     own.retired = true;
     return own;
+  }
+
+  /**
+   * The stored bytes of `index` for `readEnvelope: 'every-call'`. Calls made in the same tick
+   * share one read, sent (a microtask later) after every one of them started, so each still sees
+   * any change made before it was called: a burst of N unwraps of one index costs one store read.
+   */
+  #readEncoded(index: IndexName): Promise<Uint8Array> {
+    let read = this.#pendingReads.get(index);
+    if (read === undefined) {
+      const store = this.store as Required<Pick<EnvelopeStore, 'getEncoded'>>;
+      read = new Promise((resolve) => {
+        queueMicrotask(() => {
+          // From now on a new caller needs a read of its own: this one may be older than its call.
+          this.#pendingReads.delete(index);
+          resolve(store.getEncoded(index));
+        });
+      });
+      this.#pendingReads.set(index, read);
+    }
+    return read;
   }
 
   /** Telemetry of the caller that started a load. */
@@ -392,8 +436,16 @@ export class KmsEnvelopeClient {
     return this.#loadFrom(index, await this.store.get(index), options);
   }
 
-  /** Unwraps `blob` for the cache; re-reads the envelope once if the unwrap fails. */
-  async #loadFrom(index: IndexName, first: KmsBlob, options: UnwrapOptions): Promise<CachedKek> {
+  /**
+   * Unwraps `blob` for the cache; re-reads the envelope once if the unwrap fails. `encoded`: the
+   * stored bytes `blob` was decoded from, when known.
+   */
+  async #loadFrom(
+    index: IndexName,
+    first: KmsBlob,
+    options: UnwrapOptions,
+    encoded?: Uint8Array,
+  ): Promise<CachedKek> {
     let blob = first;
     let kek: Kek;
     try {
@@ -404,9 +456,10 @@ export class KmsEnvelopeClient {
       const again = await this.store.get(index);
       if (again.version === blob.version && again.kmsName === blob.kmsName) throw err;
       blob = again;
+      encoded = undefined;
       kek = await this.#unwrapBlob(index, blob, options);
     }
-    return { kek, blob, loadedAt: Date.now(), uses: 0, leases: 0, retired: false };
+    return { kek, blob, encoded, loadedAt: Date.now(), uses: 0, leases: 0, retired: false };
   }
 
   /** Drops the cached KEKs of `indexName` (every tenant), zeroing them. */

@@ -154,6 +154,14 @@ export class DiskStore implements EnvelopeStore, RecordStore {
     return found.blob;
   }
 
+  async getEncoded(index: IndexName): Promise<Uint8Array> {
+    const name = parseIndexName(index);
+    const { bytes } = this.#readNewest(name, true);
+    if (bytes === undefined || bytes.length === 0)
+      throw new EnvelopeNotFoundError('no envelope stored', { index: name });
+    return bytes;
+  }
+
   async delete(index: IndexName): Promise<void> {
     const name = parseIndexName(index);
     // A tombstone generation, written only when there is an envelope (even a corrupt one) to delete.
@@ -278,14 +286,24 @@ export class DiskStore implements EnvelopeStore, RecordStore {
    * @throws MalformedEnvelopeError (only when decoding) if it is corrupt or bound to another index.
    */
   #readCurrent(index: IndexName, decode: boolean): Stored & { generation: Generation | undefined } {
+    const { generation, live, bytes } = this.#readNewest(index, decode);
+    const blob = bytes === undefined || !live ? undefined : decodeStored(index, bytes);
+    return { generation, live, blob };
+  }
+
+  /** The newest generation, whether it is live, and its bytes when `read`. */
+  #readNewest(
+    index: IndexName,
+    read: boolean,
+  ): { generation: Generation | undefined; live: boolean; bytes: Buffer | undefined } {
     const dir = join(this.root, index, ENVELOPE_DIR);
     for (let attempt = 0; attempt < this.#maxAttempts; attempt++) {
       const generation = this.#newest(dir, index);
-      if (generation === undefined) return { generation, live: false, blob: undefined };
+      if (generation === undefined) return { generation, live: false, bytes: undefined };
       let size: number;
       let bytes: Buffer | undefined;
       try {
-        if (decode) {
+        if (read) {
           bytes = readFileSync(generation.path);
           size = bytes.length;
         } else {
@@ -295,8 +313,7 @@ export class DiskStore implements EnvelopeStore, RecordStore {
         if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
         throw fsError(err, 'cannot read the envelope', index);
       }
-      const blob = bytes === undefined || size === 0 ? undefined : decodeStored(index, bytes);
-      return { generation, live: size > 0, blob };
+      return { generation, live: size > 0, bytes };
     }
     throw new StoreUnavailableError('the envelope kept changing while being read', { index });
   }

@@ -92,6 +92,13 @@ export class MemoryStore implements EnvelopeStore, RecordStore {
     return decodeStored(name, bytes);
   }
 
+  async getEncoded(index: IndexName): Promise<Uint8Array> {
+    const name = parseIndexName(index);
+    const bytes = this.#envelopes.get(name);
+    if (bytes === undefined) throw new EnvelopeNotFoundError('no envelope stored', { index: name });
+    return Buffer.from(bytes);
+  }
+
   async delete(index: IndexName): Promise<void> {
     this.#envelopes.delete(parseIndexName(index));
   }

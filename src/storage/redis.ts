@@ -166,7 +166,12 @@ export class RedisStore implements EnvelopeStore, RecordStore {
 
   /** The Redis key of an index's envelope. */
   key(index: IndexName): string {
-    return `${this.keyPrefix}${parseIndexName(index)}:kmsblob`;
+    return this.#key(parseIndexName(index));
+  }
+
+  /** {@link key} of a name already parsed. */
+  #key(name: IndexName): string {
+    return `${this.keyPrefix}${name}:kmsblob`;
   }
 
   async create(index: IndexName, blob: KmsBlob): Promise<void> {
@@ -195,9 +200,17 @@ export class RedisStore implements EnvelopeStore, RecordStore {
 
   async get(index: IndexName): Promise<KmsBlob> {
     const name = parseIndexName(index);
-    const bytes = await this.#call(name, (c) => c.getBuffer(this.key(name)));
+    return decodeStored(name, await this.#getBytes(name));
+  }
+
+  async getEncoded(index: IndexName): Promise<Uint8Array> {
+    return this.#getBytes(parseIndexName(index));
+  }
+
+  async #getBytes(name: IndexName): Promise<Buffer> {
+    const bytes = await this.#call(name, (c) => c.getBuffer(this.#key(name)));
     if (bytes === null) throw new EnvelopeNotFoundError('no envelope stored', { index: name });
-    return decodeStored(name, bytes);
+    return bytes;
   }
 
   async delete(index: IndexName): Promise<void> {
@@ -294,23 +307,29 @@ export class RedisStore implements EnvelopeStore, RecordStore {
     return client as unknown as RedisLike;
   }
 
-  async #call<T>(index: IndexName, fn: (client: RedisLike) => Promise<T>): Promise<T> {
-    let client = this.#ready;
-    if (client === undefined) {
-      if (this.#client === undefined) {
-        this.#client = this.#connect();
-        this.#client.catch(() => {
-          this.#client = undefined;
-        });
-      }
-      client = await this.#client;
-      this.#ready = client;
-    }
+  /** Runs `fn` with the client (connecting first if needed), its errors mapped to the store's. */
+  #call<T>(index: IndexName, fn: (client: RedisLike) => Promise<T>): Promise<T> {
+    const client = this.#ready;
+    if (client === undefined) return this.#connectAndCall(index, fn);
+    // Not an async function: the hot path costs one promise, not an await chain.
     try {
-      return await fn(client);
+      return fn(client).catch((err: unknown) => {
+        throw mapRedisError(err, index);
+      });
     } catch (err) {
-      throw mapRedisError(err, index);
+      return Promise.reject(mapRedisError(err, index));
     }
+  }
+
+  async #connectAndCall<T>(index: IndexName, fn: (client: RedisLike) => Promise<T>): Promise<T> {
+    if (this.#client === undefined) {
+      this.#client = this.#connect();
+      this.#client.catch(() => {
+        this.#client = undefined;
+      });
+    }
+    this.#ready = await this.#client;
+    return this.#call(index, fn);
   }
 
   /** EVALSHA, loading the script with EVAL when the server does not have it yet. */

@@ -49,6 +49,14 @@ export interface EnvelopeStore {
    */
   get(index: IndexName): Promise<KmsBlob>;
   /**
+   * Optional: the stored envelope's bytes exactly as stored, neither decoded nor verified, in a
+   * buffer the caller may keep. The client's `readEnvelope: 'every-call'` cache compares them
+   * with the bytes a cached KEK was unwrapped from and decodes them (as {@link get} would, with
+   * `decodeStored`) only when they differ. A store without it is read with {@link get}.
+   * @throws EnvelopeNotFoundError if none is stored.
+   */
+  getEncoded?(index: IndexName): Promise<Uint8Array>;
+  /**
    * Removes the envelope, even a corrupt one; deleting a missing envelope is a no-op. Until an
    * envelope is created again, every compare-and-set push fails.
    */

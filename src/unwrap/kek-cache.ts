@@ -43,6 +43,11 @@ export interface CachedKek {
   readonly kek: Kek;
   /** The envelope the KEK was unwrapped from. */
   readonly blob: KmsBlob;
+  /**
+   * The stored bytes `blob` was decoded from, when the loader had them: `readEnvelope:
+   * 'every-call'` compares the bytes it reads with these and decodes only when they differ.
+   */
+  encoded?: Uint8Array;
   readonly loadedAt: number;
   /** Uses so far (hits and the loads that handed it out). */
   uses: number;
@@ -91,7 +96,8 @@ export function sameEnvelope(a: KmsBlob, b: KmsBlob): boolean {
   );
 }
 
-function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+/** Whether two byte strings are equal (envelope bytes: public, no constant time needed). */
+export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
   return Buffer.compare(a, b) === 0;
 }

@@ -3,6 +3,7 @@
  * {@link runStoreConformance}; user-written stores can run it too.
  */
 import { describe, expect, it } from 'vitest';
+import { decodeKmsBlob, encodeKmsBlob } from '../../src/envelope/codec.js';
 import type { KmsBlob } from '../../src/envelope/kms-blob.js';
 import {
   EnvelopeExistsError,
@@ -99,6 +100,28 @@ export function runStoreConformance(name: string, makeFixture: () => Promise<Sto
         ).rejects.toThrow(VersionConflictError);
         await store.create(idx, sampleBlob(idx, { version: 5 }));
         expect((await store.get(idx)).version).toBe(5);
+      }));
+
+    it('getEncoded returns the stored bytes as stored (a buffer of the caller), and NotFound like get', () =>
+      withFixture(async ({ store, corrupt }) => {
+        if (store.getEncoded === undefined) throw new Error('the built-in stores all implement getEncoded');
+        await expect(store.getEncoded(idx)).rejects.toThrow(EnvelopeNotFoundError);
+        const blob = sampleBlob(idx, { encryptionContext: { tenant: 'acme' } });
+        await store.create(idx, blob);
+        const bytes = await store.getEncoded(idx);
+        expect(decodeKmsBlob(bytes)).toEqual(blob);
+        expect(Buffer.from(bytes).equals(Buffer.from(encodeKmsBlob(blob)))).toBe(true);
+        // The caller's own buffer: changing it changes nothing stored.
+        bytes.fill(0);
+        expect(await store.get(idx)).toEqual(blob);
+        // Not verified: a corrupt value comes back as it is; get still refuses it.
+        await corrupt(idx);
+        const junk = await store.getEncoded(idx);
+        expect(() => decodeKmsBlob(junk)).toThrow(MalformedEnvelopeError);
+        await store.delete(idx);
+        await expect(store.getEncoded(idx)).rejects.toThrow(EnvelopeNotFoundError);
+        for (const bad of BAD_NAMES)
+          await expect(store.getEncoded(bad as IndexName)).rejects.toThrow(InvalidArgumentError);
       }));
 
     it('invalid index names are refused by every method', () =>
