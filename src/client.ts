@@ -69,6 +69,9 @@ export interface UnwrapOptions {
 }
 
 const NO_OPTIONS: UnwrapOptions = Object.freeze({});
+const SETTLED = Promise.resolve();
+/** The `finish` of a caller that wants the leased entry itself. */
+const asLeased = (entry: CachedKek) => entry;
 
 /** An unwrap event of a cache miss. */
 function missEvent(index: string, blob: KmsBlob | undefined, started: number, outcome: string) {
@@ -207,7 +210,7 @@ export class KmsEnvelopeClient {
       const joined = cache.join(key);
       if (joined !== undefined) return this.#joined(indexName, joined).then(this.#copyAndRelease);
     } else if (cache !== undefined && options.kek === undefined) {
-      return this.#acquireFresh(indexName, options).then(this.#copyAndRelease);
+      return this.#acquireFresh(indexName, options, this.#copyAndRelease);
     }
     return this.#unwrapSlow(indexName, options);
   }
@@ -243,7 +246,7 @@ export class KmsEnvelopeClient {
         return this.#joined(indexName, joined).then((leased) => callLeased(cache, leased, fn));
       }
     } else if (cache !== undefined && options.kek === undefined) {
-      return this.#acquireFresh(indexName, options).then((leased) => callLeased(cache, leased, fn));
+      return this.#acquireFresh(indexName, options, (leased) => callLeased(cache, leased, fn));
     }
     return this.#withKekSlow(indexName, fn, options);
   }
@@ -342,39 +345,63 @@ export class KmsEnvelopeClient {
         cache.load(key, () => this.#load(index, options)),
       );
     }
-    return this.#acquireFresh(index, options);
+    return this.#acquireFresh(index, options, asLeased);
   }
 
   /**
    * {@link #acquire} in `readEnvelope: 'every-call'` mode: reads the stored envelope and uses the
    * cached KEK only if it was unwrapped from that very envelope (else loads, single-flight).
+   * Resolves to what `finish` makes of the leased entry (called in the read's own reaction on a
+   * hit: no further promise).
    */
-  async #acquireFresh(indexName: string, options: UnwrapOptions): Promise<CachedKek> {
+  #acquireFresh<T>(
+    indexName: string,
+    options: UnwrapOptions,
+    finish: (leased: CachedKek) => T | PromiseLike<T>,
+  ): Promise<T> {
+    let index: IndexName;
+    try {
+      index = parseIndexName(indexName);
+    } catch (err) {
+      return Promise.reject(err);
+    }
     const cache = this.#cache!;
-    const index = parseIndexName(indexName);
     const key = options.tenant === undefined ? index : cacheKey(index, options.tenant);
-    const store = this.store;
-    let blob: KmsBlob;
-    let encoded: Uint8Array | undefined;
-    let entry: CachedKek | undefined;
-    if (store.getEncoded !== undefined) {
-      // The stored bytes, compared with those the cached KEK came from: equal bytes are the same
-      // envelope, so a hit costs the read and a comparison, not a decode.
-      encoded = await this.#readEncoded(index);
-      entry = cache.get(key);
+    if (this.store.getEncoded === undefined) {
+      return this.store
+        .get(index)
+        .then((blob) => this.#acquireFor(index, key, blob, undefined, cache.get(key), options).then(finish));
+    }
+    // The stored bytes, compared with those the cached KEK came from: equal bytes are the same
+    // envelope, so a hit costs the read and a comparison, no decode (and no await chain: the
+    // hit is answered in the read's own reaction).
+    return this.#readEncoded(index).then((encoded) => {
+      const entry = cache.get(key);
       if (entry?.encoded !== undefined && bytesEqual(entry.encoded, encoded)) {
         this.#telemetry.hit();
-        return cache.acquire(entry);
+        return finish(cache.acquire(entry));
       }
-      blob = decodeStored(index, encoded);
-    } else {
-      blob = await store.get(index);
-    }
-    entry = cache.get(key);
+      return this.#acquireFor(index, key, decodeStored(index, encoded), encoded, entry, options).then(finish);
+    });
+  }
+
+  /**
+   * The rest of {@link #acquireFresh} once the stored envelope `blob` is read (from `encoded`
+   * when known), `entry` being what the cache held for `key` then.
+   */
+  async #acquireFor(
+    index: IndexName,
+    key: string,
+    blob: KmsBlob,
+    encoded: Uint8Array | undefined,
+    entry: CachedKek | undefined,
+    options: UnwrapOptions,
+  ): Promise<CachedKek> {
+    const cache = this.#cache!;
     if (entry !== undefined && sameEnvelope(entry.blob, blob)) {
       // The same envelope in other bytes (rewritten with a new timestamp, or loaded by a
       // refresh-ahead that read through get): compare with these from now on.
-      if (encoded !== undefined) entry.encoded = encoded;
+      if (encoded !== undefined) entry.encoded = ownBytes(encoded);
       this.#telemetry.hit();
       return cache.acquire(entry);
     }
@@ -406,12 +433,11 @@ export class KmsEnvelopeClient {
     let read = this.#pendingReads.get(index);
     if (read === undefined) {
       const store = this.store as Required<Pick<EnvelopeStore, 'getEncoded'>>;
-      read = new Promise((resolve) => {
-        queueMicrotask(() => {
-          // From now on a new caller needs a read of its own: this one may be older than its call.
-          this.#pendingReads.delete(index);
-          resolve(store.getEncoded(index));
-        });
+      // A plain promise reaction, not queueMicrotask (which carries async-hooks context).
+      read = SETTLED.then(() => {
+        // From now on a new caller needs a read of its own: this one may be older than its call.
+        this.#pendingReads.delete(index);
+        return store.getEncoded(index);
       });
       this.#pendingReads.set(index, read);
     }
@@ -459,7 +485,15 @@ export class KmsEnvelopeClient {
       encoded = undefined;
       kek = await this.#unwrapBlob(index, blob, options);
     }
-    return { kek, blob, encoded, loadedAt: Date.now(), uses: 0, leases: 0, retired: false };
+    return {
+      kek,
+      blob,
+      encoded: encoded && ownBytes(encoded),
+      loadedAt: Date.now(),
+      uses: 0,
+      leases: 0,
+      retired: false,
+    };
   }
 
   /** Drops the cached KEKs of `indexName` (every tenant), zeroing them. */
@@ -689,4 +723,12 @@ export class KmsEnvelopeClient {
     }
     return kek;
   }
+}
+
+/**
+ * A compact copy of stored bytes kept in the cache: what a store returns may be a view into a
+ * much larger buffer (a network read), which the cache would otherwise keep alive.
+ */
+function ownBytes(bytes: Uint8Array): Uint8Array {
+  return new Uint8Array(bytes);
 }

@@ -155,17 +155,21 @@ export async function unwrapBench(
   try {
     (await cached.client.createIndex(index, { slot: target.slot })).zero();
     (await cached.client.unwrap(index)).zero();
-    const uncachedUnwrap = () => uncached.client.unwrap(index).then(zero);
+    // Each unwrap caller zeroes its own copy once it is done: `kek.zero()` after the await.
+    const uncachedUnwrap = () => uncached.client.unwrap(index);
     const borrowed = await runCase({
       name: 'cached withKek(index, fn) (borrowed KEK) vs uncached unwrap (store read + KMS)',
       ours: () => cached.client.withKek(index, touch),
       baseline: uncachedUnwrap,
+      useBaseline: zero,
       target: { maxRatio: 1 / 15 },
     });
     const copied = await runCase({
       name: 'cached unwrap(index) vs uncached unwrap (store read + KMS), own copy zeroed',
-      ours: () => cached.client.unwrap(index).then(zero),
+      ours: () => cached.client.unwrap(index),
+      useOurs: zero,
       baseline: uncachedUnwrap,
+      useBaseline: zero,
       target: { maxRatio: 1 / 15 },
     });
     const rows = [borrowed, copied];

@@ -3,6 +3,7 @@ import { inspect } from 'node:util';
 import { InvalidArgumentError } from '../errors.js';
 
 const REDACTED = '[redacted]';
+const fillTypedArray = Uint8Array.prototype.fill;
 
 /**
  * Key bytes in a `Buffer` that is never printed: `toString`, `toJSON`, `util.inspect` and string
@@ -71,7 +72,8 @@ export abstract class SecretKey {
 
   /** Overwrites the bytes with zeros; the key is unusable afterwards. Idempotent. */
   zero(): void {
-    this.#bytes.fill(0);
+    // TypedArray's own fill: Buffer#fill's argument handling costs more than the 32 stores.
+    fillTypedArray.call(this.#bytes, 0);
     this.#zeroed = true;
   }
 
