@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createLocalProvider } from '../providers/local.js';
 import { asReference, type CaseResult, formatTable, runCase } from '../src/bench/harness.js';
-import { concurrentColdCase, countingClient, unwrapBench } from '../src/bench/unwrap-bench.js';
+import { concurrentColdCase, countingClient, ONE_IN_FLIGHT, unwrapBench } from '../src/bench/unwrap-bench.js';
 import { KmsEnvelopeClient } from '../src/client.js';
 import { decodeKmsBlob, encodeKmsBlob } from '../src/envelope/codec.js';
 import type { KmsBlob } from '../src/envelope/kms-blob.js';
@@ -208,8 +208,7 @@ async function redisCases(): Promise<{ rows: CaseResult[]; notes: string[] }> {
     };
     // One request in flight: the loopback round trip drifts by tens of per cent within seconds
     // on this VM, so ours and the baseline alternate every 20 requests (many short rounds) and
-    // both medians come from the same moments.
-    const ONE_IN_FLIGHT = { batch: 20, rounds: 151 } as const;
+    // both medians come from the same moments (ONE_IN_FLIGHT).
     const rows = [
       await runCase({
         name: 'floor: bare getBuffer + 2 µs of CPU per request, vs bare getBuffer (1 in flight)',

@@ -7,6 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { KmsEnvelopeClient, type KmsEnvelopeClientOptions } from '../client.js';
 import type { Kek } from '../keys/kek.js';
+import { parseIndexName } from '../names.js';
 import type { KmsProvider } from '../providers/provider.js';
 import { KmsRegistry } from '../providers/registry.js';
 import type { EnvelopeStore } from '../storage/store.js';
@@ -18,6 +19,56 @@ export interface UnwrapBenchTarget {
   readonly store: EnvelopeStore;
   readonly kms: KmsRegistry;
   readonly slot: string;
+}
+
+/** Options of {@link unwrapBench}. */
+export interface UnwrapBenchOptions {
+  /**
+   * Also measure `readEnvelope: 'every-call'` unwraps, 1 and 64 in flight, against the store's
+   * own raw read of the envelope (`getEncoded`: for Redis a plain GET, for disk a file read).
+   * Meaningful for a store behind a network or a disk; skipped for the memory store.
+   */
+  readonly storeReads?: boolean;
+}
+
+/** One request in flight: ours and the baseline alternate every 20 requests, many rounds. */
+export const ONE_IN_FLIGHT = { batch: 20, rounds: 151 } as const;
+
+/**
+ * Every-call unwraps vs the store's raw reads of the same envelope, 1 and 64 in flight (the 64 in
+ * one tick, as a burst of requests: the unwraps share one read, the raw reads are 64).
+ */
+async function storeReadCases(target: UnwrapBenchTarget, index: string): Promise<CaseResult[]> {
+  const store = target.store;
+  if (store.getEncoded === undefined) return [];
+  const raw = () => store.getEncoded!(parseIndexName(index));
+  const fresh = await countingClient(target, { cache: { readEnvelope: 'every-call' } });
+  try {
+    (await fresh.client.unwrap(index)).zero();
+    const burst =
+      <T>(fn: () => Promise<T>) =>
+      () =>
+        Promise.all(Array.from({ length: 64 }, fn));
+    return [
+      await runCase({
+        name: `every-call unwrap(index), 1 in flight, vs a raw ${store.kind} read of the envelope`,
+        ours: () => fresh.client.unwrap(index),
+        useOurs: zero,
+        baseline: raw,
+        target: { maxRatio: 1.1 },
+        ...ONE_IN_FLIGHT,
+      }),
+      await runCase({
+        name: `every-call unwrap(index), 64 in flight, vs 64 raw ${store.kind} reads of the envelope`,
+        ours: burst(() => fresh.client.unwrap(index).then(zero)),
+        baseline: burst(raw),
+        target: { minThroughput: 0.9 },
+        rounds: 11,
+      }),
+    ];
+  } finally {
+    await fresh.client.kms.close();
+  }
 }
 
 /** A client whose slot's provider counts its unwrap calls. */
@@ -146,6 +197,7 @@ const touchNumber = (n: number) => n + 1;
  */
 export async function unwrapBench(
   target: UnwrapBenchTarget,
+  options: UnwrapBenchOptions = {},
 ): Promise<{ rows: CaseResult[]; notes: string[] }> {
   const index = `kms-envelope-bench-${randomBytes(4).toString('hex')}`;
   const cached = await countingClient(target);
@@ -203,6 +255,7 @@ export async function unwrapBench(
       pass: true,
       unit: 'latency',
     });
+    if (options.storeReads) rows.push(...(await storeReadCases(target, index)));
     const calls = [...copies.callsPerRound, ...leases.callsPerRound];
     const exact = calls.every((n) => n === 1);
     notes.push(

@@ -202,7 +202,10 @@ export function buildProgram(): Command {
           throw new KmsEnvelopeError('bench needs --slot (or --provider to define one)');
         const { unwrapBench } = await import('../bench/unwrap-bench.js');
         const { formatTable } = await import('../bench/harness.js');
-        const result = await unwrapBench({ store: client.store, kms: client.kms, slot });
+        const result = await unwrapBench(
+          { store: client.store, kms: client.kms, slot },
+          { storeReads: client.store.kind !== 'memory' },
+        );
         print(`kms-envelope bench — store ${client.store.description}, slot "${slot}"\n`);
         print(formatTable(result.rows));
         for (const note of result.notes) print(`- ${note}`);
