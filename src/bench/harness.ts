@@ -134,9 +134,9 @@ function isUntargeted(row: CaseResult): boolean {
   return row.target === 'floor' || row.target === 'reference';
 }
 
-/** `row` as a reference row: shown with its ratio, no target, never MISSED. */
-export function asReference(row: CaseResult): CaseResult {
-  return { ...row, target: 'reference', pass: true };
+/** `row` as a row without a target (see {@link CaseResult.target}): shown, never MISSED. */
+export function asReference(row: CaseResult, kind: 'floor' | 'reference' = 'reference'): CaseResult {
+  return { ...row, target: kind, pass: true };
 }
 
 function fmtNs(ns: number): string {

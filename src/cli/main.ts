@@ -207,7 +207,7 @@ export function buildProgram(): Command {
           { storeReads: client.store.kind !== 'memory' },
         );
         print(`kms-envelope bench — store ${client.store.description}, slot "${slot}"\n`);
-        print(formatTable(result.rows));
+        print(`${formatTable(result.rows)}\n`);
         for (const note of result.notes) print(`- ${note}`);
       } finally {
         await client.close();

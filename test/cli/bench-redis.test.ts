@@ -1,8 +1,7 @@
-import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RedisServerHandle, startRedisServer } from '../../src/testing/redis-server.js';
-import { runCliAsync } from '../helpers/cli.js';
+import { devMasterEnv, localSlotFlags, runCliAsync } from '../helpers/cli.js';
 import { hasRedis } from '../helpers/services.js';
 
 describe.skipIf(!hasRedis())('kms-envelope bench against a Redis store (a real redis-server)', () => {
@@ -15,21 +14,7 @@ describe.skipIf(!hasRedis())('kms-envelope bench against a Redis store (a real r
   });
 
   it("adds the every-call rows (1 and 64 in flight vs the store's raw reads) and leaves nothing behind", async () => {
-    const env = { DEV_MASTER: randomBytes(32).toString('base64url') };
-    const out = await runCliAsync(
-      [
-        '--store',
-        server.url,
-        '--provider',
-        'local',
-        '--slot',
-        'dev',
-        '--master-key',
-        'env:DEV_MASTER',
-        'bench',
-      ],
-      { env },
-    );
+    const out = await runCliAsync([...localSlotFlags(server.url), 'bench'], { env: devMasterEnv() });
     expect(out.stderr).toBe('');
     expect(out.code).toBe(0);
     expect(out.stdout).toContain(`store ${server.url}`);

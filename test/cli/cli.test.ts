@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ExitCode } from '../../src/cli/exit-codes.js';
-import { runCli } from '../helpers/cli.js';
+import { localSlotFlags, runCli } from '../helpers/cli.js';
 
 const cli = (args: string[], env: Record<string, string> = {}) => runCli(args, { env });
 
@@ -12,16 +12,7 @@ describe('kms-envelope CLI', () => {
   const master = randomBytes(32);
   const dir = mkdtempSync(join(tmpdir(), 'ke-cli-'));
   const env = { DEV_MASTER: master.toString('base64url') };
-  const base = [
-    '--store',
-    `disk:${join(dir, 'store')}`,
-    '--provider',
-    'local',
-    '--slot',
-    'dev',
-    '--master-key',
-    'env:DEV_MASTER',
-  ];
+  const base = localSlotFlags(`disk:${join(dir, 'store')}`);
 
   it('demo walks through create, get, unwrap, rotate, delete without printing a key', () => {
     const out = cli(['demo', '--dir', join(dir, 'demo')]);
@@ -93,20 +84,7 @@ describe('kms-envelope CLI', () => {
   });
 
   it('bench measures the unwrap path against the configured store and slot', () => {
-    const out = cli(
-      [
-        '--store',
-        'memory:',
-        '--provider',
-        'local',
-        '--slot',
-        'dev',
-        '--master-key',
-        'env:DEV_MASTER',
-        'bench',
-      ],
-      env,
-    );
+    const out = cli([...localSlotFlags('memory:'), 'bench'], env);
     expect(out.stderr).toBe('');
     expect(out.code).toBe(0);
     expect(out.stdout).toMatch(/cached unwrap\(index\) vs uncached unwrap/);

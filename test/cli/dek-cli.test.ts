@@ -6,23 +6,14 @@ import { describe, expect, it } from 'vitest';
 import { encryptLegacyV2, getOrCreateUserKey, LegacyKey } from '../../src/legacy/v2.js';
 import { parseIndexName } from '../../src/names.js';
 import { StorageConfig } from '../../src/storage/config.js';
-import { runCli } from '../helpers/cli.js';
+import { localSlotFlags, runCli } from '../helpers/cli.js';
 
 const cli = (args: string[], input = '', env: Record<string, string> = {}) => runCli(args, { input, env });
 
 describe('kms-envelope DEK commands', () => {
   const dir = mkdtempSync(join(tmpdir(), 'ke-dekcli-'));
   const env = { DEV_MASTER: randomBytes(32).toString('base64url') };
-  const base = [
-    '--store',
-    `disk:${join(dir, 'store')}`,
-    '--provider',
-    'local',
-    '--slot',
-    'dev',
-    '--master-key',
-    'env:DEV_MASTER',
-  ];
+  const base = localSlotFlags(`disk:${join(dir, 'store')}`);
   const idx = ['--index', 'users'];
 
   it('dek create / list, encrypt / decrypt from stdin, rotate-kek (dry run, then real) keep values readable', () => {

@@ -1,4 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 
 /** The checkout's root. */
@@ -49,4 +50,17 @@ export function runCliAsync(
     });
     child.stdin.end(options.input ?? '');
   });
+}
+
+/**
+ * Global flags for a `local` slot named `dev` over `store`, its master key read from
+ * `$DEV_MASTER` (see {@link devMasterEnv}).
+ */
+export function localSlotFlags(store: string): string[] {
+  return ['--store', store, '--provider', 'local', '--slot', 'dev', '--master-key', 'env:DEV_MASTER'];
+}
+
+/** An environment holding a fresh random `DEV_MASTER` for {@link localSlotFlags}. */
+export function devMasterEnv(): Record<string, string> {
+  return { DEV_MASTER: randomBytes(32).toString('base64url') };
 }
