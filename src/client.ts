@@ -368,9 +368,15 @@ export class KmsEnvelopeClient {
     const cache = this.#cache!;
     const key = options.tenant === undefined ? index : cacheKey(index, options.tenant);
     if (this.store.getEncoded === undefined) {
-      return this.store
-        .get(index)
-        .then((blob) => this.#acquireFor(index, key, blob, undefined, cache.get(key), options).then(finish));
+      let read: Promise<KmsBlob>;
+      try {
+        read = this.store.get(index);
+      } catch (err) {
+        return Promise.reject(err); // a plugin store that throws instead of rejecting
+      }
+      return read.then((blob) =>
+        this.#acquireFor(index, key, blob, undefined, cache.get(key), options).then(finish),
+      );
     }
     // The stored bytes, compared with those the cached KEK came from: equal bytes are the same
     // envelope, so a hit costs the read and a comparison, no decode (and no await chain: the
@@ -425,9 +431,12 @@ export class KmsEnvelopeClient {
   }
 
   /**
-   * The stored bytes of `index` for `readEnvelope: 'every-call'`. Calls made in the same tick
-   * share one read, sent (a microtask later) after every one of them started, so each still sees
-   * any change made before it was called: a burst of N unwraps of one index costs one store read.
+   * The stored bytes of `index` for `readEnvelope: 'every-call'`. Calls made before the read is
+   * sent (in the same microtask checkpoint: a burst of requests handled in one tick) share it,
+   * and it is sent after every one of them started, so each still sees any change made before it
+   * was called: a burst of N unwraps of one index costs one store read. They share its outcome
+   * too (one store error rejects them all), and the read runs in the first caller's async
+   * context (AsyncLocalStorage, tracing spans).
    */
   #readEncoded(index: IndexName): Promise<Uint8Array> {
     let read = this.#pendingReads.get(index);

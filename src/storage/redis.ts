@@ -313,7 +313,8 @@ export class RedisStore implements EnvelopeStore, RecordStore {
     if (client === undefined) return this.#connectAndCall(index, fn);
     // Not an async function: the hot path costs one promise, not an await chain.
     try {
-      return fn(client).catch((err: unknown) => {
+      // Promise.resolve: a RedisLike may answer with any thenable (free for a native promise).
+      return Promise.resolve(fn(client)).catch((err: unknown) => {
         throw mapRedisError(err, index);
       });
     } catch (err) {

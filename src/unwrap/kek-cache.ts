@@ -32,7 +32,8 @@ export interface KekCacheOptions {
    *   picked up no later than the TTL (a rotation through this client invalidates at once).
    * - `'every-call'`: on every unwrap; the cached KEK is used only while the stored envelope is
    *   still the one it was unwrapped from, so a rotation anywhere is seen by the next call. Costs
-   *   one store read per call (no KMS call while the envelope is unchanged).
+   *   one store read per call (no KMS call while the envelope is unchanged); calls for one index
+   *   in the same tick share one read, sent after all of them started.
    */
   readonly readEnvelope?: 'on-miss' | 'every-call';
 }

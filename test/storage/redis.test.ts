@@ -1,5 +1,6 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { encodeKmsBlob } from '../../src/envelope/codec.js';
 import { EnvelopeNotFoundError, StoreUnavailableError } from '../../src/errors.js';
 import { parseIndexName } from '../../src/names.js';
 import { RedisStore } from '../../src/storage/redis.js';
@@ -14,6 +15,29 @@ it('the redis-server harness names how to install a missing binary', async () =>
   await expect(startRedisServer({ binary: '/nonexistent/redis-server' })).rejects.toThrow(
     /apt-get install redis-server/,
   );
+});
+
+it('a supplied client that answers with plain thenables (not native promises) works, errors mapped', async () => {
+  const blob = sampleBlob('orders');
+  const bytes = Buffer.from(encodeKmsBlob(blob));
+  const thenable = <T>(settle: (resolve: (v: T) => void, reject: (e: unknown) => void) => void) => ({
+    // biome-ignore lint/suspicious/noThenProperty: a deliberate thenable, as a RedisLike may return
+    then: (resolve: (v: T) => void, reject: (e: unknown) => void) => settle(resolve, reject),
+  });
+  let fail = false;
+  const client = {
+    getBuffer: () =>
+      thenable<Buffer | null>((resolve, reject) =>
+        fail ? reject(new Error('connection lost')) : resolve(bytes),
+      ),
+  };
+  const store = new RedisStore({
+    client: client as unknown as ConstructorParameters<typeof RedisStore>[0]['client'],
+  });
+  const name = parseIndexName('orders');
+  expect(await store.get(name)).toEqual(blob);
+  fail = true;
+  await expect(store.get(name)).rejects.toThrow(StoreUnavailableError);
 });
 
 describe.skipIf(!available)('Redis store against a real redis-server', () => {
