@@ -203,14 +203,26 @@ export class RedisStore implements EnvelopeStore, RecordStore {
     return decodeStored(name, await this.#getBytes(name));
   }
 
-  async getEncoded(index: IndexName): Promise<Uint8Array> {
-    return this.#getBytes(parseIndexName(index));
+  getEncoded(index: IndexName): Promise<Uint8Array> {
+    let name: IndexName;
+    try {
+      name = parseIndexName(index);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.#getBytes(name);
   }
 
-  async #getBytes(name: IndexName): Promise<Buffer> {
-    const bytes = await this.#call(name, (c) => c.getBuffer(this.#key(name)));
-    if (bytes === null) throw new EnvelopeNotFoundError('no envelope stored', { index: name });
-    return bytes;
+  /** The stored bytes of `name`: one GET and one promise reaction on the way back. */
+  #getBytes(name: IndexName): Promise<Buffer> {
+    return this.#call(
+      name,
+      (c) => c.getBuffer(this.#key(name)),
+      (bytes) => {
+        if (bytes === null) throw new EnvelopeNotFoundError('no envelope stored', { index: name });
+        return bytes;
+      },
+    );
   }
 
   async delete(index: IndexName): Promise<void> {
@@ -307,22 +319,34 @@ export class RedisStore implements EnvelopeStore, RecordStore {
     return client as unknown as RedisLike;
   }
 
-  /** Runs `fn` with the client (connecting first if needed), its errors mapped to the store's. */
-  #call<T>(index: IndexName, fn: (client: RedisLike) => Promise<T>): Promise<T> {
+  /**
+   * Runs `fn` with the client (connecting first if needed), its errors mapped to the store's;
+   * `onValue`, if given, turns the answer into the result in the same promise reaction.
+   */
+  #call<T, R = T>(
+    index: IndexName,
+    fn: (client: RedisLike) => Promise<T>,
+    onValue?: (value: T) => R,
+  ): Promise<R> {
     const client = this.#ready;
-    if (client === undefined) return this.#connectAndCall(index, fn);
+    if (client === undefined) return this.#connectAndCall(index, fn, onValue);
+    const mapError = (err: unknown): never => {
+      throw mapRedisError(err, index);
+    };
     // Not an async function: the hot path costs one promise, not an await chain.
     try {
       // Promise.resolve: a RedisLike may answer with any thenable (free for a native promise).
-      return Promise.resolve(fn(client)).catch((err: unknown) => {
-        throw mapRedisError(err, index);
-      });
+      return Promise.resolve(fn(client)).then(onValue, mapError) as Promise<R>;
     } catch (err) {
       return Promise.reject(mapRedisError(err, index));
     }
   }
 
-  async #connectAndCall<T>(index: IndexName, fn: (client: RedisLike) => Promise<T>): Promise<T> {
+  async #connectAndCall<T, R>(
+    index: IndexName,
+    fn: (client: RedisLike) => Promise<T>,
+    onValue?: (value: T) => R,
+  ): Promise<R> {
     if (this.#client === undefined) {
       this.#client = this.#connect();
       this.#client.catch(() => {
@@ -330,7 +354,7 @@ export class RedisStore implements EnvelopeStore, RecordStore {
       });
     }
     this.#ready = await this.#client;
-    return this.#call(index, fn);
+    return this.#call(index, fn, onValue);
   }
 
   /** EVALSHA, loading the script with EVAL when the server does not have it yet. */
