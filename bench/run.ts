@@ -8,7 +8,7 @@ import { closeSync, fsyncSync, mkdtempSync, openSync, renameSync, rmSync, writeS
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createLocalProvider } from '../providers/local.js';
-import { asReference, type CaseResult, formatTable, runCase } from '../src/bench/harness.js';
+import { asReference, type CaseResult, formatTable, inFlight, runCase } from '../src/bench/harness.js';
 import { concurrentColdCase, countingClient, ONE_IN_FLIGHT, unwrapBench } from '../src/bench/unwrap-bench.js';
 import { KmsEnvelopeClient } from '../src/client.js';
 import { decodeKmsBlob, encodeKmsBlob } from '../src/envelope/codec.js';
@@ -189,10 +189,6 @@ async function redisCases(): Promise<{ rows: CaseResult[]; notes: string[] }> {
       await bare.set(spreadRaw[i]!, Buffer.from(encodeKmsBlob(await store.get(name))));
       (await fresh.unwrap(name)).zero();
     }
-    const times64 =
-      <T>(fn: () => Promise<T>) =>
-      () =>
-        Promise.all(Array.from({ length: 64 }, fn));
     const zero = (k: Kek) => k.zero();
     const touch = (k: Kek) => k.length;
     const bareGet = () => bare.getBuffer(rawKey);
@@ -262,15 +258,15 @@ async function redisCases(): Promise<{ rows: CaseResult[]; notes: string[] }> {
       }),
       await runCase({
         name: "Redis-backed unwrap (readEnvelope 'every-call'), 64 in flight on one index (calls in one tick share a read), vs bare getBuffer",
-        ours: times64(() => fresh.unwrap(unwrapIndex).then(zero)),
-        baseline: times64(bareGet),
+        ours: inFlight(64, () => fresh.unwrap(unwrapIndex).then(zero)),
+        baseline: inFlight(64, bareGet),
         target: { minThroughput: 0.9 },
         rounds: 11,
       }),
       await runCase({
         name: "Redis-backed unwrap (readEnvelope 'every-call'), 64 in flight on one index (calls in one tick share a read), vs bare getBuffer with auto-pipelining",
-        ours: times64(() => fresh.unwrap(unwrapIndex).then(zero)),
-        baseline: times64(() => barePipelined.getBuffer(rawKey)),
+        ours: inFlight(64, () => fresh.unwrap(unwrapIndex).then(zero)),
+        baseline: inFlight(64, () => barePipelined.getBuffer(rawKey)),
         target: { minThroughput: 0.9 },
         rounds: 11,
       }),
@@ -300,8 +296,8 @@ async function redisCases(): Promise<{ rows: CaseResult[]; notes: string[] }> {
       asReference(
         await runCase({
           name: 'Redis-backed unwrap, no cache (read + local unwrap + KEK check), 64 in flight (auto-pipelining), vs bare getBuffer',
-          ours: times64(() => uncached.unwrap(unwrapIndex).then(zero)),
-          baseline: times64(bareGet),
+          ours: inFlight(64, () => uncached.unwrap(unwrapIndex).then(zero)),
+          baseline: inFlight(64, bareGet),
           target: { minThroughput: 0.9 },
           rounds: 11,
         }),

@@ -78,6 +78,11 @@ async function sizeBatch(op: Op, use?: Use): Promise<number> {
   }
 }
 
+/** An operation that starts `n` calls of `fn` at once (in one tick) and waits for all of them. */
+export function inFlight<T>(n: number, fn: () => Promise<T>): () => Promise<T[]> {
+  return () => Promise.all(Array.from({ length: n }, fn));
+}
+
 /** Runs one case and returns its result. */
 export async function runCase(options: CaseOptions): Promise<CaseResult> {
   // Warm both up (JIT, caches, connections) before anything is timed.

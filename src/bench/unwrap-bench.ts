@@ -12,7 +12,7 @@ import type { KmsProvider } from '../providers/provider.js';
 import { KmsRegistry } from '../providers/registry.js';
 import type { EnvelopeStore } from '../storage/store.js';
 import { hasSyncUnwrap } from '../unwrap/kms-calls.js';
-import { type CaseResult, median, runCase } from './harness.js';
+import { type CaseResult, inFlight, median, runCase } from './harness.js';
 
 /** What to benchmark against. */
 export interface UnwrapBenchTarget {
@@ -45,10 +45,6 @@ async function storeReadCases(target: UnwrapBenchTarget, index: string): Promise
   const fresh = await countingClient(target, { cache: { readEnvelope: 'every-call' } });
   try {
     (await fresh.client.unwrap(index)).zero();
-    const burst =
-      <T>(fn: () => Promise<T>) =>
-      () =>
-        Promise.all(Array.from({ length: 64 }, fn));
     return [
       await runCase({
         name: `every-call unwrap(index), 1 in flight, vs a raw ${store.kind} read of the envelope`,
@@ -60,8 +56,8 @@ async function storeReadCases(target: UnwrapBenchTarget, index: string): Promise
       }),
       await runCase({
         name: `every-call unwrap(index), 64 in flight, vs 64 raw ${store.kind} reads of the envelope`,
-        ours: burst(() => fresh.client.unwrap(index).then(zero)),
-        baseline: burst(raw),
+        ours: inFlight(64, () => fresh.client.unwrap(index).then(zero)),
+        baseline: inFlight(64, raw),
         target: { minThroughput: 0.9 },
         rounds: 11,
       }),

@@ -86,17 +86,20 @@ export class MemoryStore implements EnvelopeStore, RecordStore {
   }
 
   async get(index: IndexName): Promise<KmsBlob> {
-    const name = parseIndexName(index);
-    const bytes = this.#envelopes.get(name);
-    if (bytes === undefined) throw new EnvelopeNotFoundError('no envelope stored', { index: name });
+    const [name, bytes] = this.#stored(index);
     return decodeStored(name, bytes);
   }
 
   async getEncoded(index: IndexName): Promise<Uint8Array> {
+    return Buffer.from(this.#stored(index)[1]);
+  }
+
+  /** The valid name and the stored bytes of `index`. @throws EnvelopeNotFoundError */
+  #stored(index: IndexName): [IndexName, Uint8Array] {
     const name = parseIndexName(index);
     const bytes = this.#envelopes.get(name);
     if (bytes === undefined) throw new EnvelopeNotFoundError('no envelope stored', { index: name });
-    return Buffer.from(bytes);
+    return [name, bytes];
   }
 
   async delete(index: IndexName): Promise<void> {
