@@ -48,6 +48,8 @@ export const ErrorCode = {
   keyNotFound: 'KMS_ENVELOPE_KEY_NOT_FOUND',
   keyDisabled: 'KMS_ENVELOPE_KEY_DISABLED',
   integrity: 'KMS_ENVELOPE_INTEGRITY',
+  slotNotAllowed: 'KMS_ENVELOPE_SLOT_NOT_ALLOWED',
+  rollback: 'KMS_ENVELOPE_ROLLBACK',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -99,13 +101,30 @@ export class VersionConflictError extends KmsEnvelopeError {
   readonly expectedVersion: number;
   /** The version found, or `undefined` when no envelope was stored. */
   readonly actualVersion: number | undefined;
-  constructor(expectedVersion: number, actualVersion: number | undefined, ctx: ErrorContext = {}) {
+  /**
+   * True when the stored envelope has the expected version but another creation id: the index
+   * was deleted and created again since the caller read it.
+   */
+  readonly recreated: boolean;
+  constructor(
+    expectedVersion: number,
+    actualVersion: number | undefined,
+    ctx: ErrorContext = {},
+    recreated = false,
+  ) {
     super(
-      `version conflict: expected version ${expectedVersion}, found ${actualVersion === undefined ? 'no envelope' : `version ${actualVersion}`}`,
+      `version conflict: expected version ${expectedVersion}, found ${
+        actualVersion === undefined
+          ? 'no envelope'
+          : recreated
+            ? `version ${actualVersion} of an envelope created again since`
+            : `version ${actualVersion}`
+      }`,
       ctx,
     );
     this.expectedVersion = expectedVersion;
     this.actualVersion = actualVersion;
+    this.recreated = recreated;
   }
 }
 
@@ -175,6 +194,24 @@ export class AccessDeniedError extends KmsEnvelopeError {
  */
 export class UnwrapFailedError extends KmsEnvelopeError {
   override readonly code: ErrorCode = ErrorCode.unwrapFailed;
+}
+
+/**
+ * The stored envelope names a KMS slot that the reader's configuration does not allow for the
+ * index (a slot's `indexes` patterns, or a public-key slot without `allowPublicKeyWrap`). Refused
+ * before any KMS call: which slots may serve an index is the reader's decision, never the store's.
+ */
+export class SlotNotAllowedError extends UnwrapFailedError {
+  override readonly code = ErrorCode.slotNotAllowed;
+}
+
+/**
+ * The stored envelope is older than one this client has already seen for the index (same
+ * creation, lower version) or than the caller's `minVersion`: an old envelope replayed into the
+ * store. Refused before any KMS call.
+ */
+export class RollbackError extends UnwrapFailedError {
+  override readonly code = ErrorCode.rollback;
 }
 
 /** A KEK (unwrapped or supplied by the caller) does not match the envelope's KEK check value. */

@@ -12,8 +12,10 @@ import { InvalidArgumentError, MalformedEnvelopeError } from '../errors.js';
 import { MAX_NAME_LENGTH, NAME_PATTERN } from '../names.js';
 import { CHECKSUM_LENGTH, crc32c } from './checksum.js';
 import {
+  CREATION_ID_LENGTH,
   KmsBlobField as F,
   KMS_BLOB_FILE_IDENTIFIER,
+  KMS_BLOB_MIN_SCHEMA_VERSION,
   KMS_BLOB_SCHEMA_VERSION,
   type KmsBlob,
   KmsBlobLimits,
@@ -72,7 +74,7 @@ function checkFields(blob: KmsBlob, fail: Fail): void {
   checkTimestamp('created_at', blob.createdAt, fail);
   checkTimestamp('updated_at', blob.updatedAt, fail);
   if (blob.updatedAt < blob.createdAt) fail('updated_at is before created_at');
-  if (blob.schemaVersion !== KMS_BLOB_SCHEMA_VERSION) {
+  if (blob.schemaVersion < KMS_BLOB_MIN_SCHEMA_VERSION || blob.schemaVersion > KMS_BLOB_SCHEMA_VERSION) {
     fail(
       blob.schemaVersion > KMS_BLOB_SCHEMA_VERSION
         ? `schema_version ${blob.schemaVersion} was written by a newer kms-envelope`
@@ -82,6 +84,16 @@ function checkFields(blob: KmsBlob, fail: Fail): void {
   const check = blob.kekCheck;
   if (check !== undefined && (check.length === 0 || check.length > KmsBlobLimits.maxKekCheckBytes)) {
     fail(`kek_check must be 1 to ${KmsBlobLimits.maxKekCheckBytes} bytes`);
+  }
+  // Provider `none` wraps nothing: without its check value any supplied KEK would pass.
+  if (check === undefined && blob.provider === 'none') fail('an envelope of provider "none" needs kek_check');
+  const creationId = blob.creationId;
+  if (blob.schemaVersion >= 2) {
+    if (creationId === undefined || creationId.length !== CREATION_ID_LENGTH) {
+      fail(`schema_version ${blob.schemaVersion} needs a ${CREATION_ID_LENGTH}-byte creation_id`);
+    }
+  } else if (creationId !== undefined) {
+    fail(`schema_version ${blob.schemaVersion} has no creation_id`);
   }
 }
 
@@ -156,6 +168,7 @@ interface Prepared {
   readonly context: ReadonlyArray<readonly [Text, Text]>;
   /** Size of the FlatBuffer, without the trailer. */
   readonly size: number;
+  readonly layout: Layout;
 }
 
 const isPlainObject = (value: object): boolean => {
@@ -182,6 +195,7 @@ function snapshot(input: KmsBlob): KmsBlob {
     schemaVersion: input.schemaVersion,
     updatedAt: input.updatedAt,
     kekCheck: input.kekCheck,
+    creationId: input.creationId,
   };
   // Unrolled: a loop over field names costs a keyed load per field on every encode.
   if (
@@ -204,6 +218,9 @@ function snapshot(input: KmsBlob): KmsBlob {
   if (!(blob.wrappedKek instanceof Uint8Array)) invalid('wrappedKek must be a Uint8Array');
   if (blob.kekCheck !== undefined && !(blob.kekCheck instanceof Uint8Array)) {
     invalid('kekCheck must be a Uint8Array or undefined');
+  }
+  if (blob.creationId !== undefined && !(blob.creationId instanceof Uint8Array)) {
+    invalid('creationId must be a Uint8Array or undefined');
   }
   const ctx = blob.encryptionContext;
   if (typeof ctx !== 'object' || ctx === null || !isPlainObject(ctx)) {
@@ -238,21 +255,33 @@ const stringSize = (bytes: number): number => align4(4 + bytes + 1);
 const vectorSize = (length: number): number => align4(4 + length);
 
 // The writer lays the buffer out front to back, as FlatBuffers allows (uoffsets point forward,
-// a table's soffset back to its vtable):
+// a table's soffset back to its vtable). Two layouts: schema 1 envelopes keep the exact bytes
+// they always had (12 fields), schema 2 ones have the 13th field, creation_id:
 //    0  root uoffset → table       4  file identifier "KMSB"
-//    8  vtable: 12 slots (28 bytes)
-//   36  table: soffset, then the inline fields at INLINE (longs at 40 and 48, 8-aligned)
+//    8  vtable: 12 slots (28 bytes)  |  13 slots (30 bytes, then 2 bytes of padding)
+//   36  table: soffset, then the     |  40  table: soffset, then the inline fields
+//       inline fields (longs at 40 and 48, 8-aligned)  |  (longs at 48 and 56)
 //   96  strings and vectors, 4-aligned, in field order; the context vector and entries last.
 // A direct writer is ~5× faster than flatc's builder (which builds back to front and copies);
 // the tests check that the flatc-generated reader reads it and that flatc's layout decodes.
 const VTABLE_POS = 8;
-const SLOTS = 12;
-const TABLE_POS = VTABLE_POS + 4 + 2 * SLOTS;
-const TABLE_SIZE = 60;
-const DATA_POS = TABLE_POS + TABLE_SIZE;
-/** Offsets of the inline fields from the table start, by slot. */
-const INLINE = [24, 28, 32, 36, 40, 20, 4, 44, 48, 56, 12, 52] as const;
-const at = (slot: number): number => TABLE_POS + INLINE[slot]!;
+
+/** Where the vtable says each field is. */
+interface Layout {
+  readonly slots: number;
+  readonly tablePos: number;
+  readonly tableSize: number;
+  readonly dataPos: number;
+  /** Offsets of the inline fields from the table start, by slot. */
+  readonly inline: readonly number[];
+}
+
+function layout(slots: number, tablePos: number, tableSize: number, inline: readonly number[]): Layout {
+  return { slots, tablePos, tableSize, dataPos: tablePos + tableSize, inline };
+}
+
+const LAYOUT_V1 = layout(12, 36, 60, [24, 28, 32, 36, 40, 20, 4, 44, 48, 56, 12, 52]);
+const LAYOUT_V2 = layout(13, 40, 64, [24, 28, 32, 36, 40, 4, 8, 44, 48, 60, 16, 52, 56]);
 
 // Per context entry: its vtable (2 slots), its table (soffset + 2 uoffsets).
 const ENTRY_VTABLE_SIZE = 8;
@@ -265,15 +294,17 @@ function prepare(input: KmsBlob): Prepared {
   const keyId = { value: blob.keyId, bytes: utf8Length('key_id', blob.keyId) };
   const region = { value: blob.region, bytes: utf8Length('region', blob.region) };
   const context = prepareContext(blob.encryptionContext);
+  const layout = blob.creationId === undefined ? LAYOUT_V1 : LAYOUT_V2;
   let size =
-    DATA_POS +
+    layout.dataPos +
     stringSize(blob.kmsName.length) +
     stringSize(blob.provider.length) +
     (keyId.bytes > 0 ? stringSize(keyId.bytes) : 0) +
     (region.bytes > 0 ? stringSize(region.bytes) : 0) +
     vectorSize(blob.wrappedKek.length) +
     stringSize(blob.indexName.length) +
-    (blob.kekCheck !== undefined ? vectorSize(blob.kekCheck.length) : 0);
+    (blob.kekCheck !== undefined ? vectorSize(blob.kekCheck.length) : 0) +
+    (blob.creationId !== undefined ? vectorSize(blob.creationId.length) : 0);
   if (context.length > 0) size += 4 + 4 * context.length;
   for (const [key, value] of context) {
     size += ENTRY_VTABLE_SIZE + ENTRY_TABLE_SIZE + stringSize(key.bytes) + stringSize(value.bytes);
@@ -281,7 +312,7 @@ function prepare(input: KmsBlob): Prepared {
   if (size + CHECKSUM_LENGTH > KmsBlobLimits.maxEnvelopeBytes) {
     invalid(`the envelope would be ${size + CHECKSUM_LENGTH} bytes, over ${KmsBlobLimits.maxEnvelopeBytes}`);
   }
-  return { blob, keyId, region, context, size };
+  return { blob, keyId, region, context, size, layout };
 }
 
 const textEncoder = new TextEncoder();
@@ -291,11 +322,19 @@ const SHORT_ASCII = 32;
 /** Writes into a zero-filled, exactly-sized buffer (so NUL terminators and padding are there). */
 class Writer {
   readonly out: Uint8Array;
+  readonly layout: Layout;
   /** Where the next string or vector goes. */
-  next = DATA_POS;
+  next: number;
 
-  constructor(size: number) {
+  constructor(size: number, layout: Layout) {
     this.out = new Uint8Array(size);
+    this.layout = layout;
+    this.next = layout.dataPos;
+  }
+
+  /** Position of field `slot`'s inline value. */
+  at(slot: number): number {
+    return this.layout.tablePos + this.layout.inline[slot]!;
   }
 
   u16(pos: number, value: number): void {
@@ -345,29 +384,29 @@ class Writer {
 
 /** Writes the header, the vtable and the table with its scalars. */
 function writeHeader(w: Writer, p: Prepared): void {
-  const { blob } = p;
-  w.u32(0, TABLE_POS);
+  const { blob, layout } = p;
+  w.u32(0, layout.tablePos);
   for (let i = 0; i < 4; i++) w.out[4 + i] = KMS_BLOB_FILE_IDENTIFIER.charCodeAt(i);
-  w.u16(VTABLE_POS, 4 + 2 * SLOTS);
-  w.u16(VTABLE_POS + 2, TABLE_SIZE);
+  w.u16(VTABLE_POS, 4 + 2 * layout.slots);
+  w.u16(VTABLE_POS + 2, layout.tableSize);
   // Every field is written, even schema_version and updated_at at their defaults (fixed bytes),
   // except key_id and region when empty, an empty context and an undefined kek_check.
-  for (let slot = 0; slot < SLOTS; slot++) w.u16(VTABLE_POS + 4 + 2 * slot, INLINE[slot]!);
+  for (let slot = 0; slot < layout.slots; slot++) w.u16(VTABLE_POS + 4 + 2 * slot, layout.inline[slot]!);
   const absent = (slot: number) => w.u16(VTABLE_POS + 4 + 2 * slot, 0);
   if (p.keyId.bytes === 0) absent(F.keyId);
   if (p.region.bytes === 0) absent(F.region);
   if (p.context.length === 0) absent(F.encryptionContext);
   if (blob.kekCheck === undefined) absent(F.kekCheck);
-  w.u32(TABLE_POS, TABLE_POS - VTABLE_POS);
-  w.u64(at(F.createdAt), blob.createdAt);
-  w.u64(at(F.updatedAt), blob.updatedAt);
-  w.u32(at(F.version), blob.version);
-  w.u16(at(F.schemaVersion), blob.schemaVersion);
+  w.u32(layout.tablePos, layout.tablePos - VTABLE_POS);
+  w.u64(w.at(F.createdAt), blob.createdAt);
+  w.u64(w.at(F.updatedAt), blob.updatedAt);
+  w.u32(w.at(F.version), blob.version);
+  w.u16(w.at(F.schemaVersion), blob.schemaVersion);
 }
 
 /** Writes the context vector and its entries (each: vtable, table, key, value). */
 function writeContext(w: Writer, context: Prepared['context']): void {
-  w.link(at(F.encryptionContext));
+  w.link(w.at(F.encryptionContext));
   const vector = w.next;
   w.u32(vector, context.length);
   w.next += 4 + 4 * context.length;
@@ -398,15 +437,16 @@ function writeContext(w: Writer, context: Prepared['context']): void {
  */
 export function encodeKmsBlob(blob: KmsBlob): Uint8Array {
   const p = prepare(blob);
-  const w = new Writer(p.size + CHECKSUM_LENGTH);
+  const w = new Writer(p.size + CHECKSUM_LENGTH, p.layout);
   writeHeader(w, p);
-  w.string(at(F.kmsName), { value: p.blob.kmsName, bytes: p.blob.kmsName.length });
-  w.string(at(F.provider), { value: p.blob.provider, bytes: p.blob.provider.length });
-  if (p.keyId.bytes > 0) w.string(at(F.keyId), p.keyId);
-  if (p.region.bytes > 0) w.string(at(F.region), p.region);
-  w.vector(at(F.wrappedKek), p.blob.wrappedKek);
-  w.string(at(F.indexName), { value: p.blob.indexName, bytes: p.blob.indexName.length });
-  if (p.blob.kekCheck !== undefined) w.vector(at(F.kekCheck), p.blob.kekCheck);
+  w.string(w.at(F.kmsName), { value: p.blob.kmsName, bytes: p.blob.kmsName.length });
+  w.string(w.at(F.provider), { value: p.blob.provider, bytes: p.blob.provider.length });
+  if (p.keyId.bytes > 0) w.string(w.at(F.keyId), p.keyId);
+  if (p.region.bytes > 0) w.string(w.at(F.region), p.region);
+  w.vector(w.at(F.wrappedKek), p.blob.wrappedKek);
+  w.string(w.at(F.indexName), { value: p.blob.indexName, bytes: p.blob.indexName.length });
+  if (p.blob.kekCheck !== undefined) w.vector(w.at(F.kekCheck), p.blob.kekCheck);
+  if (p.blob.creationId !== undefined) w.vector(w.at(F.creationId), p.blob.creationId);
   if (p.context.length > 0) writeContext(w, p.context);
   w.u32(p.size, crc32c(w.out, 0, p.size));
   return w.out;
@@ -423,9 +463,8 @@ export function encodeKmsBlob(blob: KmsBlob): Uint8Array {
  * that {@link encodeKmsBlob} applies. Fields this version does not know are accepted (forward
  * compatibility) but still bounds-checked.
  *
- * Byte fields are fresh copies, never views into `bytes`. Copies over 64 bytes (wrapped KEKs)
- * are views into a slab shared with other decoded envelopes' byte fields, as with Node's Buffer
- * pool: read them, copy them, but do not transfer or detach their `.buffer`.
+ * Byte fields are fresh copies, each with an ArrayBuffer of its own: never views into `bytes`
+ * or into a buffer shared with another decode (transferring one never empties another).
  *
  * @throws MalformedEnvelopeError for anything that is not a valid envelope (truncated, corrupt,
  * foreign, written by a newer schema, out of range); its message names the failed check and never

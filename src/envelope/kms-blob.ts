@@ -5,8 +5,20 @@
  * @module
  */
 
-/** Current value of `schema_version`; a decoder refuses envelopes written by a newer schema. */
-export const KMS_BLOB_SCHEMA_VERSION = 1;
+/**
+ * Current value of `schema_version`; a decoder refuses envelopes written by a newer schema.
+ *
+ * - 1: the wrap is bound to provider, slot, index and encryption context.
+ * - 2: also to `version` and `creation_id` (so an old envelope replayed into the store, or one of
+ *   an earlier incarnation of the index, is told apart by what the KMS authenticates).
+ */
+export const KMS_BLOB_SCHEMA_VERSION = 2;
+
+/** The oldest `schema_version` still read (and pushed back, e.g. to repair a store). */
+export const KMS_BLOB_MIN_SCHEMA_VERSION = 1;
+
+/** Length of `creation_id` in bytes. */
+export const CREATION_ID_LENGTH = 16;
 
 /** The FlatBuffer `file_identifier` of a KMSBlob. */
 export const KMS_BLOB_FILE_IDENTIFIER = 'KMSB';
@@ -52,6 +64,7 @@ export const KmsBlobField = {
   schemaVersion: 9,
   updatedAt: 10,
   kekCheck: 11,
+  creationId: 12,
 } as const;
 
 /** Field slots of table `ContextEntry`. */
@@ -88,6 +101,16 @@ export interface KmsBlob {
   readonly schemaVersion: number;
   /** When the envelope was last written (create or rotation); never before `createdAt`. */
   readonly updatedAt: number;
-  /** Optional KEK check value (see `kekCheckValue`); `undefined` when absent. */
+  /**
+   * Optional KEK check value (see `kekCheckValue`); `undefined` when absent. Required for provider
+   * `none`, whose envelope holds nothing else that could confirm a supplied KEK.
+   */
   readonly kekCheck: Uint8Array | undefined;
+  /**
+   * {@link CREATION_ID_LENGTH} random bytes made when the index was created and kept by every
+   * rotation; present exactly when `schemaVersion` is 2 or more. With `version` it is bound into
+   * what the provider authenticates, and compare-and-set compares it too, so a delete and
+   * re-create (which starts again at version 1) is never mistaken for the envelope read before.
+   */
+  readonly creationId?: Uint8Array | undefined;
 }

@@ -180,8 +180,23 @@ kekCheckArray():Uint8Array|null {
   return offset ? new Uint8Array(this.bb!.bytes().buffer, this.bb!.bytes().byteOffset + this.bb!.__vector(this.bb_pos + offset), this.bb!.__vector_len(this.bb_pos + offset)) : null;
 }
 
+creationId(index: number):number|null {
+  const offset = this.bb!.__offset(this.bb_pos, 28);
+  return offset ? this.bb!.readUint8(this.bb!.__vector(this.bb_pos + offset) + index) : 0;
+}
+
+creationIdLength():number {
+  const offset = this.bb!.__offset(this.bb_pos, 28);
+  return offset ? this.bb!.__vector_len(this.bb_pos + offset) : 0;
+}
+
+creationIdArray():Uint8Array|null {
+  const offset = this.bb!.__offset(this.bb_pos, 28);
+  return offset ? new Uint8Array(this.bb!.bytes().buffer, this.bb!.bytes().byteOffset + this.bb!.__vector(this.bb_pos + offset), this.bb!.__vector_len(this.bb_pos + offset)) : null;
+}
+
 static startKMSBlob(builder:flatbuffers.Builder) {
-  builder.startObject(12);
+  builder.startObject(13);
 }
 
 static addKmsName(builder:flatbuffers.Builder, kmsNameOffset:flatbuffers.Offset) {
@@ -268,6 +283,22 @@ static startKekCheckVector(builder:flatbuffers.Builder, numElems:number) {
   builder.startVector(1, numElems, 1);
 }
 
+static addCreationId(builder:flatbuffers.Builder, creationIdOffset:flatbuffers.Offset) {
+  builder.addFieldOffset(12, creationIdOffset, 0);
+}
+
+static createCreationIdVector(builder:flatbuffers.Builder, data:number[]|Uint8Array):flatbuffers.Offset {
+  builder.startVector(1, data.length, 1);
+  for (let i = data.length - 1; i >= 0; i--) {
+    builder.addInt8(data[i]!);
+  }
+  return builder.endVector();
+}
+
+static startCreationIdVector(builder:flatbuffers.Builder, numElems:number) {
+  builder.startVector(1, numElems, 1);
+}
+
 static endKMSBlob(builder:flatbuffers.Builder):flatbuffers.Offset {
   const offset = builder.endObject();
   builder.requiredField(offset, 4) // kms_name
@@ -284,7 +315,7 @@ static finishSizePrefixedKMSBlobBuffer(builder:flatbuffers.Builder, offset:flatb
   builder.finish(offset, 'KMSB', true);
 }
 
-static createKMSBlob(builder:flatbuffers.Builder, kmsNameOffset:flatbuffers.Offset, providerOffset:flatbuffers.Offset, keyIdOffset:flatbuffers.Offset, regionOffset:flatbuffers.Offset, wrappedKekOffset:flatbuffers.Offset, version:number, createdAt:bigint, indexNameOffset:flatbuffers.Offset, encryptionContextOffset:flatbuffers.Offset, schemaVersion:number, updatedAt:bigint, kekCheckOffset:flatbuffers.Offset):flatbuffers.Offset {
+static createKMSBlob(builder:flatbuffers.Builder, kmsNameOffset:flatbuffers.Offset, providerOffset:flatbuffers.Offset, keyIdOffset:flatbuffers.Offset, regionOffset:flatbuffers.Offset, wrappedKekOffset:flatbuffers.Offset, version:number, createdAt:bigint, indexNameOffset:flatbuffers.Offset, encryptionContextOffset:flatbuffers.Offset, schemaVersion:number, updatedAt:bigint, kekCheckOffset:flatbuffers.Offset, creationIdOffset:flatbuffers.Offset):flatbuffers.Offset {
   KMSBlob.startKMSBlob(builder);
   KMSBlob.addKmsName(builder, kmsNameOffset);
   KMSBlob.addProvider(builder, providerOffset);
@@ -298,6 +329,7 @@ static createKMSBlob(builder:flatbuffers.Builder, kmsNameOffset:flatbuffers.Offs
   KMSBlob.addSchemaVersion(builder, schemaVersion);
   KMSBlob.addUpdatedAt(builder, updatedAt);
   KMSBlob.addKekCheck(builder, kekCheckOffset);
+  KMSBlob.addCreationId(builder, creationIdOffset);
   return KMSBlob.endKMSBlob(builder);
 }
 }

@@ -1,8 +1,8 @@
 import { encodeKmsBlob } from '../envelope/codec.js';
 import type { KmsBlob } from '../envelope/kms-blob.js';
-import { EnvelopeExistsError, EnvelopeNotFoundError, VersionConflictError } from '../errors.js';
+import { EnvelopeExistsError, EnvelopeNotFoundError } from '../errors.js';
 import { type IndexName, parseIndexName } from '../names.js';
-import { checkWrite, decodeStored } from './bind.js';
+import { checkCas, checkWrite, decodeStored } from './bind.js';
 import { checkRecordId } from './record-id.js';
 import type { EnvelopeStore, PushOptions, RecordKind, RecordStore } from './store.js';
 
@@ -78,9 +78,8 @@ export class MemoryStore implements EnvelopeStore, RecordStore {
     const bytes = encodeKmsBlob(blob);
     if (options.expectedVersion !== undefined) {
       const current = this.#envelopes.get(name);
-      const actual = current === undefined ? undefined : decodeStored(name, current).version;
-      if (actual !== options.expectedVersion)
-        throw new VersionConflictError(options.expectedVersion, actual, { index: name });
+      const stored = current === undefined ? undefined : decodeStored(name, current);
+      checkCas(name, stored, options);
     }
     this.#envelopes.set(name, bytes);
   }

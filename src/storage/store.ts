@@ -9,6 +9,13 @@ export interface PushOptions {
    * changes nothing. The store decides this atomically (filesystem link protocol, Redis script).
    */
   readonly expectedVersion?: number;
+  /**
+   * With `expectedVersion`: the stored envelope's `creationId` must also equal these bytes (an
+   * empty array: an envelope written before creation ids, which has none). A delete and re-create
+   * starts again at version 1, so the version alone cannot tell the envelope a rotator read from
+   * the one created since (ABA); the creation id can. Ignored without `expectedVersion`.
+   */
+  readonly expectedCreationId?: Uint8Array;
 }
 
 /**

@@ -6,7 +6,7 @@ import { Builder, ByteBuffer } from 'flatbuffers';
 import { describe, expect, it } from 'vitest';
 import { crc32c } from '../../src/envelope/checksum.js';
 import { decodeKmsBlob, encodeKmsBlob } from '../../src/envelope/codec.js';
-import { type KmsBlob, KmsBlobLimits } from '../../src/envelope/kms-blob.js';
+import { CREATION_ID_LENGTH, type KmsBlob, KmsBlobLimits } from '../../src/envelope/kms-blob.js';
 import { InvalidArgumentError, MalformedEnvelopeError } from '../../src/errors.js';
 import { ContextEntry, KMSBlob } from '../../src/generated/kms_blob_generated.js';
 import { sampleBlob } from '../helpers/blobs.js';
@@ -80,11 +80,18 @@ const blobArb: fc.Arbitrary<KmsBlob> = fc
       fc.string({ maxLength: 40, unit: 'binary' }).filter(noControl),
       { maxKeys: 5 },
     ),
-    schemaVersion: fc.constant(1),
+    schemaVersion: fc.constantFrom(1, 2),
     updatedAt: fc.integer({ min: 0, max: KmsBlobLimits.maxTimestamp }),
     kekCheck: fc.option(fc.uint8Array({ minLength: 1, maxLength: 32 }), { nil: undefined }),
+    creationId: fc.uint8Array({ minLength: CREATION_ID_LENGTH, maxLength: CREATION_ID_LENGTH }),
   })
-  .map((b) => ({ ...b, updatedAt: Math.max(b.createdAt, b.updatedAt) }));
+  .map((b) => ({
+    ...b,
+    updatedAt: Math.max(b.createdAt, b.updatedAt),
+    // Schema 2 has a creation id, schema 1 none; provider none always has its check value.
+    creationId: b.schemaVersion >= 2 ? b.creationId : undefined,
+    kekCheck: b.kekCheck ?? (b.provider === 'none' ? new Uint8Array([1, 2, 3]) : undefined),
+  }));
 
 /** UTF-8 byte order of strings: the order in which context entries are stored. */
 const byUtf8 = (a: string, b: string): number => Buffer.compare(Buffer.from(a), Buffer.from(b));
@@ -116,7 +123,8 @@ function buildWithFlatc(blob: KmsBlob, extra?: (b: Builder) => void): Uint8Array
   );
   const wrapped = KMSBlob.createWrappedKekVector(b, blob.wrappedKek);
   const check = blob.kekCheck ? KMSBlob.createKekCheckVector(b, blob.kekCheck) : 0;
-  // startKMSBlob() makes room for the 12 known fields only; endObject() would drop field 14.
+  const creation = blob.creationId ? KMSBlob.createCreationIdVector(b, blob.creationId) : 0;
+  // startKMSBlob() makes room for the 13 known fields only; endObject() would drop field 14.
   if (extra) b.startObject(16);
   else KMSBlob.startKMSBlob(b);
   KMSBlob.addKmsName(b, strings[0]!);
@@ -130,6 +138,8 @@ function buildWithFlatc(blob: KmsBlob, extra?: (b: Builder) => void): Uint8Array
   if (ctx) KMSBlob.addEncryptionContext(b, ctx);
   KMSBlob.addUpdatedAt(b, BigInt(blob.updatedAt));
   if (check) KMSBlob.addKekCheck(b, check);
+  if (creation) KMSBlob.addCreationId(b, creation);
+  if (blob.schemaVersion !== 1) KMSBlob.addSchemaVersion(b, blob.schemaVersion);
   extra?.(b);
   KMSBlob.finishKMSBlobBuffer(b, KMSBlob.endKMSBlob(b));
   return withTrailer(b.asUint8Array());
@@ -174,7 +184,8 @@ describe('KMSBlob codec', () => {
         expect(g.version()).toBe(blob.version);
         expect(g.createdAt()).toBe(BigInt(blob.createdAt));
         expect(g.indexName()).toBe(blob.indexName);
-        expect(g.schemaVersion()).toBe(1);
+        expect(g.schemaVersion()).toBe(blob.schemaVersion);
+        expect(g.creationIdArray() ?? undefined).toEqual(blob.creationId);
         expect(g.updatedAt()).toBe(BigInt(blob.updatedAt));
         expect(g.kekCheckArray() ?? undefined).toEqual(blob.kekCheck);
         const ctx: Record<string, string> = {};
@@ -201,9 +212,9 @@ describe('KMSBlob codec', () => {
 
   it('a buffer with a field from a newer schema still decodes (forward compatibility)', () => {
     const blob = sampleBlob('orders');
-    // Fields 12 and 14, unknown to this schema: an int32 and an int64.
+    // Fields 13 and 14, unknown to this schema: an int32 and an int64.
     const bytes = buildWithFlatc(blob, (b) => {
-      b.addFieldInt32(12, 42, 0);
+      b.addFieldInt32(13, 42, 0);
       b.addFieldInt64(14, 7n, 0n);
     });
     const view = new DataView(bytes.buffer, bytes.byteOffset);
@@ -238,7 +249,14 @@ describe('KMSBlob codec', () => {
     ['createdAt negative', { createdAt: -1 }],
     ['createdAt unsafe', { createdAt: 2 ** 53 }],
     ['updatedAt before createdAt', { createdAt: 10, updatedAt: 5 }],
-    ['schemaVersion', { schemaVersion: 2 }],
+    ['schemaVersion', { schemaVersion: 3 }],
+    ['schemaVersion 2 without creationId', { schemaVersion: 2, creationId: undefined }],
+    ['schemaVersion 1 with creationId', { schemaVersion: 1 }],
+    ['creationId short', { creationId: new Uint8Array(15) }],
+    [
+      'provider none without kekCheck',
+      { provider: 'none', wrappedKek: new Uint8Array(0), kekCheck: undefined },
+    ],
     ['wrappedKek size', { wrappedKek: new Uint8Array(KmsBlobLimits.maxWrappedKekBytes + 1) }],
     ['wrappedKek type', { wrappedKek: 'AAAA' as unknown as Uint8Array }],
     ['kekCheck empty', { kekCheck: new Uint8Array(0) }],

@@ -26,7 +26,10 @@ const at = {
 };
 const slot = { keyId: 2, version: 5, createdAt: 6, indexName: 7, updatedAt: 10 };
 
+// Schema 1: the layout the positions above describe (schema 2 adds creation_id and moves them).
 const blob = sampleBlob('orders', {
+  schemaVersion: 1,
+  creationId: undefined,
   kmsName: 'dev',
   keyId: 'key-é',
   encryptionContext: { a: '1', b: '2' },
@@ -72,6 +75,7 @@ function flatcWithContext(entries: Array<[string, string]>): Uint8Array {
   const name = b.createString('dev');
   const provider = b.createString('none');
   const index = b.createString('orders');
+  const check = KMSBlob.createKekCheckVector(b, [1, 2, 3, 4]);
   KMSBlob.startKMSBlob(b);
   KMSBlob.addKmsName(b, name);
   KMSBlob.addProvider(b, provider);
@@ -79,6 +83,7 @@ function flatcWithContext(entries: Array<[string, string]>): Uint8Array {
   KMSBlob.addCreatedAt(b, 10n);
   KMSBlob.addIndexName(b, index);
   KMSBlob.addEncryptionContext(b, ctx);
+  KMSBlob.addKekCheck(b, check);
   KMSBlob.finishKMSBlobBuffer(b, KMSBlob.endKMSBlob(b));
   return withTrailer(b.asUint8Array());
 }
@@ -199,13 +204,17 @@ describe('decode: tables and vtables', () => {
   });
 
   it('accepts a longer vtable (fields of a newer schema) but still bounds-checks the new entries', () => {
-    // Entry 12 now overlaps the table's soffset (28): inside the table, so an unknown field is there.
-    expect(decodeKmsBlob(patched((_, v) => v.setUint16(VTABLE, 30, true)))).toEqual(blob);
+    // A 13th entry (creation_id since schema 2) now reads the first bytes of the table's soffset
+    // as its field offset: a known field whose vector does not check out, so malformed.
+    malformed(
+      patched((_, v) => v.setUint16(VTABLE, 30, true)),
+      /creation_id/,
+    );
     // With a flatc-built buffer: an unknown field 14, then the same buffer with it pointing out.
     const b = new Builder(128);
     const s = b.createString('orders');
-    const provider = b.createString('none');
-    b.startObject(16); // startKMSBlob() has room for 12 fields: field 14 would be dropped
+    const provider = b.createString('local');
+    b.startObject(16); // startKMSBlob() has room for 13 fields: field 14 would be dropped
 
     KMSBlob.addKmsName(b, s);
     KMSBlob.addProvider(b, provider);
@@ -311,8 +320,13 @@ describe('decode: values', () => {
 
   it('rejects a schema_version from a newer kms-envelope, and 0; reads an absent one as 1', () => {
     malformed(
+      patched((_, v) => v.setUint16(at.schemaVersion, 3, true)),
+      /schema_version 3 was written by a newer kms-envelope/,
+    );
+    // Schema 2 binds a creation id: a schema 1 layout relabelled as 2 lacks it.
+    malformed(
       patched((_, v) => v.setUint16(at.schemaVersion, 2, true)),
-      /schema_version 2 was written by a newer kms-envelope/,
+      /schema_version 2 needs a 16-byte creation_id/,
     );
     malformed(
       patched((_, v) => v.setUint16(at.schemaVersion, 0, true)),

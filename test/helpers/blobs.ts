@@ -13,9 +13,10 @@ export function sampleBlob(index: string, overrides: Partial<KmsBlob> = {}): Kms
     createdAt: 1_763_900_000,
     indexName: index,
     encryptionContext: {},
-    schemaVersion: 1,
+    schemaVersion: 2,
     updatedAt: 1_763_900_000,
     kekCheck: new Uint8Array(randomBytes(16)),
+    creationId: new Uint8Array(randomBytes(16)),
     ...overrides,
   };
 }
