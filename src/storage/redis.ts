@@ -15,6 +15,7 @@ import {
 import { type IndexName, parseIndexName } from '../names.js';
 import { checkWrite, decodeStored } from './bind.js';
 import { checkRecordId } from './record-id.js';
+import { DEFAULT_KEY_PREFIX, envelopeKey, parseKeyPrefix, recordsKey } from './redis-keys.js';
 import type { EnvelopeStore, PushOptions, RecordKind, RecordStore } from './store.js';
 
 /**
@@ -41,14 +42,16 @@ export interface RedisStoreOptions {
   readonly url?: string;
   /** A connected ioredis client (or Cluster); the store never closes it. */
   readonly client?: RedisLike;
-  /** Prefix of every key (default `kms-envelope:`). */
+  /**
+   * Prefix of every key (default `kms-envelope:`); it may not contain `{` or `}`. Keys are
+   * `<prefix>{<index>}:kmsblob` and `<prefix>{<index>}:records:<kind>`.
+   */
   readonly keyPrefix?: string;
   /** Own client only: bound on every command, so a hung server fails fast (default 2000 ms). */
   readonly commandTimeoutMs?: number;
 }
 
-/** Default key prefix. */
-export const DEFAULT_KEY_PREFIX = 'kms-envelope:';
+export { DEFAULT_KEY_PREFIX } from './redis-keys.js';
 
 // Compare-and-set. The value is the stored envelope itself; the script reads its `version`
 // (table field 5) by walking the FlatBuffer's root offset and vtable with bounds checks, so a
@@ -120,10 +123,21 @@ function parseRedisUrl(url: unknown): URL {
 }
 
 /**
- * Envelopes in Redis: one binary-safe string per index at `<keyPrefix><index>:kmsblob`, holding
- * exactly the stored envelope bytes (what `kms-envelope inspect` reads from a file). Create is
- * `SET NX`, a plain push is `SET`, and compare-and-set is a Lua script that reads the stored
- * version, so the server decides each atomically.
+ * Envelopes in Redis. Keys (see ./redis-keys.ts):
+ *
+ * - `<keyPrefix>{<index>}:kmsblob`: a binary-safe string holding exactly the stored envelope bytes
+ *   (what `kms-envelope inspect` reads from a file);
+ * - `<keyPrefix>{<index>}:records:<kind>`: a hash of record id → record, per kind (`dek`, `meta`).
+ *
+ * The layout is injective (a prefix may not contain `{` or `}`, an index name is
+ * `[A-Za-z0-9._-]`), so stores with different prefixes never share a key, and `{<index>}` is a Redis
+ * Cluster hash tag: every key of one index is in one slot, and the store works unchanged over an
+ * ioredis `Cluster`. Data written before this layout (`<keyPrefix><index>:kmsblob`) is not read:
+ * move it with `kms-envelope migrate-store` (reading the old keys as a fallback would bring back
+ * the aliasing between prefixes that the layout removes).
+ *
+ * Create is `SET NX`, a plain push is `SET`, and compare-and-set is a Lua script that reads the
+ * stored version, so the server decides each atomically.
  *
  * `ioredis` is an optional peer dependency, imported only when the store opens its own client.
  */
@@ -140,8 +154,8 @@ export class RedisStore implements EnvelopeStore, RecordStore {
   /**
    * Connects lazily: nothing is opened (or imported) before the first call.
    * @throws InvalidArgumentError without `url` or `client`, with both, or with a `url` that is not
-   * `redis://` / `rediss://`, a non-string `keyPrefix`, or a `commandTimeoutMs` that is not a
-   * positive number.
+   * `redis://` / `rediss://`, a `keyPrefix` that is not a string or contains `{` or `}`, or a
+   * `commandTimeoutMs` that is not a positive number.
    */
   constructor(options: RedisStoreOptions) {
     if (options?.client === undefined && options?.url === undefined)
@@ -149,13 +163,13 @@ export class RedisStore implements EnvelopeStore, RecordStore {
     if (options.client !== undefined && options.url !== undefined)
       throw new InvalidArgumentError('the Redis store takes a url or a client, not both');
     const url = options.url === undefined ? undefined : parseRedisUrl(options.url);
-    if (options.keyPrefix !== undefined && typeof options.keyPrefix !== 'string')
-      throw new InvalidArgumentError('keyPrefix must be a string');
+    const keyPrefix =
+      options.keyPrefix === undefined ? DEFAULT_KEY_PREFIX : parseKeyPrefix(options.keyPrefix);
     const timeout = options.commandTimeoutMs;
     if (timeout !== undefined && !(Number.isFinite(timeout) && timeout > 0))
       throw new InvalidArgumentError('commandTimeoutMs must be a positive number of milliseconds');
     this.#options = options;
-    this.keyPrefix = options.keyPrefix ?? DEFAULT_KEY_PREFIX;
+    this.keyPrefix = keyPrefix;
     this.#ownsClient = options.client === undefined;
     this.description = url ? redactUrl(url) : 'redis:(client supplied)';
     if (options.client) {
@@ -171,7 +185,7 @@ export class RedisStore implements EnvelopeStore, RecordStore {
 
   /** {@link key} of a name already parsed. */
   #key(name: IndexName): string {
-    return `${this.keyPrefix}${name}:kmsblob`;
+    return envelopeKey(this.keyPrefix, name);
   }
 
   async create(index: IndexName, blob: KmsBlob): Promise<void> {
@@ -232,7 +246,7 @@ export class RedisStore implements EnvelopeStore, RecordStore {
 
   /** The Redis key of an index's records of one kind (a hash of id → record). */
   recordsKey(index: IndexName, kind: RecordKind): string {
-    return `${this.keyPrefix}${parseIndexName(index)}:${kind}`;
+    return recordsKey(this.keyPrefix, parseIndexName(index), kind);
   }
 
   async putRecord(index: IndexName, kind: RecordKind, id: string, value: Uint8Array): Promise<void> {

@@ -1,7 +1,7 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeKmsBlob } from '../../src/envelope/codec.js';
-import { EnvelopeNotFoundError, StoreUnavailableError } from '../../src/errors.js';
+import { EnvelopeNotFoundError, InvalidArgumentError, StoreUnavailableError } from '../../src/errors.js';
 import { parseIndexName } from '../../src/names.js';
 import { RedisStore } from '../../src/storage/redis.js';
 import { type RedisServerHandle, startRedisServer } from '../../src/testing/redis-server.js';
@@ -58,7 +58,7 @@ describe.skipIf(!available)('Redis store against a real redis-server', () => {
       store,
       another: async () => new RedisStore({ url: server.url, keyPrefix }),
       corrupt: async (index) => {
-        await raw.set(`${keyPrefix}${index}:kmsblob`, Buffer.from('junk that is not an envelope'));
+        await raw.set(`${keyPrefix}{${index}}:kmsblob`, Buffer.from('junk that is not an envelope'));
       },
       cleanup: async () => {
         await store.close();
@@ -92,7 +92,7 @@ describe.skipIf(!available)('Redis store against a real redis-server', () => {
   it('a value that is not an envelope is MalformedEnvelopeError, also for compare-and-set', async () => {
     const raw = new Redis(server.url);
     const store = new RedisStore({ url: server.url, keyPrefix: 'wrongtype:' });
-    await raw.hset('wrongtype:orders:kmsblob', 'a', 'hash, not a string');
+    await raw.hset('wrongtype:{orders}:kmsblob', 'a', 'hash, not a string');
     await expect(store.get(idx)).rejects.toMatchObject({ code: 'KMS_ENVELOPE_MALFORMED' });
     await expect(store.push(idx, sampleBlob(idx), { expectedVersion: 1 })).rejects.toMatchObject({
       code: 'KMS_ENVELOPE_MALFORMED',
@@ -103,7 +103,7 @@ describe.skipIf(!available)('Redis store against a real redis-server', () => {
       'x'.repeat(40),
       Buffer.from([255, 255, 255, 255, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9]),
     ]) {
-      await raw.set('wrongtype:orders:kmsblob', junk);
+      await raw.set('wrongtype:{orders}:kmsblob', junk);
       await expect(store.push(idx, sampleBlob(idx), { expectedVersion: 1 })).rejects.toThrow(
         /not an envelope|version conflict/,
       );
@@ -118,7 +118,7 @@ describe.skipIf(!available)('Redis store against a real redis-server', () => {
     const blob = sampleBlob(idx, { version: 7 });
     await store.create(idx, blob);
     const { decodeKmsBlob } = await import('../../src/envelope/codec.js');
-    expect(decodeKmsBlob((await raw.getBuffer('plain:orders:kmsblob'))!)).toEqual(blob);
+    expect(decodeKmsBlob((await raw.getBuffer('plain:{orders}:kmsblob'))!)).toEqual(blob);
     await store.push(idx, sampleBlob(idx, { version: 8 }), { expectedVersion: 7 });
     expect((await store.get(idx)).version).toBe(8);
     await store.close();
@@ -150,6 +150,59 @@ describe.skipIf(!available)('Redis store against a real redis-server', () => {
     await store.create(idx, blob);
     expect(await store.get(idx)).toEqual(blob);
     await store.close();
+  });
+
+  it('the key layout: <prefix>{<index>}:kmsblob and <prefix>{<index>}:records:<kind>, one Cluster slot per index', async () => {
+    const raw = new Redis(server.url);
+    const store = new RedisStore({ url: server.url, keyPrefix: 'layout:' });
+    await store.create(idx, sampleBlob(idx));
+    await store.putRecord(idx, 'dek', 'd1', new Uint8Array([1]));
+    await store.putRecord(idx, 'meta', 'm1', new Uint8Array([2]));
+    expect((await raw.keys('layout:*')).sort()).toEqual([
+      'layout:{orders}:kmsblob',
+      'layout:{orders}:records:dek',
+      'layout:{orders}:records:meta',
+    ]);
+    expect(store.key(idx)).toBe('layout:{orders}:kmsblob');
+    // Redis Cluster hashes the text between the first '{' and the first '}' after it.
+    const hashTag = (key: string) => {
+      const open = key.indexOf('{');
+      const close = key.indexOf('}', open + 1);
+      return open >= 0 && close > open + 1 ? key.slice(open + 1, close) : key;
+    };
+    for (const key of await raw.keys('layout:*')) expect(hashTag(key)).toBe('orders');
+    await store.close();
+    raw.disconnect();
+  });
+
+  it('stores whose prefixes differ never share a key: prefix "tn" + index "ab" vs prefix "tna" + index "b"', async () => {
+    const tn = new RedisStore({ url: server.url, keyPrefix: 'tn' });
+    const tna = new RedisStore({ url: server.url, keyPrefix: 'tna' });
+    const ab = parseIndexName('ab');
+    const b = parseIndexName('b');
+    const blobAb = sampleBlob(ab);
+    const blobB = sampleBlob(b);
+    await tn.create(ab, blobAb);
+    await tna.create(b, blobB); // under the old layout both were the key "tnab:kmsblob": EnvelopeExistsError
+    expect(tn.key(ab)).not.toBe(tna.key(b));
+    expect(tn.recordsKey(ab, 'dek')).not.toBe(tna.recordsKey(b, 'dek'));
+    // One store's compare-and-set push and delete leave the other's envelope alone.
+    await tna.push(b, sampleBlob(b, { version: 2 }), { expectedVersion: 1 });
+    expect(await tn.get(ab)).toEqual(blobAb);
+    await tna.delete(b);
+    expect(await tn.get(ab)).toEqual(blobAb);
+    await tn.putRecord(ab, 'dek', 'k', new Uint8Array([7]));
+    expect(await tna.getRecord(b, 'dek', 'k')).toBeUndefined();
+    await Promise.all([tn.close(), tna.close()]);
+  });
+
+  it('a keyPrefix with { or } is refused (InvalidArgumentError): the layout would not be injective', () => {
+    for (const keyPrefix of ['{', '}', 'a{b', 'x}:', '{tenant}:'])
+      expect(() => new RedisStore({ url: server.url, keyPrefix })).toThrow(InvalidArgumentError);
+    expect(() => new RedisStore({ url: server.url, keyPrefix: 42 as unknown as string })).toThrow(
+      InvalidArgumentError,
+    );
+    expect(new RedisStore({ url: server.url, keyPrefix: '' }).keyPrefix).toBe('');
   });
 
   it('the harness stops idempotently and restarts on the same port', async () => {
