@@ -229,13 +229,7 @@ export class IndexKeyring {
 
   /** The KEK of slot `slotId`: the current envelope's, or a rotation's in progress; verified. */
   #kek(slotId: KekSlotId): Promise<Kek> {
-    let kek = this.#keks.get(slotId);
-    if (kek === undefined) {
-      kek = this.#loadKek(slotId);
-      this.#keks.set(slotId, kek);
-      kek.catch(() => this.#keks.delete(slotId));
-    }
-    return kek;
+    return cachedLoad(this.#keks, slotId, () => this.#loadKek(slotId));
   }
 
   async #loadKek(slotId: KekSlotId): Promise<Kek> {
@@ -360,20 +354,21 @@ export class IndexKeyring {
     return decodeDekRecord(raw, id);
   }
 
-  /** The DEK `id` (unwrapped under its KEK, cached). @throws UnknownKeyError, KekMismatchError */
+  /**
+   * The DEK `id` (unwrapped under its KEK, cached). Only a DEK that loaded is cached: a failed
+   * load (store outage, KMS error, corrupt record) is forgotten, so the next call tries again.
+   * The id is parsed to its canonical form before it becomes the cache key, so every accepted
+   * spelling of one id shares one entry.
+   * @throws InvalidKeyIdError, UnknownKeyError, KekMismatchError, and the store's errors.
+   */
   getDek(id: string): Promise<KeyContext> {
-    let dek: Promise<KeyContext>;
+    let dekId: DekId;
     try {
-      const dekId = parseDekId(id);
-      const cached = this.#deks.get(dekId);
-      if (cached !== undefined) return cached;
-      dek = this.#loadDek(dekId);
-      this.#deks.set(dekId, dek);
+      dekId = parseDekId(id);
     } catch (err) {
       return Promise.reject(err);
     }
-    dek.catch(() => this.#deks.delete(id));
-    return dek;
+    return cachedLoad(this.#deks, dekId, () => this.#loadDek(dekId));
   }
 
   async #loadDek(id: DekId): Promise<KeyContext> {
@@ -626,6 +621,28 @@ export class IndexKeyring {
     }
     await this.#store.deleteRecord(this.index, 'meta', META.rotation);
   }
+}
+
+/**
+ * The cached load of `key`, started by `load` on a miss. Concurrent callers share one load; a
+ * load that rejects is removed from `cache` (only if it is still the entry for `key`: a
+ * `clearCache` and a newer load may have replaced it), so a failure is never served twice.
+ * `key` must already be canonical: the same key both stores and removes the entry.
+ */
+function cachedLoad<K, V>(cache: Map<K, Promise<V>>, key: K, load: () => Promise<V>): Promise<V> {
+  const cached = cache.get(key);
+  if (cached !== undefined) return cached;
+  let pending: Promise<V>;
+  try {
+    pending = load();
+  } catch (err) {
+    return Promise.reject(err);
+  }
+  cache.set(key, pending);
+  pending.catch(() => {
+    if (cache.get(key) === pending) cache.delete(key);
+  });
+  return pending;
 }
 
 function report(
