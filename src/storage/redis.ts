@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { encodeKmsBlob } from '../envelope/codec.js';
-import type { KmsBlob } from '../envelope/kms-blob.js';
+import { type KmsBlob, KmsBlobLimits } from '../envelope/kms-blob.js';
 import {
   AccessDeniedError,
   EnvelopeExistsError,
@@ -16,6 +16,7 @@ import { type IndexName, parseIndexName } from '../names.js';
 import { checkWrite, decodeStored } from './bind.js';
 import { checkRecordId } from './record-id.js';
 import { DEFAULT_KEY_PREFIX, envelopeKey, parseKeyPrefix, recordsKey } from './redis-keys.js';
+import { GET_ENVELOPE, GET_RECORD, LIST_RECORDS, type RedisScript, TOO_LARGE } from './redis-scripts.js';
 import type { EnvelopeStore, PushOptions, RecordKind, RecordStore } from './store.js';
 
 /**
@@ -31,8 +32,8 @@ export interface RedisLike {
   hdel(key: string, field: string): Promise<number>;
   set(key: string, value: Buffer, nx?: 'NX'): Promise<'OK' | null>;
   del(key: string): Promise<number>;
-  evalsha(sha: string, numKeys: number, ...args: (string | Buffer)[]): Promise<unknown>;
-  eval(script: string, numKeys: number, ...args: (string | Buffer)[]): Promise<unknown>;
+  /** Any command, replies as Buffers (the store sends EVALSHA and EVAL with it). */
+  callBuffer(command: string, ...args: (string | Buffer | number)[]): Promise<unknown>;
   quit(): Promise<unknown>;
 }
 
@@ -203,7 +204,7 @@ export class RedisStore implements EnvelopeStore, RecordStore {
       await this.#call(name, (c) => c.set(this.key(name), bytes));
       return;
     }
-    const result = await this.#script(name, CAS_SCRIPT, [String(expected), bytes]);
+    const result = await this.#eval(name, CAS_SCRIPT, this.#key(name), [String(expected), bytes], (r) => r);
     const text = Buffer.isBuffer(result) ? result.toString() : String(result);
     if (text === 'MALFORMED') {
       throw new MalformedEnvelopeError('the stored value is not an envelope', { index: name });
@@ -227,16 +228,17 @@ export class RedisStore implements EnvelopeStore, RecordStore {
     return this.#getBytes(name);
   }
 
-  /** The stored bytes of `name`: one GET and one promise reaction on the way back. */
+  /**
+   * The stored bytes of `name`: one EVALSHA (a script that checks STRLEN before it sends the
+   * value, so an oversized value planted by a store writer never crosses the network) and one
+   * promise reaction on the way back.
+   */
   #getBytes(name: IndexName): Promise<Buffer> {
-    return this.#call(
-      name,
-      (c) => c.getBuffer(this.#key(name)),
-      (bytes) => {
-        if (bytes === null) throw new EnvelopeNotFoundError('no envelope stored', { index: name });
-        return bytes;
-      },
-    );
+    return this.#eval(name, GET_ENVELOPE, this.#key(name), [], (reply) => {
+      if (Buffer.isBuffer(reply)) return reply;
+      if (reply === null) throw new EnvelopeNotFoundError('no envelope stored', { index: name });
+      throw tooLarge(name, reply, 'the stored value');
+    });
   }
 
   async delete(index: IndexName): Promise<void> {
@@ -281,18 +283,23 @@ export class RedisStore implements EnvelopeStore, RecordStore {
   async getRecord(index: IndexName, kind: RecordKind, id: string): Promise<Uint8Array | undefined> {
     const name = parseIndexName(index);
     checkRecordId(kind, id);
-    const value = await this.#call(name, (c) => c.hgetBuffer(this.recordsKey(name, kind), id));
-    return value === null ? undefined : new Uint8Array(value);
+    return this.#eval(name, GET_RECORD, this.recordsKey(name, kind), [id], (reply) => {
+      if (Buffer.isBuffer(reply)) return new Uint8Array(reply);
+      if (reply === null) return undefined;
+      throw tooLarge(name, reply, 'a stored record');
+    });
   }
 
   async listRecords(index: IndexName, kind: RecordKind): Promise<Map<string, Uint8Array>> {
     const name = parseIndexName(index);
-    const all = await this.#call(name, (c) => c.hgetallBuffer(this.recordsKey(name, kind)));
-    return new Map(
-      Object.keys(all)
-        .sort()
-        .map((id) => [id, new Uint8Array(all[id]!)]),
-    );
+    const all = await this.#eval(name, LIST_RECORDS, this.recordsKey(name, kind), [], (reply) => {
+      if (!Array.isArray(reply)) throw tooLarge(name, reply, 'a stored record');
+      const records: [string, Uint8Array][] = [];
+      for (let i = 0; i + 1 < reply.length; i += 2)
+        records.push([String(reply[i]), new Uint8Array(reply[i + 1] as Buffer)]);
+      return records;
+    });
+    return new Map(all.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
   }
 
   async deleteRecord(index: IndexName, kind: RecordKind, id: string): Promise<void> {
@@ -335,22 +342,31 @@ export class RedisStore implements EnvelopeStore, RecordStore {
 
   /**
    * Runs `fn` with the client (connecting first if needed), its errors mapped to the store's;
-   * `onValue`, if given, turns the answer into the result in the same promise reaction.
+   * `onValue`, if given, turns the answer into the result in the same promise reaction. With
+   * `onNoScript`, a NOSCRIPT answer (the server does not have the script yet) sends that instead.
    */
   #call<T, R = T>(
     index: IndexName,
     fn: (client: RedisLike) => Promise<T>,
     onValue?: (value: T) => R,
+    onNoScript?: (client: RedisLike) => Promise<T>,
   ): Promise<R> {
     const client = this.#ready;
-    if (client === undefined) return this.#connectAndCall(index, fn, onValue);
+    if (client === undefined) return this.#connectAndCall(index, fn, onValue, onNoScript);
     const mapError = (err: unknown): never => {
       throw mapRedisError(err, index);
     };
+    const onError =
+      onNoScript === undefined
+        ? mapError
+        : (err: unknown): Promise<R> => {
+            if (!isNoScript(err)) mapError(err);
+            return Promise.resolve(onNoScript(client)).then(onValue, mapError) as Promise<R>;
+          };
     // Not an async function: the hot path costs one promise, not an await chain.
     try {
       // Promise.resolve: a RedisLike may answer with any thenable (free for a native promise).
-      return Promise.resolve(fn(client)).then(onValue, mapError) as Promise<R>;
+      return Promise.resolve(fn(client)).then(onValue, onError) as Promise<R>;
     } catch (err) {
       return Promise.reject(mapRedisError(err, index));
     }
@@ -360,6 +376,7 @@ export class RedisStore implements EnvelopeStore, RecordStore {
     index: IndexName,
     fn: (client: RedisLike) => Promise<T>,
     onValue?: (value: T) => R,
+    onNoScript?: (client: RedisLike) => Promise<T>,
   ): Promise<R> {
     if (this.#client === undefined) {
       this.#client = this.#connect();
@@ -368,25 +385,38 @@ export class RedisStore implements EnvelopeStore, RecordStore {
       });
     }
     this.#ready = await this.#client;
-    return this.#call(index, fn, onValue);
+    return this.#call(index, fn, onValue, onNoScript);
   }
 
-  /** EVALSHA, loading the script with EVAL when the server does not have it yet. */
-  #script(
+  /** EVALSHA of `script` on the one key `key`, loading it with EVAL on NOSCRIPT; replies as Buffers. */
+  #eval<R>(
     index: IndexName,
-    script: { source: string; sha: string },
+    script: RedisScript,
+    key: string,
     args: (string | Buffer)[],
-  ): Promise<unknown> {
-    const key = this.key(index);
-    return this.#call(index, async (c) => {
-      try {
-        return await c.evalsha(script.sha, 1, key, ...args);
-      } catch (err) {
-        if (!String((err as Error).message).startsWith('NOSCRIPT')) throw err;
-        return c.eval(script.source, 1, key, ...args);
-      }
-    });
+    onValue: (reply: unknown) => R,
+  ): Promise<R> {
+    return this.#call(
+      index,
+      (c) => c.callBuffer('EVALSHA', script.sha, 1, key, ...args),
+      onValue,
+      (c) => c.callBuffer('EVAL', script.source, 1, key, ...args),
+    );
   }
+}
+
+function isNoScript(err: unknown): boolean {
+  return err instanceof Error && err.message.startsWith('NOSCRIPT');
+}
+
+/** The error for a {@link TOO_LARGE} reply (anything else unexpected is reported the same way). */
+function tooLarge(index: IndexName, reply: unknown, what: string): MalformedEnvelopeError {
+  return new MalformedEnvelopeError(
+    reply === TOO_LARGE
+      ? `${what} is larger than ${KmsBlobLimits.maxEnvelopeBytes} bytes (refused by the server before it was sent)`
+      : `${what} is not a string`,
+    { index },
+  );
 }
 
 function mapRedisError(err: unknown, index: IndexName): KmsEnvelopeError | unknown {

@@ -1,7 +1,12 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeKmsBlob } from '../../src/envelope/codec.js';
-import { EnvelopeNotFoundError, InvalidArgumentError, StoreUnavailableError } from '../../src/errors.js';
+import {
+  EnvelopeNotFoundError,
+  InvalidArgumentError,
+  MalformedEnvelopeError,
+  StoreUnavailableError,
+} from '../../src/errors.js';
 import { parseIndexName } from '../../src/names.js';
 import { RedisStore } from '../../src/storage/redis.js';
 import { type RedisServerHandle, startRedisServer } from '../../src/testing/redis-server.js';
@@ -26,7 +31,7 @@ it('a supplied client that answers with plain thenables (not native promises) wo
   });
   let fail = false;
   const client = {
-    getBuffer: () =>
+    callBuffer: () =>
       thenable<Buffer | null>((resolve, reject) =>
         fail ? reject(new Error('connection lost')) : resolve(bytes),
       ),
@@ -203,6 +208,33 @@ describe.skipIf(!available)('Redis store against a real redis-server', () => {
       InvalidArgumentError,
     );
     expect(new RedisStore({ url: server.url, keyPrefix: '' }).keyPrefix).toBe('');
+  });
+
+  it('a 1 MiB value planted by a store writer is refused by the server before it is sent (get, getEncoded, records)', async () => {
+    const raw = new Redis(server.url);
+    const store = new RedisStore({ url: server.url, keyPrefix: 'huge:' });
+    const huge = Buffer.alloc(1024 * 1024, 0x41);
+    await raw.set(store.key(idx), huge);
+    await raw.hset(store.recordsKey(idx, 'dek'), 'big', huge, 'small', 'ok');
+    const sent = async () => Number(/total_net_output_bytes:(\d+)/.exec(await raw.info('stats'))![1]);
+    await store.get(parseIndexName('warm-up')).catch(() => {}); // connect and load the script first
+    const before = await sent();
+    for (const read of [() => store.get(idx), () => store.getEncoded(idx)]) {
+      const err = await read().catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(MalformedEnvelopeError);
+      expect((err as Error).message).toMatch(/larger than 65536 bytes.*index "orders"/);
+    }
+    await expect(store.getRecord(idx, 'dek', 'big')).rejects.toThrow(MalformedEnvelopeError);
+    await expect(store.listRecords(idx, 'dek')).rejects.toThrow(MalformedEnvelopeError);
+    expect(await store.getRecord(idx, 'dek', 'small')).toEqual(new Uint8Array(Buffer.from('ok')));
+    // Four refusals and the INFO replies themselves: far below one copy of the value.
+    expect((await sent()) - before).toBeLessThan(64 * 1024);
+    // A plain push repairs it, as for any corrupt value.
+    const blob = sampleBlob(idx);
+    await store.push(idx, blob);
+    expect(await store.get(idx)).toEqual(blob);
+    await store.close();
+    raw.disconnect();
   });
 
   it('the harness stops idempotently and restarts on the same port', async () => {
