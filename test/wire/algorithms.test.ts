@@ -99,7 +99,7 @@ describe('nonce limit (NIST SP 800-38D: 2^32 encryptions per key with random non
     expect(invocationCount(ctx.key)).toBe(GCM_RANDOM_NONCE_LIMIT);
   });
 
-  it('counts per key object, every encryption path, and not decryptions', () => {
+  it('counts per key, every encryption path, and not decryptions', () => {
     const key = Dek.generate();
     const ctx: KeyContext = { keyid: newKeyId(), key, alg: 'A256GCM' };
     const token = encryptString('a', ctx);
