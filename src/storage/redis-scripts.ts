@@ -23,6 +23,12 @@ export const TOO_LARGE = -1;
 const LIMIT = KmsBlobLimits.maxEnvelopeBytes;
 
 /**
+ * Largest record read or written, in bytes: twice the envelope limit, as in the disk store (the
+ * pending-rotation record holds a whole envelope in base64 inside JSON).
+ */
+export const MAX_RECORD_BYTES = 2 * KmsBlobLimits.maxEnvelopeBytes;
+
+/**
  * The stored value, or nil, or {@link TOO_LARGE} without sending it: STRLEN first, so a value
  * over the envelope limit planted by a store writer never crosses the network.
  */
@@ -31,13 +37,13 @@ return redis.call('GET', KEYS[1])`);
 
 /** One record (ARGV[1] is its id), nil, or {@link TOO_LARGE} (HSTRLEN first). */
 export const GET_RECORD =
-  script(`if redis.call('HSTRLEN', KEYS[1], ARGV[1]) > ${LIMIT} then return ${TOO_LARGE} end
+  script(`if redis.call('HSTRLEN', KEYS[1], ARGV[1]) > ${MAX_RECORD_BYTES} then return ${TOO_LARGE} end
 return redis.call('HGET', KEYS[1], ARGV[1])`);
 
 /** Every record as HGETALL's flat id/value list, or {@link TOO_LARGE} if any value is over the limit. */
 export const LIST_RECORDS = script(`local all = redis.call('HGETALL', KEYS[1])
 for i = 2, #all, 2 do
-  if #all[i] > ${LIMIT} then return ${TOO_LARGE} end
+  if #all[i] > ${MAX_RECORD_BYTES} then return ${TOO_LARGE} end
 end
 return all`);
 

@@ -16,7 +16,14 @@ import { type IndexName, parseIndexName } from '../names.js';
 import { checkWrite, decodeStored } from './bind.js';
 import { checkRecordId } from './record-id.js';
 import { DEFAULT_KEY_PREFIX, envelopeKey, parseKeyPrefix, recordsKey } from './redis-keys.js';
-import { GET_ENVELOPE, GET_RECORD, LIST_RECORDS, type RedisScript, TOO_LARGE } from './redis-scripts.js';
+import {
+  GET_ENVELOPE,
+  GET_RECORD,
+  LIST_RECORDS,
+  MAX_RECORD_BYTES,
+  type RedisScript,
+  TOO_LARGE,
+} from './redis-scripts.js';
 import type { EnvelopeStore, PushOptions, RecordKind, RecordStore } from './store.js';
 
 /**
@@ -237,7 +244,7 @@ export class RedisStore implements EnvelopeStore, RecordStore {
     return this.#eval(name, GET_ENVELOPE, this.#key(name), [], (reply) => {
       if (Buffer.isBuffer(reply)) return reply;
       if (reply === null) throw new EnvelopeNotFoundError('no envelope stored', { index: name });
-      throw tooLarge(name, reply, 'the stored value');
+      throw tooLarge(name, reply, 'the stored value', KmsBlobLimits.maxEnvelopeBytes);
     });
   }
 
@@ -258,7 +265,7 @@ export class RedisStore implements EnvelopeStore, RecordStore {
   /** HSETNX: the server decides. */
   async createRecord(index: IndexName, kind: RecordKind, id: string, value: Uint8Array): Promise<boolean> {
     const name = parseIndexName(index);
-    checkRecordId(kind, id);
+    checkRecordWrite(name, kind, id, value);
     return (
       (await this.#call(name, (c) => c.hsetnx(this.recordsKey(name, kind), id, Buffer.from(value)))) === 1
     );
@@ -273,7 +280,7 @@ export class RedisStore implements EnvelopeStore, RecordStore {
     const name = parseIndexName(index);
     const args: (string | Buffer)[] = [];
     for (const [id, value] of records) {
-      checkRecordId(kind, id);
+      checkRecordWrite(name, kind, id, value);
       args.push(id, Buffer.from(value));
     }
     if (args.length === 0) return;
@@ -286,14 +293,14 @@ export class RedisStore implements EnvelopeStore, RecordStore {
     return this.#eval(name, GET_RECORD, this.recordsKey(name, kind), [id], (reply) => {
       if (Buffer.isBuffer(reply)) return new Uint8Array(reply);
       if (reply === null) return undefined;
-      throw tooLarge(name, reply, 'a stored record');
+      throw tooLarge(name, reply, 'a stored record', MAX_RECORD_BYTES);
     });
   }
 
   async listRecords(index: IndexName, kind: RecordKind): Promise<Map<string, Uint8Array>> {
     const name = parseIndexName(index);
     const all = await this.#eval(name, LIST_RECORDS, this.recordsKey(name, kind), [], (reply) => {
-      if (!Array.isArray(reply)) throw tooLarge(name, reply, 'a stored record');
+      if (!Array.isArray(reply)) throw tooLarge(name, reply, 'a stored record', MAX_RECORD_BYTES);
       const records: [string, Uint8Array][] = [];
       for (let i = 0; i + 1 < reply.length; i += 2)
         records.push([String(reply[i]), new Uint8Array(reply[i + 1] as Buffer)]);
@@ -405,15 +412,23 @@ export class RedisStore implements EnvelopeStore, RecordStore {
   }
 }
 
+/** The checks of a record write. @throws InvalidArgumentError */
+function checkRecordWrite(index: IndexName, kind: RecordKind, id: string, value: Uint8Array): void {
+  checkRecordId(kind, id);
+  // Reads refuse larger values, so writing one would store what can never be read back.
+  if (!(value instanceof Uint8Array) || value.length > MAX_RECORD_BYTES)
+    throw new InvalidArgumentError(`a record is limited to ${MAX_RECORD_BYTES} bytes`, { index });
+}
+
 function isNoScript(err: unknown): boolean {
   return err instanceof Error && err.message.startsWith('NOSCRIPT');
 }
 
 /** The error for a {@link TOO_LARGE} reply (anything else unexpected is reported the same way). */
-function tooLarge(index: IndexName, reply: unknown, what: string): MalformedEnvelopeError {
+function tooLarge(index: IndexName, reply: unknown, what: string, limit: number): MalformedEnvelopeError {
   return new MalformedEnvelopeError(
     reply === TOO_LARGE
-      ? `${what} is larger than ${KmsBlobLimits.maxEnvelopeBytes} bytes (refused by the server before it was sent)`
+      ? `${what} is larger than ${limit} bytes (refused by the server before it was sent)`
       : `${what} is not a string`,
     { index },
   );

@@ -224,11 +224,18 @@ describe.skipIf(!available)('Redis store against a real redis-server', () => {
       expect(err).toBeInstanceOf(MalformedEnvelopeError);
       expect((err as Error).message).toMatch(/larger than 65536 bytes.*index "orders"/);
     }
-    await expect(store.getRecord(idx, 'dek', 'big')).rejects.toThrow(MalformedEnvelopeError);
+    await expect(store.getRecord(idx, 'dek', 'big')).rejects.toThrow(/record is larger than 131072 bytes/);
     await expect(store.listRecords(idx, 'dek')).rejects.toThrow(MalformedEnvelopeError);
     expect(await store.getRecord(idx, 'dek', 'small')).toEqual(new Uint8Array(Buffer.from('ok')));
     // Four refusals and the INFO replies themselves: far below one copy of the value.
     expect((await sent()) - before).toBeLessThan(64 * 1024);
+    // Records may be twice the envelope limit (as on disk); a larger one is refused on write too.
+    const record = new Uint8Array(128 * 1024);
+    await store.putRecord(idx, 'meta', 'pending', record);
+    expect(await store.getRecord(idx, 'meta', 'pending')).toEqual(record);
+    await expect(store.putRecord(idx, 'meta', 'over', new Uint8Array(128 * 1024 + 1))).rejects.toThrow(
+      InvalidArgumentError,
+    );
     // A plain push repairs it, as for any corrupt value.
     const blob = sampleBlob(idx);
     await store.push(idx, blob);
