@@ -50,6 +50,7 @@ export const ErrorCode = {
   integrity: 'KMS_ENVELOPE_INTEGRITY',
   slotNotAllowed: 'KMS_ENVELOPE_SLOT_NOT_ALLOWED',
   rollback: 'KMS_ENVELOPE_ROLLBACK',
+  weakKdf: 'KMS_ENVELOPE_WEAK_KDF',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -282,4 +283,13 @@ export class ContextBindingError extends KmsEnvelopeError {
  */
 export class NonceLimitError extends KmsEnvelopeError {
   override readonly code = ErrorCode.nonceLimit;
+}
+
+/**
+ * Stored passphrase-KDF parameters are weaker than the floor this library reads (too few PBKDF2
+ * iterations, a short salt), or so costly that deriving would stall the process: the KEK is not
+ * derived. Not retryable: the parameters must be replaced (re-key the index).
+ */
+export class WeakKdfParamsError extends KmsEnvelopeError {
+  override readonly code = ErrorCode.weakKdf;
 }

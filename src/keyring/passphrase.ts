@@ -4,12 +4,17 @@
  * "length":32,"salt":"…"}` — which are the source of truth whenever the KEK is derived again.
  * Use with provider `none` (nothing key-derived is stored but the KEK check).
  *
+ * Floors: new parameters always have 600,000 iterations or more and a 16-byte random salt; stored
+ * parameters are read only with 100,000 to 10,000,000 iterations, a salt of 16 to 1024 bytes and
+ * length 32, so a store writer can neither make this process derive a KEK cheaply nor stall it
+ * with a huge count. See {@link MIN_KDF_ITERATIONS} for why the read floor is below 600,000.
+ *
  * @module
  */
 import { pbkdf2, randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
 import type { KmsEnvelopeClient } from '../client.js';
-import { ConfigError, InvalidArgumentError } from '../errors.js';
+import { ConfigError, InvalidArgumentError, WeakKdfParamsError } from '../errors.js';
 import { Kek } from '../keys/kek.js';
 import { decodeBase64UrlPadded, encodeBase64UrlPadded } from '../wire/base64.js';
 import { canonicalJson } from '../wire/params.js';
@@ -18,31 +23,83 @@ import { META } from './records.js';
 
 const pbkdf2Async = promisify(pbkdf2);
 
-/** Default PBKDF2 iterations for new passphrase KEKs (OWASP 2023 guidance for HMAC-SHA256). */
+/**
+ * PBKDF2 iterations of every new passphrase KEK: OWASP's 2023 figure for PBKDF2-HMAC-SHA256
+ * (Password Storage Cheat Sheet). Also the least a caller may ask for when writing.
+ */
 export const DEFAULT_KDF_ITERATIONS = 600_000;
+
+/**
+ * The fewest PBKDF2 iterations accepted when reading stored parameters.
+ *
+ * Lower than {@link DEFAULT_KDF_ITERATIONS} on purpose, so that data written under older, once
+ * common guidance stays readable: 100,000 is the count the `v2:` API-key scheme this library
+ * migrates from uses, and was a widespread default for PBKDF2-HMAC-SHA256 before OWASP raised it
+ * (310,000 in 2021, 600,000 in 2023). Below it, one guess costs less than a sixth of what it
+ * costs at the recommended count, which this library does not accept for a KEK. Stored parameters
+ * under the floor (this library's earlier versions let a caller write as few as 1,000) are
+ * refused with {@link WeakKdfParamsError}: re-key such an index.
+ */
+export const MIN_KDF_ITERATIONS = 100_000;
+
+/**
+ * The most PBKDF2 iterations accepted on read or write: a count that someone who can write the
+ * store sets to 2^53 would otherwise keep a libuv thread busy for years per derivation.
+ */
+export const MAX_KDF_ITERATIONS = 10_000_000;
+
+/** Salt length of new parameters, in bytes (NIST SP 800-132 asks for at least 128 bits). */
+export const KDF_SALT_BYTES = 16;
+
+/** The shortest salt accepted on read, in bytes: {@link KDF_SALT_BYTES}. */
+export const MIN_KDF_SALT_BYTES = KDF_SALT_BYTES;
+
+/** The longest salt accepted on read, in bytes (a bound on what a stored record makes us hash). */
+export const MAX_KDF_SALT_BYTES = 1024;
 
 /** Persisted KDF parameters. */
 export interface KdfParams {
   readonly kdf: 'pbkdf2-hmac-sha256';
   readonly hash: 'sha256';
-  /** URL-safe base64 with padding of the salt. */
+  /** URL-safe base64 with padding of the salt (16 to 1024 bytes). */
   readonly salt: string;
+  /** {@link MIN_KDF_ITERATIONS} to {@link MAX_KDF_ITERATIONS}. */
   readonly iterations: number;
   readonly length: 32;
 }
 
-/** Fresh parameters: a random 16-byte salt and `iterations` (default 600,000). */
+/**
+ * Fresh parameters: a random 16-byte salt and `iterations` (default and minimum 600,000).
+ * @throws InvalidArgumentError for fewer than {@link DEFAULT_KDF_ITERATIONS} or more than
+ * {@link MAX_KDF_ITERATIONS} iterations: no caller can write parameters weaker than the
+ * recommended ones.
+ */
 export function newKdfParams(iterations = DEFAULT_KDF_ITERATIONS): KdfParams {
+  if (
+    !Number.isSafeInteger(iterations) ||
+    iterations < DEFAULT_KDF_ITERATIONS ||
+    iterations > MAX_KDF_ITERATIONS
+  ) {
+    throw new InvalidArgumentError(
+      `new passphrase KEKs use ${DEFAULT_KDF_ITERATIONS} to ${MAX_KDF_ITERATIONS} PBKDF2 iterations`,
+    );
+  }
   return {
     kdf: 'pbkdf2-hmac-sha256',
     hash: 'sha256',
-    salt: encodeBase64UrlPadded(randomBytes(16)),
+    salt: encodeBase64UrlPadded(randomBytes(KDF_SALT_BYTES)),
     iterations,
     length: 32,
   };
 }
 
-/** Validates parsed parameters. @throws ConfigError */
+/**
+ * Validates parsed parameters (stored ones are read through this).
+ * @throws ConfigError for parameters of another shape (another KDF or hash, a salt that is not
+ * URL-safe base64 with padding, a length other than 32); WeakKdfParamsError for fewer than
+ * {@link MIN_KDF_ITERATIONS} or more than {@link MAX_KDF_ITERATIONS} iterations, or a salt
+ * shorter than {@link MIN_KDF_SALT_BYTES} or longer than {@link MAX_KDF_SALT_BYTES} bytes.
+ */
 export function parseKdfParams(value: unknown): KdfParams {
   const p = value as Partial<KdfParams> | null;
   if (
@@ -52,18 +109,32 @@ export function parseKdfParams(value: unknown): KdfParams {
     p.hash !== 'sha256' ||
     typeof p.salt !== 'string' ||
     !Number.isSafeInteger(p.iterations) ||
-    (p.iterations as number) < 1000 ||
     p.length !== 32
   ) {
     throw new ConfigError(
-      'KDF parameters are not {kdf: pbkdf2-hmac-sha256, hash: sha256, salt, iterations ≥ 1000, length: 32}',
+      'KDF parameters are not {kdf: pbkdf2-hmac-sha256, hash: sha256, salt, iterations, length: 32}',
     );
   }
-  decodeBase64UrlPadded(p.salt, 'KDF salt');
+  const iterations = p.iterations as number;
+  if (iterations < MIN_KDF_ITERATIONS || iterations > MAX_KDF_ITERATIONS) {
+    throw new WeakKdfParamsError(
+      `stored PBKDF2 iterations (${iterations}) are outside ${MIN_KDF_ITERATIONS}–${MAX_KDF_ITERATIONS}: re-key the index`,
+    );
+  }
+  const salt = decodeBase64UrlPadded(p.salt, 'KDF salt');
+  if (salt.length < MIN_KDF_SALT_BYTES || salt.length > MAX_KDF_SALT_BYTES) {
+    throw new WeakKdfParamsError(
+      `stored KDF salt is ${salt.length} bytes, outside ${MIN_KDF_SALT_BYTES}–${MAX_KDF_SALT_BYTES}: re-key the index`,
+    );
+  }
   return p as KdfParams;
 }
 
-/** Derives a KEK from a passphrase with the given parameters (off the event loop). */
+/**
+ * Derives a KEK from a passphrase with the given parameters (off the event loop).
+ * @throws InvalidArgumentError for an empty passphrase; ConfigError and WeakKdfParamsError as
+ * {@link parseKdfParams}.
+ */
 export async function derivePassphraseKek(passphrase: string | Uint8Array, params: KdfParams): Promise<Kek> {
   if (passphrase.length === 0) throw new InvalidArgumentError('the passphrase is empty');
   const checked = parseKdfParams(params);
@@ -80,6 +151,10 @@ export async function derivePassphraseKek(passphrase: string | Uint8Array, param
 /**
  * Creates an index whose KEK is derived from `passphrase` (slot of provider `none`), storing the
  * KDF parameters and the KEK-check record. Returns the keyring, opened with that KEK.
+ * `iterations` may only raise the count above {@link DEFAULT_KDF_ITERATIONS}; the salt is always
+ * 16 fresh random bytes.
+ * @throws InvalidArgumentError for fewer iterations (see {@link newKdfParams}), and the client's
+ * errors.
  */
 export async function createPassphraseIndex(
   client: KmsEnvelopeClient,
@@ -101,7 +176,8 @@ export async function createPassphraseIndex(
 /**
  * Derives the index's KEK from `passphrase` with its stored KDF parameters and checks it against
  * the KEK-check record. The caller zeroes the returned KEK.
- * @throws KekMismatchError for a wrong passphrase; ConfigError without stored parameters.
+ * @throws KekMismatchError for a wrong passphrase; ConfigError without stored parameters;
+ * WeakKdfParamsError for stored parameters below the read floor (see {@link parseKdfParams}).
  */
 export async function deriveAndVerifyKek(
   client: KmsEnvelopeClient,
