@@ -3,12 +3,12 @@
  * one at a time, so races only show between processes.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseIndexName } from '../../src/names.js';
-import { DiskStore } from '../../src/storage/disk.js';
+import { DiskStore, ENVELOPE_DIR, RECORDS_DIR } from '../../src/storage/disk.js';
 import { sampleBlob } from '../helpers/blobs.js';
 
 const worker = join(import.meta.dirname, '../helpers/disk-worker.ts');
@@ -101,4 +101,31 @@ describe('disk store across processes', () => {
     expect(lastVersion).toBeGreaterThan(100);
     rmSync(root, { recursive: true, force: true });
   }, 180_000);
+
+  it('temporary files of writers killed mid-write are removed by the next write to their folder', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'ke-procs-'));
+    const store = new DiskStore(root);
+    await store.create(index, sampleBlob(index));
+    const folders = {
+      loop: join(root, index, ENVELOPE_DIR),
+      'records-loop': join(root, index, RECORDS_DIR, 'dek'),
+    };
+    const temps = (folder: string) => readdirSync(folder).filter((name) => name.startsWith('.tmp-'));
+    for (const [mode, folder] of Object.entries(folders)) {
+      for (let kill = 0; kill < 15; kill++) {
+        const { child, output } = startWorker([mode, root, index], { KE_NO_WAIT: '1' });
+        await new Promise<void>((resolve) => child.stdout!.once('data', () => resolve()));
+        await new Promise((r) => setTimeout(r, 2 + Math.random() * 25));
+        child.kill('SIGKILL');
+        await output; // exited and reaped: its pid is gone
+      }
+      expect(temps(folder).length, mode).toBeGreaterThan(0); // what the kills left (else nothing is tested)
+    }
+    await store.push(index, sampleBlob(index, { version: 1_000_000 }));
+    expect(temps(folders.loop)).toEqual([]);
+    await store.putRecord(index, 'dek', 'after', new Uint8Array([1]));
+    expect(temps(folders['records-loop'])).toEqual([]);
+    expect((await store.get(index)).version).toBe(1_000_000);
+    rmSync(root, { recursive: true, force: true });
+  }, 120_000);
 });
