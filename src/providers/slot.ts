@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { PROVIDER_ID_PATTERN } from '../envelope/kms-blob.js';
 import { ConfigError } from '../errors.js';
-import { parseSlotName, type SlotName } from '../names.js';
+import { isValidName, parseSlotName, type SlotName } from '../names.js';
 
 /**
  * A KMS slot: a named configuration of one provider, what `KMSBlob.kms_name` refers to.
@@ -108,10 +108,39 @@ export function interpolateEnv(value: unknown, env: NodeJS.ProcessEnv, where = '
   if (Array.isArray(value)) return value.map((item) => interpolateEnv(item, env, where));
   if (typeof value === 'object' && value !== null) {
     return Object.fromEntries(
-      Object.entries(value).map(([k, v]) => [k, interpolateEnv(v, env, `${where}.${k}`)]),
+      Object.entries(value).map(([k, v]) => [k, interpolateEnv(v, env, `${where}.${shownKey(k)}`)]),
     );
   }
   return value;
+}
+
+/** A config key as errors may show it: a plain name, or `[key]` for anything else. */
+function shownKey(key: string): string {
+  return /^[A-Za-z0-9_][A-Za-z0-9._-]{0,31}$/.test(key) ? key : '[key]';
+}
+
+/**
+ * The error for a slots config that does not parse. The `yaml` package's errors quote the
+ * offending source line (which may be `master_key: literal:<key>`) and an unresolved alias names
+ * itself, so neither their message nor the error itself is kept (no `cause`): only the kind of
+ * error and where it is.
+ */
+function syntaxError(err: unknown): ConfigError {
+  const e = (typeof err === 'object' && err !== null ? err : {}) as { code?: unknown; linePos?: unknown };
+  const kind =
+    typeof e.code === 'string' && /^[A-Z][A-Z_]{0,39}$/.test(e.code)
+      ? e.code
+      : err instanceof ReferenceError
+        ? 'BAD_ALIAS'
+        : 'UNKNOWN';
+  const pos = (Array.isArray(e.linePos) ? e.linePos[0] : undefined) as
+    | { line?: unknown; col?: unknown }
+    | undefined;
+  const at =
+    Number.isSafeInteger(pos?.line) && Number.isSafeInteger(pos?.col)
+      ? ` at line ${pos?.line as number}, column ${pos?.col as number}`
+      : '';
+  return new ConfigError(`slots config is neither valid YAML nor JSON: ${kind}${at}`);
 }
 
 /**
@@ -123,21 +152,33 @@ export function interpolateEnv(value: unknown, env: NodeJS.ProcessEnv, where = '
 export function parseSlotsConfig(text: string, env: NodeJS.ProcessEnv = process.env): KmsSlot[] {
   let doc: unknown;
   try {
-    doc = parseYaml(text);
-  } catch (cause) {
-    throw new ConfigError('slots config is neither valid YAML nor JSON', { cause });
+    // logLevel 'error': errors still throw, but warnings (which quote the source too) are not
+    // written to the process's warnings.
+    doc = parseYaml(text, { logLevel: 'error' });
+  } catch (err) {
+    throw syntaxError(err);
   }
   const slots = (doc as { slots?: unknown } | null)?.slots;
   if (typeof slots !== 'object' || slots === null || Array.isArray(slots)) {
     throw new ConfigError('slots config needs a top-level "slots" map of slot name → settings');
   }
   return Object.entries(slots).map(([name, raw]) => {
+    // A mis-indented line can make a secret a slot name: an invalid name is not shown.
+    if (!isValidName(name)) {
+      throw new ConfigError(
+        "invalid slot name (not shown): use letters, digits, '.', '_' and '-', starting with a letter or digit",
+      );
+    }
     if (typeof raw !== 'object' || raw === null)
       throw new ConfigError('slot must be a map of settings', { slot: name });
     const input: Record<string, unknown> = {};
     for (const [key, value] of Object.entries(interpolateEnv(raw, env, `slots.${name}`) as object)) {
       const field = FILE_KEYS[key];
-      if (field === undefined) throw new ConfigError(`unknown slot setting "${key}"`, { slot: name });
+      if (field === undefined) {
+        throw new ConfigError(`unknown slot setting ${shownKey(key) === key ? `"${key}"` : '(not shown)'}`, {
+          slot: name,
+        });
+      }
       input[field] = value;
     }
     return parseKmsSlot(name, input as unknown as KmsSlotInput);
