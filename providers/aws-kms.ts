@@ -134,10 +134,11 @@ class AwsKmsProvider implements KmsProvider {
   }
 
   /** `ReEncrypt` under the slot's key (which an alias may now point elsewhere), inside KMS. */
-  async rewrap(wrapped: WrappedKek, context: WrapContext): Promise<WrappedKek> {
+  async rewrap(wrapped: WrappedKek, context: WrapContext, to: WrapContext): Promise<WrappedKek> {
     const where = whereOf(context, id);
     throwIfAborted(context.signal, where);
     const encryptionContext = bindingEncryptionContext(context);
+    const destinationContext = bindingEncryptionContext(to);
     try {
       // As for unwrap: only from a key the slot accepts. ReEncrypt never shows the KEK to us, so
       // without this check an envelope forged under a key someone else controls would come out
@@ -149,7 +150,7 @@ class AwsKmsProvider implements KmsProvider {
           SourceKeyId: wrapped.keyId,
           SourceEncryptionContext: encryptionContext,
           DestinationKeyId: this.#keyId,
-          DestinationEncryptionContext: encryptionContext,
+          DestinationEncryptionContext: destinationContext,
         }),
         { abortSignal: context.signal },
       );

@@ -35,6 +35,7 @@ import {
   KeyNotFoundError,
   KmsEnvelopeError,
   ProviderUnavailableError,
+  SlotNotAllowedError,
   ThrottledError,
   UnwrapFailedError,
 } from '../src/errors.js';
@@ -143,6 +144,13 @@ export interface AzureKvProviderOptions {
   readonly clientFactory?: AzureCryptographyClientFactory;
   /** Key-wrap algorithm for new wraps (default `RSA-OAEP-256`). */
   readonly algorithm?: AzureKvAlgorithm;
+  /**
+   * Unwrap `RSA-OAEP-256` wraps (default false). Anyone who can read an RSA key's public half can
+   * make such a wrap of a KEK of their choosing, so a store writer could forge an envelope; the
+   * client also refuses a public-key slot without the slot's `allowPublicKeyWrap: true`. With
+   * `A256KW` (a Managed HSM `oct-HSM` key) a wrap needs the vault, and RSA wraps stay refused.
+   */
+  readonly allowPublicKeyWrap?: boolean;
   /**
    * Options of the `KeyClient` the provider makes (`tlsOptions`, `proxyOptions`, `httpClient`,
    * `disableChallengeResourceVerification`, `retryOptions` ...). Retries default to none.
@@ -355,6 +363,7 @@ class AzureKvProvider implements KmsProvider {
   readonly #key: AzureKeyId;
   readonly #keyId: string;
   readonly #algorithm: AzureKvAlgorithm;
+  readonly #allowPublicKeyWrap: boolean;
   readonly #options: AzureKvProviderOptions;
   readonly #clients = new Map<string, Promise<AzureCryptographyClientLike>>();
   #keyClient: Promise<AzureKeyClientLike> | undefined;
@@ -364,6 +373,12 @@ class AzureKvProvider implements KmsProvider {
     this.#key = key;
     this.#keyId = keyUrl(key);
     this.#algorithm = options.algorithm ?? 'RSA-OAEP-256';
+    this.#allowPublicKeyWrap = options.allowPublicKeyWrap === true;
+  }
+
+  /** RSA wraps need only the public key: see {@link AzureKvProviderOptions.allowPublicKeyWrap}. */
+  get publicKeyWrap(): boolean {
+    return this.#algorithm === 'RSA-OAEP-256';
   }
 
   async wrap(kek: Kek, context: WrapContext): Promise<WrappedKek> {
@@ -431,6 +446,13 @@ class AzureKvProvider implements KmsProvider {
       bytes.length !== HEADER_LENGTH + wrappedLength + SEALED_LENGTH
     ) {
       throw new UnwrapFailedError('the wrapped KEK is not in the azure-kv format', where);
+    }
+    // Checked before any call: an RSA wrap may have been made by anyone with the public key.
+    if (algorithm === 'RSA-OAEP-256' && !this.#allowPublicKeyWrap) {
+      throw new SlotNotAllowedError(
+        'the envelope is wrapped with RSA-OAEP-256, which needs only the public key; the slot must set allowPublicKeyWrap: true to unwrap it',
+        where,
+      );
     }
     throwIfAborted(context.signal, where);
     const client = await this.#client(keyUrl(recorded), where);
@@ -611,6 +633,7 @@ export function createAzureKvProviderForSlot(slot: KmsSlot): KmsProvider {
       ...(clientFactory ? { clientFactory } : {}),
       ...(algorithm ? { algorithm } : {}),
       ...(clientOptions ? { clientOptions } : {}),
+      allowPublicKeyWrap: slot.allowPublicKeyWrap === true,
     });
   } catch (err) {
     if (err instanceof ConfigError && err.slot === undefined) {

@@ -1,10 +1,21 @@
-import { KMS_BLOB_SCHEMA_VERSION, type KmsBlob } from './envelope/kms-blob.js';
-import { ConfigError, InvalidArgumentError, KekMismatchError, UnwrapFailedError } from './errors.js';
+import { randomBytes } from 'node:crypto';
+import { CREATION_ID_LENGTH, KMS_BLOB_SCHEMA_VERSION, type KmsBlob } from './envelope/kms-blob.js';
+import {
+  ConfigError,
+  DeadlineExceededError,
+  InvalidArgumentError,
+  KekMismatchError,
+  KmsEnvelopeError,
+  RollbackError,
+  SlotNotAllowedError,
+  UnwrapFailedError,
+} from './errors.js';
 import { Kek } from './keys/kek.js';
 import { kekCheckValue, kekMatchesCheck } from './keys/kek-check.js';
-import { type IndexName, parseIndexName, parseSlotName, type SlotName } from './names.js';
+import { type IndexName, isValidName, parseIndexName, parseSlotName, type SlotName } from './names.js';
 import type { KmsProvider, WrapContext } from './providers/provider.js';
 import { KmsRegistry, type KmsRegistryOptions } from './providers/registry.js';
+import { slotServesIndex } from './providers/slot.js';
 import { decodeStored } from './storage/bind.js';
 import type { EnvelopeStore } from './storage/store.js';
 import {
@@ -44,6 +55,15 @@ export interface KmsEnvelopeClientOptions {
    * and error code, never an index's key material.
    */
   readonly meter?: MeterLike | 'opentelemetry';
+  /**
+   * The lowest envelope version acceptable for an index, from a source the store's writers do
+   * not control (your database, a config service): consulted before every unwrap of a stored
+   * envelope that is not a cache hit; an envelope below it is refused (`RollbackError`) before
+   * any KMS call. `undefined` for no floor. The client also keeps its own high-water mark per
+   * index in memory (see {@link KmsEnvelopeClient.unwrap}); this source carries it across
+   * restarts and instances.
+   */
+  readonly minVersion?: (index: string) => number | undefined | PromiseLike<number | undefined>;
 }
 
 /** Options of {@link KmsEnvelopeClient.createIndex}. */
@@ -69,6 +89,20 @@ export interface UnwrapOptions {
 }
 
 const NO_OPTIONS: UnwrapOptions = Object.freeze({});
+/** An envelope without a creation id (schema 1), as compare-and-set compares it. */
+const NO_CREATION_ID = new Uint8Array(0);
+
+/** The highest version of an index this client has seen, and of which creation. */
+interface HighWater {
+  readonly version: number;
+  readonly creationId: Uint8Array | undefined;
+}
+
+/** Whether two creation ids are the same (absent equals absent). Not secret. */
+function sameCreation(a: Uint8Array | undefined, b: Uint8Array | undefined): boolean {
+  if (a === undefined || b === undefined) return a === b;
+  return bytesEqual(a, b);
+}
 const SETTLED = Promise.resolve();
 /** The `finish` of a caller that wants the leased entry itself. */
 const asLeased = (entry: CachedKek) => entry;
@@ -100,6 +134,11 @@ export interface PrepareEnvelopeOptions {
   readonly slot: string;
   readonly version: number;
   readonly createdAt?: number;
+  /**
+   * The creation id of the envelope this one replaces (keep it across a rotation); a new random
+   * one when absent (a new creation, or the upgrade of a schema 1 envelope).
+   */
+  readonly creationId?: Uint8Array;
   readonly encryptionContext?: Readonly<Record<string, string>>;
   readonly signal?: AbortSignal;
 }
@@ -139,6 +178,9 @@ export class KmsEnvelopeClient {
   readonly #caller: KmsCaller;
   /** Providers the registry built, by slot (forgotten on close). */
   readonly #providers = new Map<string, KmsProvider>();
+  /** Per index, the newest envelope this client unwrapped or wrote (see {@link unwrap}). */
+  readonly #highWater = new Map<IndexName, HighWater>();
+  readonly #minVersion: KmsEnvelopeClientOptions['minVersion'];
 
   constructor(options: KmsEnvelopeClientOptions) {
     this.store = options.store;
@@ -156,6 +198,7 @@ export class KmsEnvelopeClient {
             (key) => () => this.#load(indexOfKey(key) as IndexName, NO_OPTIONS),
           );
     this.#caller = new KmsCaller(options.kmsCalls ?? {}, this.#telemetry);
+    this.#minVersion = options.minVersion;
   }
 
   /**
@@ -174,12 +217,33 @@ export class KmsEnvelopeClient {
         version: 1,
         createdAt: now,
         updatedAt: now,
+        creationId: newCreationId(),
       });
-      await this.store.create(index, blob);
+      try {
+        await this.store.create(index, blob);
+      } catch (err) {
+        // A write that failed with a retryable error may still have been applied (a paused Redis
+        // answers after the timeout): if what is stored now is this very envelope, it was.
+        if (!(err instanceof KmsEnvelopeError && err.retryable) || !(await this.#isStored(index, blob))) {
+          throw err;
+        }
+      }
+      this.#raiseHighWater(index, blob);
       return kek;
     } catch (err) {
       kek.zero();
       throw err;
+    }
+  }
+
+  /** Whether the envelope stored for `index` is `blob` (same creation id and bytes that matter). */
+  async #isStored(index: IndexName, blob: KmsBlob): Promise<boolean> {
+    try {
+      const stored = await this.store.get(index);
+      return sameCreation(stored.creationId, blob.creationId) && sameEnvelope(stored, blob);
+    } catch {
+      // Still unreachable, or nothing stored: report the original error.
+      return false;
     }
   }
 
@@ -199,15 +263,15 @@ export class KmsEnvelopeClient {
   unwrap(indexName: string, options: UnwrapOptions = NO_OPTIONS): Promise<Kek> {
     const cache = this.#cache;
     if (cache !== undefined && options.kek === undefined && !cache.readEveryCall) {
-      // The hot path, kept out of an async function: only valid names ever enter the cache (or
-      // get a load in flight), so neither a hit nor joining a load needs any parsing.
-      const key = options.tenant === undefined ? indexName : cacheKey(indexName, options.tenant);
-      const entry = cache.get(key);
+      // The hot path, kept out of an async function. The name is checked before the lookup: a
+      // key is only unambiguous for a valid index name (no NUL), whatever the tenant.
+      const key = fastKey(indexName, options.tenant);
+      const entry = key === undefined ? undefined : cache.get(key);
       if (entry !== undefined) {
         this.#telemetry.hit();
         return Promise.resolve(Kek.fromBytes(entry.kek.expose()));
       }
-      const joined = cache.join(key);
+      const joined = key === undefined || options.signal !== undefined ? undefined : cache.join(key);
       if (joined !== undefined) return this.#joined(indexName, joined).then(this.#copyAndRelease);
     } else if (cache !== undefined && options.kek === undefined) {
       return this.#acquireFresh(indexName, options, this.#copyAndRelease);
@@ -235,13 +299,13 @@ export class KmsEnvelopeClient {
   ): Promise<T> {
     const cache = this.#cache;
     if (cache !== undefined && options.kek === undefined && !cache.readEveryCall) {
-      const key = options.tenant === undefined ? indexName : cacheKey(indexName, options.tenant);
-      const entry = cache.get(key);
+      const key = fastKey(indexName, options.tenant);
+      const entry = key === undefined ? undefined : cache.get(key);
       if (entry !== undefined) {
         this.#telemetry.hit();
         return runLeased(cache, cache.acquire(entry), fn);
       }
-      const joined = cache.join(key);
+      const joined = key === undefined || options.signal !== undefined ? undefined : cache.join(key);
       if (joined !== undefined) {
         return this.#joined(indexName, joined).then((leased) => callLeased(cache, leased, fn));
       }
@@ -305,7 +369,7 @@ export class KmsEnvelopeClient {
     const index = parseIndexName(indexName);
     const cache = this.#cache;
     if (cache === undefined || options.kek !== undefined) {
-      return this.#unwrapBlob(index, await this.store.get(index), options);
+      return this.#unwrapBlob(index, await this.store.get(index), options, true);
     }
     return this.#copyAndRelease(await this.#acquire(index, options));
   }
@@ -314,7 +378,7 @@ export class KmsEnvelopeClient {
     const index = parseIndexName(indexName);
     const cache = this.#cache;
     if (cache === undefined || options.kek !== undefined) {
-      const own = await this.#unwrapBlob(index, await this.store.get(index), options);
+      const own = await this.#unwrapBlob(index, await this.store.get(index), options, true);
       try {
         return await fn(own);
       } finally {
@@ -331,7 +395,7 @@ export class KmsEnvelopeClient {
    */
   async #acquire(index: IndexName, options: UnwrapOptions): Promise<CachedKek> {
     const cache = this.#cache!;
-    const key = cacheKey(index, options.tenant);
+    const key = cacheKey(index, checkTenant(options.tenant));
     if (!cache.readEveryCall) {
       const entry = cache.get(key);
       if (entry !== undefined) {
@@ -339,13 +403,62 @@ export class KmsEnvelopeClient {
         return cache.acquire(entry);
       }
       const joined = cache.join(key);
-      if (joined !== undefined) return this.#joined(index, joined);
-      return this.#loadCounted(
+      if (joined !== undefined) return this.#waitFor(index, this.#joined(index, joined), options.signal);
+      // A shared load: it runs under the client's own deadline, never a caller's signal, which
+      // abandons only that caller's wait.
+      return this.#waitFor(
         index,
-        cache.load(key, () => this.#load(index, options)),
+        this.#loadCounted(
+          index,
+          cache.load(key, () => this.#load(index, NO_OPTIONS)),
+        ),
+        options.signal,
       );
     }
     return this.#acquireFresh(index, options, asLeased);
+  }
+
+  /**
+   * `leased` (an entry with a lease taken for this caller), or a `DeadlineExceededError` as soon
+   * as the caller's `signal` aborts; the lease of an abandoned wait is released when it lands.
+   */
+  #waitFor(
+    index: IndexName,
+    leased: Promise<CachedKek>,
+    signal: AbortSignal | undefined,
+  ): Promise<CachedKek> {
+    if (signal === undefined) return leased;
+    const cache = this.#cache!;
+    return new Promise<CachedKek>((resolve, reject) => {
+      let waiting = true;
+      const abort = () => {
+        if (!waiting) return;
+        waiting = false;
+        reject(
+          new DeadlineExceededError('the caller stopped waiting for the unwrap (signal aborted)', { index }),
+        );
+      };
+      if (signal.aborted) abort();
+      else signal.addEventListener('abort', abort, { once: true });
+      leased.then(
+        (entry) => {
+          signal.removeEventListener('abort', abort);
+          if (waiting) {
+            waiting = false;
+            resolve(entry);
+          } else {
+            cache.release(entry);
+          }
+        },
+        (err: unknown) => {
+          signal.removeEventListener('abort', abort);
+          if (waiting) {
+            waiting = false;
+            reject(err);
+          }
+        },
+      );
+    });
   }
 
   /**
@@ -366,7 +479,12 @@ export class KmsEnvelopeClient {
       return Promise.reject(err);
     }
     const cache = this.#cache!;
-    const key = options.tenant === undefined ? index : cacheKey(index, options.tenant);
+    let key: string;
+    try {
+      key = cacheKey(index, checkTenant(options.tenant));
+    } catch (err) {
+      return Promise.reject(err);
+    }
     if (this.store.getEncoded === undefined) {
       let read: Promise<KmsBlob>;
       try {
@@ -413,12 +531,16 @@ export class KmsEnvelopeClient {
     }
     if (entry !== undefined) cache.delete(key, 'changed');
     const joined = cache.join(key);
-    const loaded = await (joined !== undefined
-      ? this.#joined(index, joined)
-      : this.#loadCounted(
-          index,
-          cache.load(key, () => this.#loadFrom(index, blob, options, encoded)),
-        ));
+    const loaded = await this.#waitFor(
+      index,
+      joined !== undefined
+        ? this.#joined(index, joined)
+        : this.#loadCounted(
+            index,
+            cache.load(key, () => this.#loadFrom(index, blob, NO_OPTIONS, encoded)),
+          ),
+      options.signal,
+    );
     if (sameEnvelope(loaded.blob, blob)) return loaded;
     // Joined a load of another version of the envelope. Loading again through the cache could
     // join yet another one, so unwrap the envelope this call read on its own, outside the cache:
@@ -484,7 +606,7 @@ export class KmsEnvelopeClient {
     let blob = first;
     let kek: Kek;
     try {
-      kek = await this.#unwrapBlob(index, blob, options);
+      kek = await this.#unwrapBlob(index, blob, options, true);
     } catch (err) {
       if (!(err instanceof UnwrapFailedError)) throw err;
       // The envelope may have been rotated by another process between read and unwrap.
@@ -492,7 +614,7 @@ export class KmsEnvelopeClient {
       if (again.version === blob.version && again.kmsName === blob.kmsName) throw err;
       blob = again;
       encoded = undefined;
-      kek = await this.#unwrapBlob(index, blob, options);
+      kek = await this.#unwrapBlob(index, blob, options, true);
     }
     return {
       kek,
@@ -532,25 +654,38 @@ export class KmsEnvelopeClient {
       const rewrapped = await this.#rewrapInSlot(index, current, options.signal);
       if (rewrapped !== undefined) return rewrapped;
     }
-    const kek = await this.#unwrapBlob(index, current, options);
+    const kek = await this.#unwrapBlob(index, current, options, true);
     try {
       const slot = parseSlotName(options.toSlot ?? current.kmsName);
       const next = await this.#wrapInto(kek, index, slot, current.encryptionContext, options.signal, {
         version: current.version + 1,
         createdAt: current.createdAt,
         updatedAt: Math.max(this.#now(), current.createdAt),
+        // A schema 1 envelope is upgraded here: it gets a creation id, and the v2 binding.
+        creationId: current.creationId ?? newCreationId(),
       });
-      await this.store.push(index, next, { expectedVersion: current.version });
-      this.#cache?.invalidate(index);
+      await this.#pushRotated(index, current, next);
       return next;
     } finally {
       kek.zero();
     }
   }
 
+  /** Compare-and-set of a rotation: on the version and the creation id read. */
+  async #pushRotated(index: IndexName, current: KmsBlob, next: KmsBlob): Promise<void> {
+    await this.store.push(index, next, {
+      expectedVersion: current.version,
+      expectedCreationId: current.creationId ?? NO_CREATION_ID,
+    });
+    this.#cache?.invalidate(index);
+    this.#raiseHighWater(index, next);
+  }
+
   /**
    * Rotation within the envelope's slot by a provider that can re-wrap inside its KMS (the
-   * plaintext KEK never leaves it); `undefined` when the provider cannot.
+   * plaintext KEK never leaves it); `undefined` when the provider cannot. The envelope read is
+   * admitted first exactly as for an unwrap (slot policy, rollback), since the client never sees
+   * the KEK here to check it.
    */
   async #rewrapInSlot(
     index: IndexName,
@@ -558,26 +693,31 @@ export class KmsEnvelopeClient {
     signal: AbortSignal | undefined,
   ): Promise<KmsBlob | undefined> {
     const slot = parseSlotName(current.kmsName);
-    const provider = await this.#provider(slot, index);
+    const provider = await this.#admit(index, current, true);
     if (provider.rewrap === undefined || provider.id !== current.provider) return undefined;
     const rewrap = provider.rewrap.bind(provider);
-    const context = { index, slot, encryptionContext: current.encryptionContext };
+    const next: Omit<KmsBlob, 'keyId' | 'region' | 'wrappedKek'> = {
+      ...current,
+      version: current.version + 1,
+      updatedAt: Math.max(this.#now(), current.createdAt),
+      schemaVersion: KMS_BLOB_SCHEMA_VERSION,
+      creationId: current.creationId ?? newCreationId(),
+    };
+    const from = bindingOf(index, slot, current);
+    const to = bindingOf(index, slot, next);
     const wrapped = await this.#caller.run(
       { slot, provider: provider.id, index },
-      (deadline) => rewrap(current, { ...context, signal: deadline }),
+      (deadline) => rewrap(current, { ...from, signal: deadline }, { ...to, signal: deadline }),
       signal,
     );
-    const next: KmsBlob = {
-      ...current,
+    const rotated: KmsBlob = {
+      ...next,
       keyId: wrapped.keyId,
       region: wrapped.region,
       wrappedKek: new Uint8Array(wrapped.wrappedKek),
-      version: current.version + 1,
-      updatedAt: Math.max(this.#now(), current.createdAt),
     };
-    await this.store.push(index, next, { expectedVersion: current.version });
-    this.#cache?.invalidate(index);
-    return next;
+    await this.#pushRotated(index, current, rotated);
+    return rotated;
   }
 
   /**
@@ -587,7 +727,7 @@ export class KmsEnvelopeClient {
   async verify(indexName: string, options: UnwrapOptions = {}): Promise<VerifyReport> {
     const index = parseIndexName(indexName);
     const blob = await this.store.get(index);
-    const kek = await this.#unwrapBlob(index, blob, options);
+    const kek = await this.#unwrapBlob(index, blob, options, true);
     kek.zero();
     return {
       index,
@@ -616,13 +756,16 @@ export class KmsEnvelopeClient {
         version: options.version,
         createdAt,
         updatedAt: Math.max(now, createdAt),
+        creationId: options.creationId ?? newCreationId(),
       },
     );
   }
 
   /**
    * Unwraps the KEK of an envelope that was read or prepared (not necessarily the stored one),
-   * checked against its KEK check value. The caller zeroes the returned KEK.
+   * checked against its KEK check value. The slot rules apply as for {@link unwrap}, and an
+   * envelope older than one this client has seen is refused; the client's high-water mark is not
+   * raised (the envelope may never be stored). The caller zeroes the returned KEK.
    */
   async unwrapEnvelope(indexName: string, blob: KmsBlob, options: UnwrapOptions = {}): Promise<Kek> {
     const index = parseIndexName(indexName);
@@ -637,6 +780,8 @@ export class KmsEnvelopeClient {
     const index = parseIndexName(indexName);
     await this.store.delete(index);
     this.#cache?.invalidate(index);
+    // A creation made after this starts again at version 1, with a creation id of its own.
+    this.#highWater.delete(index);
   }
 
   /** Closes the providers and the store (a caller-supplied Redis client stays open). */
@@ -668,10 +813,16 @@ export class KmsEnvelopeClient {
     slot: SlotName,
     encryptionContext: Readonly<Record<string, string>>,
     signal: AbortSignal | undefined,
-    times: { version: number; createdAt: number; updatedAt: number },
+    generation: { version: number; createdAt: number; updatedAt: number; creationId: Uint8Array },
   ): Promise<KmsBlob> {
-    const provider = await this.#provider(slot, index);
-    const context: WrapContext = { index, slot, encryptionContext, ...(signal ? { signal } : {}) };
+    const provider = await this.#allowedProvider(index, slot);
+    const context: WrapContext = {
+      index,
+      slot,
+      encryptionContext,
+      version: generation.version,
+      creationId: generation.creationId,
+    };
     const wrapped = await this.#caller.run(
       { slot, provider: provider.id, index },
       (deadline) => provider.wrap(kek, { ...context, signal: deadline }),
@@ -690,25 +841,106 @@ export class KmsEnvelopeClient {
       // Provider `none` stores nothing key-derived but the check value, which is how a supplied
       // KEK is confirmed; for the others it tells a wrong KEK apart from corrupt data.
       kekCheck: this.#kekCheck || provider.id === 'none' ? kekCheckValue(kek) : undefined,
-      ...times,
+      ...generation,
+      creationId: new Uint8Array(generation.creationId),
     };
   }
 
-  async #unwrapBlob(index: IndexName, blob: KmsBlob, options: UnwrapOptions): Promise<Kek> {
+  /**
+   * The provider of `slot` if the reader's configuration lets it serve `index`: the slot's
+   * `indexes` patterns match, and a slot whose wrap needs only a public key sets
+   * `allowPublicKeyWrap`. Checked before any KMS call.
+   * @throws SlotNotAllowedError; ConfigError for an unknown slot.
+   */
+  async #allowedProvider(index: IndexName, slot: string): Promise<KmsProvider> {
+    const where = { index, slot };
+    let config: ReturnType<KmsRegistry['slot']>;
+    try {
+      config = this.kms.slot(slot);
+    } catch (err) {
+      if (err instanceof ConfigError) throw new ConfigError(err.detail, { ...where, cause: err });
+      throw err;
+    }
+    if (!slotServesIndex(config, index)) {
+      throw new SlotNotAllowedError("the slot is not configured to serve this index (its 'indexes')", {
+        ...where,
+        provider: config.provider,
+      });
+    }
+    const provider = this.#providers.get(slot) ?? (await this.#provider(slot, index));
+    if (provider.publicKeyWrap === true && config.allowPublicKeyWrap !== true) {
+      throw new SlotNotAllowedError(
+        'the slot wraps with a public key, so anyone with that key could make its envelopes; set allowPublicKeyWrap: true on the slot to use it',
+        { ...where, provider: provider.id },
+      );
+    }
+    return provider;
+  }
+
+  /**
+   * Admits `blob` for an unwrap of `index` before any KMS call: the slot it names must be allowed
+   * ({@link #allowedProvider}) and use the envelope's provider; a `stored` envelope must not be
+   * older than this client's high-water mark or the caller's `minVersion`.
+   */
+  async #admit(index: IndexName, blob: KmsBlob, stored: boolean): Promise<KmsProvider> {
     const where = { index, slot: blob.kmsName, provider: blob.provider };
-    const provider = this.#providers.get(blob.kmsName) ?? (await this.#provider(blob.kmsName, index));
+    const provider = await this.#allowedProvider(index, blob.kmsName);
     if (provider.id !== blob.provider) {
       throw new UnwrapFailedError(
         `envelope was wrapped by provider "${blob.provider}" but the slot uses "${provider.id}"`,
         where,
       );
     }
+    const mark = this.#highWater.get(index);
+    // Lower than seen, of the same creation (or of none: a schema 1 envelope cannot be a newer
+    // creation), is an old envelope replayed. Another creation id is the index created again.
+    if (
+      mark !== undefined &&
+      blob.version < mark.version &&
+      (blob.creationId === undefined || sameCreation(blob.creationId, mark.creationId))
+    ) {
+      throw new RollbackError(
+        `the stored envelope is version ${blob.version}, older than version ${mark.version} already seen`,
+        where,
+      );
+    }
+    if (stored && this.#minVersion !== undefined) {
+      const min = await this.#minVersion(index);
+      if (min !== undefined && blob.version < min) {
+        throw new RollbackError(
+          `the stored envelope is version ${blob.version}, below the minimum version ${min}`,
+          where,
+        );
+      }
+    }
+    return provider;
+  }
+
+  /** Remembers `blob` as the newest envelope of `index` seen, unless a newer one was. */
+  #raiseHighWater(index: IndexName, blob: KmsBlob): void {
+    const mark = this.#highWater.get(index);
+    if (
+      mark === undefined ||
+      blob.version > mark.version ||
+      !sameCreation(blob.creationId, mark.creationId)
+    ) {
+      this.#highWater.set(index, { version: blob.version, creationId: blob.creationId });
+    }
+  }
+
+  /**
+   * Unwraps `blob` of `index` after {@link #admit}; `stored`: it was read from the store, so it
+   * raises the high-water mark once it unwrapped and checked.
+   */
+  async #unwrapBlob(index: IndexName, blob: KmsBlob, options: UnwrapOptions, stored = false): Promise<Kek> {
+    const where = { index, slot: blob.kmsName, provider: blob.provider };
+    const provider = await this.#admit(index, blob, stored);
     if (options.kek !== undefined && blob.provider !== 'none') {
       throw new InvalidArgumentError('a KEK can only be supplied for envelopes of provider "none"', where);
     }
     const slot = parseSlotName(blob.kmsName);
     const target = { slot, provider: provider.id, index };
-    const context = { index, slot, encryptionContext: blob.encryptionContext };
+    const context = bindingOf(index, slot, blob);
     const kek =
       options.kek === undefined && hasSyncUnwrap(provider)
         ? this.#caller.runSync(target, () => provider.unwrapSync(blob, context), options.signal)
@@ -730,8 +962,45 @@ export class KmsEnvelopeClient {
       kek.zero();
       throw new KekMismatchError("the KEK does not match the envelope's KEK check value", where);
     }
+    if (stored) this.#raiseHighWater(index, blob);
     return kek;
   }
+}
+
+/** What a wrap of `blob` is bound to: schema 2 envelopes add their version and creation id. */
+function bindingOf(
+  index: IndexName,
+  slot: SlotName,
+  blob: Pick<KmsBlob, 'encryptionContext' | 'version' | 'creationId'>,
+): WrapContext {
+  const base = { index, slot, encryptionContext: blob.encryptionContext };
+  return blob.creationId === undefined
+    ? base
+    : { ...base, version: blob.version, creationId: blob.creationId };
+}
+
+/** A new random creation id. */
+function newCreationId(): Uint8Array {
+  return new Uint8Array(randomBytes(CREATION_ID_LENGTH));
+}
+
+/**
+ * The cache key of an unwrap's fast path, or `undefined` when the index name is not valid (the
+ * slow path then reports it). A tenant must be a string; any string works: the key is
+ * `<tenant> NUL <index>` and a valid index has no NUL, so the split is unambiguous.
+ */
+function fastKey(indexName: string, tenant: string | undefined): string | undefined {
+  if (!isValidName(indexName)) return undefined;
+  if (tenant === undefined) return indexName;
+  return typeof tenant === 'string' ? cacheKey(indexName, tenant) : undefined;
+}
+
+/** `tenant`, checked to be a string when given. @throws InvalidArgumentError */
+function checkTenant(tenant: unknown): string | undefined {
+  if (tenant !== undefined && typeof tenant !== 'string') {
+    throw new InvalidArgumentError('tenant must be a string');
+  }
+  return tenant as string | undefined;
 }
 
 /**

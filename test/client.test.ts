@@ -25,6 +25,7 @@ function makeClient(now = () => 1_700_000_000) {
         other: { provider: 'local', masterKey: literal(randomBytes(32)), keyId: 'other-key' },
         byok: { provider: 'none' },
       },
+      secrets: { allowLiteral: true },
     },
   });
 }
@@ -44,10 +45,11 @@ describe('KmsEnvelopeClient', () => {
       updatedAt: 1_700_000_000,
       indexName: 'orders',
       encryptionContext: { tenant: 'acme' },
-      schemaVersion: 1,
+      schemaVersion: 2,
     });
     expect(blob.wrappedKek).toHaveLength(60);
     expect(blob.kekCheck).toHaveLength(16);
+    expect(blob.creationId).toHaveLength(16);
     expect((await client.unwrap('orders')).equals(kek)).toBe(true);
   });
 

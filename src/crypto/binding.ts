@@ -7,6 +7,8 @@
  */
 
 const LABEL = 'kms-envelope/kek-binding/v1';
+/** Schema 2 envelopes: the same fields, then the version and the creation id. */
+const LABEL_V2 = 'kms-envelope/kek-binding/v2';
 
 /** What a wrapped KEK is bound to. */
 export interface KekBinding {
@@ -18,12 +20,22 @@ export interface KekBinding {
   readonly index: string;
   /** Extra context, bound too; order does not matter. */
   readonly encryptionContext: Readonly<Record<string, string>>;
+  /** Envelope version (schema 2 envelopes: bound with {@link creationId}). */
+  readonly version?: number | undefined;
+  /**
+   * The envelope's creation id (schema 2). When present the binding is the v2 form, which adds
+   * `version` and the creation id, so an old version of the envelope (or one of an earlier
+   * creation of the index) replayed into the store does not unwrap as the current one.
+   */
+  readonly creationId?: Uint8Array | undefined;
 }
 
 /**
  * The binding as an unambiguous byte string: a label, then each field as a 4-byte big-endian
- * length and its UTF-8 bytes, the extra context sorted by key. Two different bindings never give
- * the same bytes. The returned buffer may be shared: do not modify it.
+ * length and its UTF-8 bytes, the extra context sorted by key; in the v2 form (with a creation
+ * id) then the version as decimal text and the creation id's bytes, each length-prefixed too.
+ * Two different bindings never give the same bytes. The returned buffer may be shared: do not
+ * modify it.
  */
 export function bindingAad(binding: KekBinding): Buffer {
   return bindingAadOf(binding.provider, binding);
@@ -36,16 +48,33 @@ export function bindingAad(binding: KekBinding): Buffer {
 export function bindingAadOf(provider: string, context: Omit<KekBinding, 'provider'>): Buffer {
   // The hot path sees the same few bindings again and again: a nested map (provider, slot,
   // index) finds them without building a key string. Bindings with an extra context are rarer
-  // and are encoded each time.
+  // and are encoded each time. A v2 binding is cached as the last one seen for its triple and
+  // used again only for the same version and creation id.
   if (!hasKeys(context.encryptionContext)) {
-    const bySlot = aadCache.get(provider);
-    const cached = bySlot?.get(context.slot)?.get(context.index);
-    if (cached !== undefined) return cached;
+    const cached = aadCache.get(provider)?.get(context.slot)?.get(context.index);
+    if (cached !== undefined && sameGeneration(cached, context)) return cached.aad;
     const aad = encodeBinding(provider, context);
-    remember(provider, context.slot, context.index, aad);
+    remember(provider, context.slot, context.index, {
+      aad,
+      version: context.version,
+      creationId: context.creationId && Buffer.from(context.creationId),
+    });
     return aad;
   }
   return encodeBinding(provider, context);
+}
+
+/** A cached binding and the generation (version, creation id) it was made for. */
+interface CachedAad {
+  readonly aad: Buffer;
+  readonly version: number | undefined;
+  readonly creationId: Buffer | undefined;
+}
+
+function sameGeneration(cached: CachedAad, context: Omit<KekBinding, 'provider'>): boolean {
+  const id = context.creationId;
+  if (id === undefined || cached.creationId === undefined) return id === cached.creationId;
+  return cached.version === context.version && cached.creationId.equals(id);
 }
 
 function hasKeys(record: Readonly<Record<string, string>>): boolean {
@@ -55,10 +84,10 @@ function hasKeys(record: Readonly<Record<string, string>>): boolean {
 
 // Bounded: cleared when full, which costs a few re-encodings, never memory.
 const AAD_CACHE_SIZE = 4096;
-const aadCache = new Map<string, Map<string, Map<string, Buffer>>>();
+const aadCache = new Map<string, Map<string, Map<string, CachedAad>>>();
 let aadCached = 0;
 
-function remember(provider: string, slot: string, index: string, aad: Buffer): void {
+function remember(provider: string, slot: string, index: string, aad: CachedAad): void {
   if (aadCached >= AAD_CACHE_SIZE) {
     aadCache.clear();
     aadCached = 0;
@@ -73,19 +102,24 @@ function remember(provider: string, slot: string, index: string, aad: Buffer): v
     byIndex = new Map();
     bySlot.set(slot, byIndex);
   }
+  if (!byIndex.has(index)) aadCached++;
   byIndex.set(index, aad);
-  aadCached++;
 }
 
 function encodeBinding(provider: string, binding: Omit<KekBinding, 'provider'>): Buffer {
-  const parts = [LABEL, provider, binding.slot, binding.index];
+  const v2 = binding.creationId !== undefined;
+  const parts: Buffer[] = [v2 ? LABEL_V2 : LABEL, provider, binding.slot, binding.index].map((part) =>
+    Buffer.from(part, 'utf8'),
+  );
   for (const key of Object.keys(binding.encryptionContext).sort()) {
-    parts.push(key, binding.encryptionContext[key] ?? '');
+    parts.push(Buffer.from(key, 'utf8'), Buffer.from(binding.encryptionContext[key] ?? '', 'utf8'));
   }
-  const encoded = parts.map((part) => Buffer.from(part, 'utf8'));
-  const out = Buffer.allocUnsafe(encoded.reduce((n, b) => n + 4 + b.length, 0));
+  if (v2) {
+    parts.push(Buffer.from(String(binding.version ?? 0), 'utf8'), Buffer.from(binding.creationId!));
+  }
+  const out = Buffer.allocUnsafe(parts.reduce((n, b) => n + 4 + b.length, 0));
   let at = 0;
-  for (const b of encoded) {
+  for (const b of parts) {
     at = out.writeUInt32BE(b.length, at);
     at += b.copy(out, at);
   }

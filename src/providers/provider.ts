@@ -13,6 +13,16 @@ export interface WrapContext {
   readonly encryptionContext: Readonly<Record<string, string>>;
   /** Deadline for the KMS call; providers pass it to their SDK. */
   readonly signal?: AbortSignal;
+  /**
+   * The envelope's version (schema 2 envelopes). Bound with {@link creationId}: a provider passes
+   * the whole context to `bindingBytes` / `bindingEncryptionContext`, which include both.
+   */
+  readonly version?: number;
+  /**
+   * The envelope's creation id (schema 2 envelopes; absent for schema 1, whose binding predates
+   * it). When present the wrap is bound to it and to {@link version} as well.
+   */
+  readonly creationId?: Uint8Array;
 }
 
 /** The provider's output, recorded in the envelope. */
@@ -48,14 +58,21 @@ export interface KmsProvider {
   /** Unwraps what {@link wrap} returned; the caller owns (and zeroes) the returned KEK. */
   unwrap(wrapped: WrappedKek, context: UnwrapContext): Promise<Kek>;
   /**
-   * Optional: re-wraps `wrapped` under the provider's current key for the same index and slot
-   * without the plaintext KEK leaving the KMS (e.g. AWS KMS `ReEncrypt`). When a provider has
-   * it, `rotate` within the slot uses it instead of unwrap + wrap. It must refuse whatever
-   * {@link unwrap} would refuse (another key, another binding): the client never sees the KEK
-   * here, so it cannot check the envelope's KEK check value, and a re-wrap of a forged envelope
-   * would make it trusted.
+   * Optional: re-wraps `wrapped`, bound to `from`, under the provider's current key, bound to
+   * `to` (the same index and slot; the next version), without the plaintext KEK leaving the KMS
+   * (e.g. AWS KMS `ReEncrypt`). When a provider has it, `rotate` within the slot uses it instead
+   * of unwrap + wrap. It must refuse whatever {@link unwrap} would refuse under `from` (another
+   * key, another binding): the client never sees the KEK here, so it cannot check the envelope's
+   * KEK check value, and a re-wrap of a forged envelope would make it trusted.
    */
-  rewrap?(wrapped: WrappedKek, context: WrapContext): Promise<WrappedKek>;
+  rewrap?(wrapped: WrappedKek, from: WrapContext, to: WrapContext): Promise<WrappedKek>;
+  /**
+   * True when anyone with the key's *public* half can make a wrap this provider unwraps (RSA key
+   * wrapping, e.g. Key Vault `RSA-OAEP-256`): a store writer who can read the public key can then
+   * forge an envelope with a KEK of their choosing. The client refuses to unwrap with such a
+   * slot unless the slot sets `allowPublicKeyWrap: true`.
+   */
+  readonly publicKeyWrap?: boolean;
   /** Releases clients the provider created itself. */
   close?(): Promise<void>;
 }

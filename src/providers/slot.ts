@@ -29,6 +29,21 @@ export interface KmsSlot {
   readonly masterKey?: string;
   /** Provider-specific settings (a ready SDK client, timeouts, ...). */
   readonly options?: Readonly<Record<string, unknown>>;
+  /**
+   * Which indexes this slot may serve: patterns of index names where `*` matches any run of
+   * characters (`orders`, `tenant-a-*`, `*`). Default `['*']`. The reader's configuration, not
+   * the stored envelope, decides which slot may unwrap an index: an envelope naming a slot whose
+   * patterns do not match its index is refused before any KMS call (`SlotNotAllowedError`), and
+   * so is creating or rotating an index into such a slot.
+   */
+  readonly indexes?: readonly string[];
+  /**
+   * Let a slot whose wrap needs only a public key (RSA key wrapping: `azure-kv` with
+   * `RSA-OAEP-256`) unwrap (default false). Anyone who can read the public key can make such a
+   * wrap of a KEK of their choosing, so a store writer could forge an envelope for any index this
+   * slot serves: narrow {@link indexes} when you set it.
+   */
+  readonly allowPublicKeyWrap?: boolean;
 }
 
 /** A slot as written in code or in a config file, before validation. */
@@ -49,6 +64,9 @@ const FILE_KEYS: Record<string, keyof KmsSlot> = {
   master_key: 'masterKey',
   masterKey: 'masterKey',
   options: 'options',
+  indexes: 'indexes',
+  allow_public_key_wrap: 'allowPublicKeyWrap',
+  allowPublicKeyWrap: 'allowPublicKeyWrap',
 };
 
 /**
@@ -84,13 +102,70 @@ export function parseKmsSlot(name: string, input: KmsSlotInput): KmsSlot {
       throw new ConfigError(`slot field "${field}" must be a string`, { slot: name });
     }
   }
+  if (
+    input.indexes !== undefined &&
+    (!Array.isArray(input.indexes) ||
+      input.indexes.some((p: unknown) => typeof p !== 'string' || !INDEX_PATTERN.test(p)))
+  ) {
+    throw new ConfigError(
+      'slot field "indexes" must be a list of index name patterns (letters, digits, ".", "_", "-" and "*")',
+      { slot: name },
+    );
+  }
+  if (input.allowPublicKeyWrap !== undefined && typeof input.allowPublicKeyWrap !== 'boolean') {
+    throw new ConfigError('slot field "allow_public_key_wrap" must be true or false', { slot: name });
+  }
   if (input.roleArn !== undefined && !input.externalId) {
     throw new ConfigError('"external_id" is required when "role_arn" is set', { slot: name });
   }
   return { ...input, name: slotName };
 }
 
-/** Replaces `${VAR}` and `${VAR:-default}` in every string of a parsed config. */
+/** An `indexes` pattern: name characters and `*`. */
+const INDEX_PATTERN = /^[A-Za-z0-9._*-]{1,128}$/;
+
+/**
+ * Whether `slot` may serve `index`, by its {@link KmsSlot.indexes} patterns (`*` any run of
+ * characters; no patterns: every index).
+ */
+export function slotServesIndex(slot: KmsSlot, index: string): boolean {
+  const patterns = slot.indexes;
+  if (patterns === undefined) return true;
+  return patterns.some((pattern) => globMatch(pattern, index));
+}
+
+/** `*`-only glob match, iterative (no regular expression built from configuration). */
+function globMatch(pattern: string, name: string): boolean {
+  let p = 0;
+  let n = 0;
+  let star = -1;
+  let mark = 0;
+  while (n < name.length) {
+    if (p < pattern.length && pattern[p] !== '*' && pattern[p] === name[n]) {
+      p++;
+      n++;
+    } else if (p < pattern.length && pattern[p] === '*') {
+      star = p++;
+      mark = n;
+    } else if (star >= 0) {
+      p = star + 1;
+      n = ++mark;
+    } else {
+      return false;
+    }
+  }
+  while (p < pattern.length && pattern[p] === '*') p++;
+  return p === pattern.length;
+}
+
+/**
+ * Replaces `${VAR}` and `${VAR:-default}` in every string of a parsed config.
+ *
+ * Security: errors name the variable and the path of keys to the value, never the value or a
+ * default; a key that is not a plain name (a mistyped line can turn `literal:…` into a key) is
+ * shown as `[key]`.
+ * @throws ConfigError for a variable that is unset and has no default.
+ */
 export function interpolateEnv(value: unknown, env: NodeJS.ProcessEnv, where = 'config'): unknown {
   if (typeof value === 'string') {
     return value.replace(

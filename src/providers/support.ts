@@ -46,8 +46,9 @@ export const BINDING_KEY_PREFIX = 'kms-envelope:';
 
 /**
  * The binding as a KMS encryption context (string map): `kms-envelope:index`,
- * `kms-envelope:slot`, then the envelope's own context. A caller's key may not start with
- * `kms-envelope:`.
+ * `kms-envelope:slot`, for a schema 2 envelope (one with a creation id) also
+ * `kms-envelope:version` (decimal) and `kms-envelope:creation-id` (lower-case hex), then the
+ * envelope's own context. A caller's key may not start with `kms-envelope:`.
  * @throws InvalidArgumentError for such a key.
  */
 export function bindingEncryptionContext(context: WrapContext): Record<string, string> {
@@ -55,6 +56,10 @@ export function bindingEncryptionContext(context: WrapContext): Record<string, s
     [`${BINDING_KEY_PREFIX}index`]: context.index,
     [`${BINDING_KEY_PREFIX}slot`]: context.slot,
   };
+  if (context.creationId !== undefined) {
+    out[`${BINDING_KEY_PREFIX}version`] = String(context.version ?? 0);
+    out[`${BINDING_KEY_PREFIX}creation-id`] = Buffer.from(context.creationId).toString('hex');
+  }
   for (const [key, value] of Object.entries(context.encryptionContext)) {
     if (key.startsWith(BINDING_KEY_PREFIX)) {
       throw new InvalidArgumentError(`encryption context key "${key}" is reserved`, {

@@ -66,9 +66,12 @@ export function cacheKey(index: string, tenant: string | undefined): string {
   return tenant === undefined ? index : `${tenant}\u0000${index}`;
 }
 
-/** The index part of a cache key. */
+/**
+ * The index part of a cache key: after the last NUL, since a valid index name has none (a
+ * tenant may).
+ */
 export function indexOfKey(key: string): string {
-  const sep = key.indexOf('\u0000');
+  const sep = key.lastIndexOf('\u0000');
   return sep < 0 ? key : key.slice(sep + 1);
 }
 
@@ -84,6 +87,10 @@ interface Flight {
 export function sameEnvelope(a: KmsBlob, b: KmsBlob): boolean {
   return (
     a.version === b.version &&
+    a.schemaVersion === b.schemaVersion &&
+    (a.creationId === undefined
+      ? b.creationId === undefined
+      : b.creationId !== undefined && bytesEqual(a.creationId, b.creationId)) &&
     a.kmsName === b.kmsName &&
     a.provider === b.provider &&
     a.keyId === b.keyId &&

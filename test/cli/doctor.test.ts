@@ -83,11 +83,13 @@ describe('kms-envelope doctor', () => {
         gcp: { provider: 'gcp-kms', keyId: GCP_KEY, endpoint: gcp.endpoint, options: { insecure: true } },
         azure: {
           provider: 'azure-kv',
+          allowPublicKeyWrap: true,
           keyId: azure.keyId('kek'),
           options: { credential: azure.credential, clientOptions: azure.clientOptions() },
         },
         'azure-missing': {
           provider: 'azure-kv',
+          allowPublicKeyWrap: true,
           keyId: `${azure.vaultUrl}/keys/nope`,
           options: { credential: azure.credential, clientOptions: azure.clientOptions() },
         },

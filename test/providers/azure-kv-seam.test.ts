@@ -134,6 +134,7 @@ function providerWith(script?: Script, keyId = `${VAULT}/keys/kek`) {
     keyId,
     credential,
     clientOptions: { httpClient: vault.httpClient },
+    allowPublicKeyWrap: true, // the scripted vault's key is RSA
   });
   return { vault, provider };
 }
@@ -406,6 +407,7 @@ describe('azure-kv clients and configuration', () => {
     const keyClient = new KeyClient(VAULT, credential, { httpClient: vault.httpClient });
     const provider = createAzureKvProvider({
       keyId: `${VAULT}/keys/kek`,
+      allowPublicKeyWrap: true,
       clientFactory: (keyId) => {
         asked.push(keyId);
         const { name, version } = parseAzureKeyId(keyId);
@@ -424,7 +426,12 @@ describe('azure-kv clients and configuration', () => {
     const vault = scriptedVault();
     const client = new KeyClient(VAULT, credential, { httpClient: vault.httpClient });
     const provider = createAzureKvProviderForSlot(
-      parseKmsSlot('kv', { provider: 'azure-kv', keyId: `${VAULT}/keys/kek`, options: { client } }),
+      parseKmsSlot('kv', {
+        provider: 'azure-kv',
+        keyId: `${VAULT}/keys/kek`,
+        allowPublicKeyWrap: true,
+        options: { client },
+      }),
     );
     const kek = Kek.generate();
     expect((await provider.unwrap(await provider.wrap(kek, ctx()), ctx())).equals(kek)).toBe(true);

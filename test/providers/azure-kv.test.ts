@@ -29,6 +29,8 @@ const slotOf = (
 ): KmsSlotInput => ({
   provider: 'azure-kv',
   keyId,
+  // RSA keys: the wrap needs only the public key, so the slot must opt in to unwrap.
+  allowPublicKeyWrap: true,
   options: { credential: fake.credential, clientOptions: fake.clientOptions(), ...options },
 });
 
@@ -81,6 +83,7 @@ describe('azure-kv against the fake Key Vault over HTTPS', () => {
       keyId,
       credential: fake.credential,
       clientOptions: fake.clientOptions(),
+      allowPublicKeyWrap: true,
       ...extra,
     });
 
