@@ -71,33 +71,48 @@ const CREATION_ID_ENTRY = 4 + 2 * KmsBlobField.creationId;
  * the buffer, `index_name` equal to the index. Then `version` (a u32) and `creation_id` (a
  * `[ubyte]` vector) are read with bounds checks. A value that fails is reported, never compared.
  *
- * Replies: 'OK' (written), '' (no envelope), 'MALFORMED', the version found (a version
- * conflict), or 'RECREATED <version>' (the version matched, the creation id did not).
+ * Replies: 'OK' (written), '' (no envelope), 'MALFORMED <size|checksum|structure|index>', the
+ * version found (a version conflict), or 'RECREATED <version>' (the version matched, the creation
+ * id did not).
  */
 export const COMPARE_AND_SET = script(`local s = redis.call('GET', KEYS[1])
 if not s then return '' end
-if #s > ${LIMIT} or #s < 16 then return 'MALFORMED' end
+if #s > ${LIMIT} or #s < 16 then return 'MALFORMED size' end
 local n = #s - 4
 local function u32(p) local a, b, c, d = string.byte(s, p + 1, p + 4) return a + b * 256 + c * 65536 + d * 16777216 end
 local function u16(p) local a, b = string.byte(s, p + 1, p + 2) return a + b * 256 end
 local T = {${crc32cTable().join(',')}}
-local band, bxor, rshift, byte = bit.band, bit.bxor, bit.rshift, string.byte
-local crc = -1
-for i = 1, n do
-  crc = bxor(rshift(crc, 8), T[band(bxor(crc, byte(s, i)), 255) + 1])
+local bxor, byte = bit.bxor, string.byte
+-- Table-driven CRC32C with one bit call per byte: x is the state already xored with the next
+-- byte, and xor is associative, so each step is bxor(state >> 8, T[state & 255], next byte).
+-- Bit results are signed 32-bit: normalised before the arithmetic shift.
+local x = bxor(4294967295, byte(s, 1))
+local i = 2
+while i <= n do
+  local last = math.min(i + 63, n)
+  local bytes = {byte(s, i, last)}
+  for j = 1, #bytes do
+    if x < 0 then x = x + 4294967296 end
+    local lo = x % 256
+    x = bxor((x - lo) / 256, T[lo + 1], bytes[j])
+  end
+  i = last + 1
 end
+if x < 0 then x = x + 4294967296 end
+local lo = x % 256
+local crc = bxor((x - lo) / 256, T[lo + 1])
 crc = bit.bnot(crc)
 if crc < 0 then crc = crc + 4294967296 end
-if crc ~= u32(n) then return 'MALFORMED' end
-if string.sub(s, 5, 8) ~= 'KMSB' then return 'MALFORMED' end
+if crc ~= u32(n) then return 'MALFORMED checksum' end
+if string.sub(s, 5, 8) ~= 'KMSB' then return 'MALFORMED structure' end
 local root = u32(0)
-if root < 8 or root + 4 > n then return 'MALFORMED' end
+if root < 8 or root + 4 > n then return 'MALFORMED structure' end
 local soff = u32(root)
 if soff >= 2147483648 then soff = soff - 4294967296 end
 local vt = root - soff
-if vt < 0 or vt + 4 > n then return 'MALFORMED' end
+if vt < 0 or vt + 4 > n then return 'MALFORMED structure' end
 local vtsize = u16(vt)
-if vtsize < 4 or vt + vtsize > n then return 'MALFORMED' end
+if vtsize < 4 or vt + vtsize > n then return 'MALFORMED structure' end
 local function field(entry) if vtsize < entry + 2 then return 0 end return u16(vt + entry) end
 local function vector(entry)
   local off = field(entry)
@@ -111,17 +126,17 @@ local function vector(entry)
   return string.sub(s, v + 5, v + 4 + len)
 end
 local name = vector(${INDEX_NAME_ENTRY})
-if not name or name ~= ARGV[3] then return 'MALFORMED' end
+if not name or name ~= ARGV[3] then return 'MALFORMED index' end
 local version = 0
 local off = field(${VERSION_ENTRY})
 if off ~= 0 then
-  if root + off + 4 > n then return 'MALFORMED' end
+  if root + off + 4 > n then return 'MALFORMED structure' end
   version = u32(root + off)
 end
 if version ~= tonumber(ARGV[1]) then return tostring(version) end
 if #ARGV >= 4 then
   local cid = vector(${CREATION_ID_ENTRY})
-  if cid == false then return 'MALFORMED' end
+  if cid == false then return 'MALFORMED structure' end
   if (cid or '') ~= ARGV[4] then return 'RECREATED ' .. tostring(version) end
 end
 redis.call('SET', KEYS[1], ARGV[2])

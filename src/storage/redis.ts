@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { encodeKmsBlob } from '../envelope/codec.js';
 import { type KmsBlob, KmsBlobLimits } from '../envelope/kms-blob.js';
 import {
@@ -17,6 +16,7 @@ import { checkWrite, decodeStored } from './bind.js';
 import { checkRecordId } from './record-id.js';
 import { DEFAULT_KEY_PREFIX, envelopeKey, parseKeyPrefix, recordsKey } from './redis-keys.js';
 import {
+  COMPARE_AND_SET,
   GET_ENVELOPE,
   GET_RECORD,
   LIST_RECORDS,
@@ -60,39 +60,6 @@ export interface RedisStoreOptions {
 }
 
 export { DEFAULT_KEY_PREFIX } from './redis-keys.js';
-
-// Compare-and-set. The value is the stored envelope itself; the script reads its `version`
-// (table field 5) by walking the FlatBuffer's root offset and vtable with bounds checks, so a
-// value that is not an envelope is reported ('MALFORMED'), never misread as a version.
-// Returns 'OK', '' when there is no envelope, or the version found.
-const CAS = `local s = redis.call('GET', KEYS[1])
-if not s then return '' end
-local n = #s - 4
-local function u32(p) local a, b, c, d = string.byte(s, p + 1, p + 4) return a + b * 256 + c * 65536 + d * 16777216 end
-local function u16(p) local a, b = string.byte(s, p + 1, p + 2) return a + b * 256 end
-if n < 12 then return 'MALFORMED' end
-local root = u32(0)
-if root + 4 > n then return 'MALFORMED' end
-local soff = u32(root)
-if soff >= 2147483648 then soff = soff - 4294967296 end
-local vt = root - soff
-if vt < 0 or vt + 4 > n then return 'MALFORMED' end
-local vtsize = u16(vt)
-if vt + vtsize > n then return 'MALFORMED' end
-local version = 0
-if vtsize >= 16 then
-  local off = u16(vt + 14)
-  if off ~= 0 then
-    if root + off + 4 > n then return 'MALFORMED' end
-    version = u32(root + off)
-  end
-end
-if version ~= tonumber(ARGV[1]) then return tostring(version) end
-redis.call('SET', KEYS[1], ARGV[2])
-return 'OK'`;
-
-const sha1 = (script: string) => createHash('sha1').update(script).digest('hex');
-const CAS_SCRIPT = { source: CAS, sha: sha1(CAS) };
 
 /**
  * A Redis URL without its secrets, for `description` and messages: the password of the user part
@@ -211,13 +178,24 @@ export class RedisStore implements EnvelopeStore, RecordStore {
       await this.#call(name, (c) => c.set(this.key(name), bytes));
       return;
     }
-    const result = await this.#eval(name, CAS_SCRIPT, this.#key(name), [String(expected), bytes], (r) => r);
-    const text = Buffer.isBuffer(result) ? result.toString() : String(result);
-    if (text === 'MALFORMED') {
-      throw new MalformedEnvelopeError('the stored value is not an envelope', { index: name });
+    const args = [String(expected), bytes, name];
+    if (options.expectedCreationId !== undefined) args.push(Buffer.from(options.expectedCreationId));
+    const result = await this.#eval(name, COMPARE_AND_SET, this.#key(name), args, String);
+    if (result === 'OK') return;
+    if (result === '') throw new VersionConflictError(expected, undefined, { index: name });
+    if (result.startsWith('MALFORMED')) {
+      // The reason is one of the script's fixed words, never stored bytes.
+      const reason = result.slice('MALFORMED '.length);
+      throw new MalformedEnvelopeError(
+        reason === 'index'
+          ? 'the stored envelope is bound to another index'
+          : `the stored value is not an envelope (${reason} check failed on the server)`,
+        { index: name },
+      );
     }
-    if (text !== 'OK')
-      throw new VersionConflictError(expected, text === '' ? undefined : Number(text), { index: name });
+    const recreated = result.startsWith('RECREATED ');
+    const actual = Number(recreated ? result.slice('RECREATED '.length) : result);
+    throw new VersionConflictError(expected, actual, { index: name }, recreated);
   }
 
   async get(index: IndexName): Promise<KmsBlob> {
