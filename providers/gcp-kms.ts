@@ -17,10 +17,15 @@
  *
  * Security: `@google-cloud/kms` logs whole requests and responses when `GOOGLE_SDK_NODE_LOGGING`
  * enables its `kms` logger, which would write the plaintext KEK to the log: providers refuse to
- * start while it does.
+ * start while it could, by the logging library's own matching (google-logging-utils: a comma list
+ * of case-insensitive `*` wildcards, `all`; e.g. `kms`, `KMS`, `k*`, `*`, `all`, `pubsub,kms`),
+ * checked with a copy of that matching and with the installed library's matcher. A client whose
+ * `kms` logger is live because code set a logging backend (`loggingUtils.setBackend`) is refused
+ * too. Checked when a provider is created and when it builds its client, not afterwards.
  *
  * @module
  */
+import { createRequire } from 'node:module';
 import { crc32c } from '../src/envelope/checksum.js';
 import {
   AccessDeniedError,
@@ -158,15 +163,110 @@ function parseCryptoKeyName(name: unknown, where: ErrorContext): CryptoKeyName {
   return { name: name as string, project: match[1]!, location: match[2]! };
 }
 
+/** The logger namespaces of `@google-cloud/kms` (`loggingUtils.log('kms')`, and sub-loggers). */
+const SDK_LOGGER_NAMESPACES = ['kms', 'kms:sub'];
+
 /**
- * Throws when `GOOGLE_SDK_NODE_LOGGING` enables the `kms` logger of `@google-cloud/kms`, which
- * logs request and response bodies: the plaintext KEK would be written to the log.
+ * The `enabledRegexp` that google-logging-utils (the logger google-gax gives `@google-cloud/kms`)
+ * builds from `GOOGLE_SDK_NODE_LOGGING` in its Node backend (1.1.3, `NodeBackend.setFilters`): the
+ * value split on `,`, regular-expression characters escaped, `*` any run of characters, each item
+ * matching a whole namespace, case-insensitively.
+ */
+function sdkFilterRegExp(items: readonly string[]): RegExp {
+  const body = items
+    .join(',')
+    .replace(/[|\\{}()[\]^$+?.]/g, '\\$&')
+    .replace(/\*/g, '.*')
+    .replace(/,/g, '$|^');
+  return new RegExp(`^${body}$`, 'i');
+}
+
+/**
+ * True when `value`, as `GOOGLE_SDK_NODE_LOGGING`, could make `@google-cloud/kms` log: the
+ * logging library's own matching (google-logging-utils: unset or empty disables logging, the whole
+ * value `all` means `*`, a comma list of case-insensitive `*` wildcards, no negation), made more
+ * cautious in two ways another backend or version might differ in: items are also tried with
+ * surrounding whitespace removed, and `all` in any case and anywhere in the list counts as `*`.
+ */
+export function sdkLoggingEnablesKms(value: string | undefined): boolean {
+  if (value === undefined || value === '') return false;
+  const items = value === 'all' ? ['*'] : value.split(',');
+  const cautious = items.map((item) => (item.trim().toLowerCase() === 'all' ? '*' : item.trim()));
+  return [sdkFilterRegExp(items), sdkFilterRegExp(cautious)].some((filter) =>
+    SDK_LOGGER_NAMESPACES.some((namespace) => filter.test(namespace)),
+  );
+}
+
+/** google-logging-utils' Node backend, as far as this check uses it. */
+interface SdkLogBackend {
+  setFilters?(): void;
+  isEnabled?(namespace: string): boolean;
+}
+
+let sdkLoggingUtils: { getNodeBackend?: () => SdkLogBackend } | null | undefined;
+
+/**
+ * The google-logging-utils that the installed `@google-cloud/kms` uses (through its google-gax),
+ * or null when it cannot be found (the SDK not installed: only a caller's client is used).
+ */
+function installedSdkLoggingUtils(): { getNodeBackend?: () => SdkLogBackend } | null {
+  if (sdkLoggingUtils === undefined) {
+    try {
+      const kms = createRequire(import.meta.url).resolve('@google-cloud/kms');
+      const gax = createRequire(kms).resolve('google-gax');
+      sdkLoggingUtils = createRequire(gax)('google-logging-utils') as typeof sdkLoggingUtils;
+    } catch {
+      sdkLoggingUtils = null;
+    }
+  }
+  return sdkLoggingUtils ?? null;
+}
+
+/**
+ * True when the installed logging library's own matcher says `GOOGLE_SDK_NODE_LOGGING` (read from
+ * `process.env`, as the library reads it) enables a `kms` logger; false when it is not installed
+ * or does not expose its matcher (the copy in {@link sdkLoggingEnablesKms} still decides).
+ */
+function installedSdkMatcherEnablesKms(): boolean {
+  const value = process.env.GOOGLE_SDK_NODE_LOGGING;
+  if (value === undefined || value === '') return false; // the library's log() returns a no-op
+  const backend = installedSdkLoggingUtils()?.getNodeBackend?.();
+  if (typeof backend?.setFilters !== 'function' || typeof backend.isEnabled !== 'function') return false;
+  backend.setFilters();
+  return SDK_LOGGER_NAMESPACES.some((namespace) => backend.isEnabled?.(namespace) === true);
+}
+
+const SDK_LOGGING_REFUSED =
+  'GOOGLE_SDK_NODE_LOGGING enables the request logging of @google-cloud/kms, which would log the plaintext KEK; unset it or leave "kms" (and any wildcard matching it) out';
+
+/**
+ * Throws when `GOOGLE_SDK_NODE_LOGGING` could enable the `kms` logger of `@google-cloud/kms`,
+ * which logs request and response bodies: the plaintext KEK would be written to the log. Decided
+ * by a copy of the logging library's matching and, for `process.env`, by the installed library's
+ * own matcher too; either saying "enabled" refuses.
  */
 function refuseSdkBodyLogging(where: ErrorContext, env: NodeJS.ProcessEnv = process.env): void {
-  const flags = (env.GOOGLE_SDK_NODE_LOGGING ?? '').split(',').map((flag) => flag.trim());
-  if (flags.some((flag) => flag === '*' || flag === 'all' || flag.startsWith('kms'))) {
+  if (
+    sdkLoggingEnablesKms(env.GOOGLE_SDK_NODE_LOGGING) ||
+    (env === process.env && installedSdkMatcherEnablesKms())
+  ) {
+    throw new ConfigError(SDK_LOGGING_REFUSED, where);
+  }
+}
+
+/**
+ * Throws when an SDK client holds a live `kms` logger (its `_log`, made by
+ * `loggingUtils.log('kms')` when the client was built) although `GOOGLE_SDK_NODE_LOGGING` is
+ * unset: code in the process called the logging library's `setBackend`, whose default filter
+ * logs every namespace. A client of another shape passes (nothing to inspect).
+ */
+function refuseClientLogger(client: unknown, where: ErrorContext): void {
+  const logger = (client as { _log?: { instance?: { namespace?: unknown } } } | null)?._log;
+  const live = typeof logger?.instance?.namespace === 'string' && logger.instance.namespace !== '';
+  const value = process.env.GOOGLE_SDK_NODE_LOGGING;
+  if (live && (value === undefined || value === '' || sdkLoggingEnablesKms(value))) {
     throw new ConfigError(
-      'GOOGLE_SDK_NODE_LOGGING enables the request logging of @google-cloud/kms, which would log the plaintext KEK; unset it or leave "kms" out',
+      'this @google-cloud/kms client logs requests (a google-logging-utils backend was set in code), which would log the plaintext KEK',
       where,
     );
   }
@@ -483,9 +583,16 @@ async function newKeyManagementServiceClient(
     `provider "${id}"`,
     () => import('@google-cloud/kms'),
   );
-  return new KeyManagementServiceClient(
+  const client = new KeyManagementServiceClient(
     options as ConstructorParameters<typeof KeyManagementServiceClient>[0],
   );
+  try {
+    refuseClientLogger(client, { provider: id });
+  } catch (err) {
+    await client.close().catch(() => {});
+    throw err;
+  }
+  return client;
 }
 
 /**
@@ -497,6 +604,7 @@ export function createGcpKmsProvider(options: GcpKmsProviderOptions): KmsProvide
   const where = { provider: id };
   const key = parseCryptoKeyName(options.keyName, where);
   refuseSdkBodyLogging(where);
+  if (options.client !== undefined) refuseClientLogger(options.client, where);
   const timeoutMs = options.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS;
   if (!(Number.isFinite(timeoutMs) && timeoutMs > 0)) {
     throw new ConfigError('callTimeoutMs must be a positive number of milliseconds', where);
@@ -598,7 +706,16 @@ export async function createGcpKmsProviderForSlot(slot: KmsSlot): Promise<KmsPro
   if (typeof factory !== 'function') throw new ConfigError('options.clientFactory must be a function', where);
   return new GcpKmsProvider(
     key,
-    async () => factory(clientOptions),
+    async () => {
+      const made = await factory(clientOptions);
+      try {
+        refuseClientLogger(made, where);
+      } catch (err) {
+        await made.close?.().catch(() => {});
+        throw err;
+      }
+      return made;
+    },
     callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS,
   );
 }
