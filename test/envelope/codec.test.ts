@@ -23,6 +23,10 @@ function expected(kind: string): KmsBlob {
     wrappedKek: new Uint8Array(Buffer.from(raw.wrappedKek as string, 'base64')),
     kekCheck:
       raw.kekCheck === null ? undefined : new Uint8Array(Buffer.from(raw.kekCheck as string, 'base64')),
+    creationId:
+      raw.creationId === undefined
+        ? undefined
+        : new Uint8Array(Buffer.from(raw.creationId as string, 'base64')),
   };
 }
 
@@ -381,8 +385,10 @@ describe('KMSBlob codec', () => {
 });
 
 describe('golden envelopes (test/vectors/envelopes)', () => {
-  it('has one per provider kind', () => {
-    expect(kinds.sort()).toEqual(['aws', 'aws-kms', 'azure-kv', 'gcp-kms', 'local', 'none']);
+  it('has one per provider kind and schema version', () => {
+    const providers = ['aws', 'aws-kms', 'azure-kv', 'gcp-kms', 'local', 'none'];
+    expect(kinds.sort()).toEqual([...providers, ...providers.map((p) => `${p}.v2`)].sort());
+    for (const { kind, blob } of golden) expect(blob.schemaVersion).toBe(kind.endsWith('.v2') ? 2 : 1);
   });
 
   it.each(golden)('$kind decodes to its JSON and re-encodes to the same bytes', ({ bytes, blob }) => {
