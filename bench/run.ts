@@ -163,7 +163,7 @@ async function redisCases(): Promise<{ rows: CaseResult[]; notes: string[] }> {
     await store.create(index, blob);
     await bare.set('bench:raw', Buffer.from(encodeKmsBlob(blob)));
     const master = `literal:${randomBytes(32).toString('base64url')}`;
-    const kms = { slots: { dev: { provider: 'local', masterKey: master } } };
+    const kms = { slots: { dev: { provider: 'local', masterKey: master } }, secrets: { allowLiteral: true } };
     // Redis-backed unwrap: the envelope is read from Redis on every call. With the cache in
     // readEnvelope 'every-call' mode the KEK is reused while the envelope is unchanged; without
     // a cache every call also unwraps (local AES-GCM) and checks the KEK check value.
@@ -415,7 +415,7 @@ async function rotateThroughput(): Promise<string[]> {
   const measure = async (label: string, store: EnvelopeStore & RecordStore) => {
     const client = new KmsEnvelopeClient({
       store,
-      kms: { slots: { dev: { provider: 'local', masterKey: master } } },
+      kms: { slots: { dev: { provider: 'local', masterKey: master } }, secrets: { allowLiteral: true } },
     });
     const keyring = await IndexKeyring.createIndex(client, 'bench-rotate', { slot: 'dev' });
     await keyring.createDeks(10_000);
@@ -454,6 +454,7 @@ async function rotateThroughput(): Promise<string[]> {
 async function unwrapCases(): Promise<{ rows: CaseResult[]; notes: string[] }> {
   const kms = new KmsRegistry({
     slots: { dev: { provider: 'local', masterKey: `literal:${randomBytes(32).toString('base64url')}` } },
+    secrets: { allowLiteral: true },
   });
   const result = await unwrapBench({ store: StorageConfig.memory(), kms, slot: 'dev' });
   await kms.close();

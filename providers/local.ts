@@ -1,7 +1,8 @@
 /**
  * Provider `local`: AES-256-GCM under a 32-byte master key taken from a secret reference
- * (`env:`, `file:`, `secret:`, `literal:`), bound to the index and slot names as AAD. The
- * embedded default, for development and single-machine installs.
+ * (`env:`, `file:`, `secret:`; `literal:` only with `allowLiteral`), bound to the index and slot
+ * names as AAD. The embedded default, for development and single-machine installs. A key file
+ * that group or others may read or write is refused (see `resolveSecretRef`).
  *
  * Wrapped form: `nonce(12) ‖ ciphertext(32) ‖ tag(16)` (60 bytes); `key_id` is the slot's
  * `keyId` or, when it has none, `local:` and a fingerprint of the master key (the first 8 bytes
@@ -112,11 +113,14 @@ export interface LocalProviderOptions {
 }
 
 /**
- * Creates a `local` provider from master key bytes (copied; wipe yours).
+ * Creates a `local` provider from master key bytes (copied once, into a buffer of the provider's
+ * own that {@link LocalProvider.close} wipes; wipe yours).
  * @throws ConfigError if the key is not 32 bytes.
  */
 export function createLocalProvider(options: LocalProviderOptions): LocalProvider {
-  const key = decodeKeyMaterial(Buffer.from(options.masterKey), KEK_LENGTH, 'local master key');
+  // Decoded from the caller's bytes directly: a Buffer.from copy first would be a second copy of
+  // the master key that nobody wipes.
+  const key = decodeKeyMaterial(options.masterKey, KEK_LENGTH, 'local master key');
   return new LocalProvider(key, options.keyId ?? localKeyFingerprint(key));
 }
 

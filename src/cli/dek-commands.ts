@@ -54,7 +54,10 @@ export function addDekCommands(program: Command, print: (line: string) => void):
   const indexOption = (cmd: Command) =>
     cmd
       .requiredOption('--index <name>', 'the index whose DEKs to use')
-      .option('--kek <ref>', 'the KEK, for envelopes of provider none (env:, file:, literal:)');
+      .option(
+        '--kek <ref>',
+        'the KEK of a provider none envelope, as env:NAME | file:/abs/path | secret:name, not the key',
+      );
 
   indexOption(program.command('encrypt'))
     .description('encrypt the value on stdin under the index’s active DEK; prints the wire token')
@@ -125,7 +128,10 @@ export function addDekCommands(program: Command, print: (line: string) => void):
   indexOption(program.command('rotate-kek'))
     .description('new KEK for the index: re-wrap every DEK record, then push the envelope (resumable)')
     .option('--dry-run', 'list what would change, change nothing')
-    .option('--new-kek <ref>', 'the new KEK, for provider none (env:, file:, literal:)')
+    .option(
+      '--new-kek <ref>',
+      'the new KEK for provider none, as env:NAME | file:/abs/path | secret:name, not the key',
+    )
     .action(async (opts: IndexOptions & { dryRun?: boolean; newKek?: string }) => {
       const { keyring, close } = await openKeyring(globals(), opts);
       const newKek = opts.newKek ? await kekFromRef(opts.newKek, globals()) : undefined;

@@ -116,7 +116,10 @@ export function buildProgram(): Command {
     .command('rotate <index>')
     .description('re-wrap the same KEK (version + 1), under the same or another slot')
     .option('--to-slot <name>', 'wrap under this slot instead')
-    .option('--kek <ref>', 'the KEK, for envelopes of provider none (env:, file:, literal:)')
+    .option(
+      '--kek <ref>',
+      'the KEK of a provider none envelope, as env:NAME | file:/abs/path | secret:name, not the key',
+    )
     .option('--json', 'print the new envelope as JSON')
     .action(async (index: string, opts: { toSlot?: string; kek?: string; json?: boolean }) => {
       const client = clientFromOptions(globals());
@@ -153,7 +156,10 @@ export function buildProgram(): Command {
   program
     .command('verify <index>')
     .description('unwrap the KEK with its slot and report whether it is sound')
-    .option('--kek <ref>', 'the KEK, for envelopes of provider none (env:, file:, literal:)')
+    .option(
+      '--kek <ref>',
+      'the KEK of a provider none envelope, as env:NAME | file:/abs/path | secret:name, not the key',
+    )
     .option('--reveal', 'also print the unwrapped KEK (base64url) — handle with care')
     .action(async (index: string, opts: { kek?: string; reveal?: boolean }) => {
       const client = clientFromOptions(globals());

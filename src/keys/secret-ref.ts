@@ -1,4 +1,4 @@
-import { closeSync, fstatSync, openSync, readSync, realpathSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync, realpathSync, type Stats } from 'node:fs';
 import { isAbsolute, join, sep } from 'node:path';
 import { ConfigError } from '../errors.js';
 
@@ -11,8 +11,20 @@ import { ConfigError } from '../errors.js';
  * | `env:NAME` | the environment variable, which is then removed from `process.env` |
  * | `file:/abs/path` | a file under one of the allowed prefixes (symlinks resolved first) |
  * | `secret:name` | `$CREDENTIALS_DIRECTORY/name` (systemd), `/run/secrets/name`, `/var/run/secrets/name` |
- * | `literal:<base64>` | the value itself, for tests only |
+ * | `literal:<text>` | the value itself: refused unless {@link SecretRefOptions.allowLiteral} (tests) |
  * | `<prefix>:…` | a plugin registered with {@link registerSecretScheme} |
+ *
+ * Security: a key file (`file:` and `secret:`) must not be writable by group or others (a local
+ * user who can replace the master key chooses the KEKs of every index created afterwards), and a
+ * `file:` must not be readable by group or others either: use mode 0600 or 0400. Such a file is
+ * refused with a {@link ConfigError} before it is read, never just warned about. The one exception
+ * is a `secret:` file owned by root, which may be group- or world-readable: that is how Docker
+ * (0444) and Kubernetes (0644 by default) mount secrets into a container, and they are not the
+ * caller's to chmod — reference those as `secret:name`, not `file:/run/secrets/name`. The check
+ * uses the `fstat` of the opened file (no race with a rename) and is skipped on Windows, where
+ * mode bits mean nothing. Key bytes are returned in buffers of their own (never a slice of
+ * Node's shared `Buffer` pool), so wiping them wipes the only copy this module made; an `env:`
+ * or `literal:` value was a JS string before it got here, which no code can wipe.
  *
  * @module
  */
@@ -23,6 +35,12 @@ export interface SecretRefOptions {
   readonly allowedFilePrefixes?: readonly string[];
   /** Environment to read `env:` from (default `process.env`); the variable is deleted after reading. */
   readonly env?: NodeJS.ProcessEnv;
+  /**
+   * Accept `literal:` references (the secret written into the reference itself). Off by default:
+   * a key in a config file, a command line or a test fixture that reached production is a key
+   * in clear text in every copy of it. Tests and demos turn it on.
+   */
+  readonly allowLiteral?: boolean;
 }
 
 /** A plugin that resolves `scheme:rest` references to bytes. */
@@ -58,26 +76,60 @@ export function registerSecretScheme(scheme: string, resolver: SecretSchemeResol
 function schemeOf(ref: string): [string, string] {
   const colon = ref.indexOf(':');
   if (colon <= 0) {
-    throw new ConfigError('a secret reference must look like env:NAME, file:/path, secret:name or literal:…');
+    throw new ConfigError('a secret reference must look like env:NAME, file:/abs/path or secret:name');
   }
   return [ref.slice(0, colon), ref.slice(colon + 1)];
 }
 
-function readSecretFile(path: string, shownAs: string): Buffer {
+/** Mode bits that let group or others write a file (replace the key) / read it. */
+const SHARED_WRITE_BITS = 0o022;
+const SHARED_READ_BITS = 0o044;
+
+/**
+ * Refuses a key file whose permissions let other local users replace or read it (see the module
+ * documentation for the rule and why root-owned `secret:` files may be world-readable).
+ */
+function checkSecretFile(stat: Stats, scheme: 'file' | 'secret', shownAs: string): void {
+  if (!stat.isFile()) throw new ConfigError(`secret file ${shownAs} is not a regular file`);
+  if (process.platform === 'win32') return;
+  const mode = `0${(stat.mode & 0o777).toString(8)}`;
+  if ((stat.mode & SHARED_WRITE_BITS) !== 0) {
+    throw new ConfigError(
+      `secret file ${shownAs} is writable by group or others (mode ${mode}): refused; chmod 600 it`,
+    );
+  }
+  const orchestratorMounted = scheme === 'secret' && stat.uid === 0;
+  if ((stat.mode & SHARED_READ_BITS) !== 0 && !orchestratorMounted) {
+    throw new ConfigError(
+      `secret file ${shownAs} is readable by group or others (mode ${mode}): refused; chmod 600 it` +
+        (scheme === 'file' ? ' (a secret mounted by Docker or Kubernetes: reference it as secret:name)' : ''),
+    );
+  }
+}
+
+/**
+ * Reads a key file, or returns `undefined` when it does not exist (so `secret:` can try the next
+ * folder). Every other failure, a refused mode included, throws.
+ */
+function readSecretFile(path: string, scheme: 'file' | 'secret', shownAs: string): Buffer | undefined {
   let fd: number;
   try {
     fd = openSync(path, 'r');
   } catch (cause) {
+    const code = (cause as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
     throw new ConfigError(`cannot open secret file ${shownAs}`, { cause });
   }
   try {
-    const size = fstatSync(fd).size;
-    if (size > MAX_SECRET_FILE_BYTES)
+    const stat = fstatSync(fd);
+    checkSecretFile(stat, scheme, shownAs);
+    if (stat.size > MAX_SECRET_FILE_BYTES)
       throw new ConfigError(`secret file ${shownAs} is larger than a key file can be`);
-    const out = Buffer.alloc(size);
+    // Buffer.alloc, not allocUnsafe: its own zeroed memory, never a slice of the shared pool.
+    const out = Buffer.alloc(stat.size);
     let read = 0;
-    while (read < size) {
-      const n = readSync(fd, out, read, size - read, read);
+    while (read < stat.size) {
+      const n = readSync(fd, out, read, stat.size - read, read);
       if (n === 0) break;
       read += n;
     }
@@ -85,6 +137,13 @@ function readSecretFile(path: string, shownAs: string): Buffer {
   } finally {
     closeSync(fd);
   }
+}
+
+/** The UTF-8 bytes of `text` in a buffer of their own (`Buffer.from` would slice the shared pool). */
+function unpooledUtf8(text: string): Buffer {
+  const out = Buffer.allocUnsafeSlow(Buffer.byteLength(text, 'utf8'));
+  out.write(text, 'utf8');
+  return out;
 }
 
 function underPrefix(path: string, prefixes: readonly string[]): boolean {
@@ -104,7 +163,8 @@ function underPrefix(path: string, prefixes: readonly string[]): boolean {
  * wipe it (`fill(0)`) once it has made a key of it.
  *
  * @throws ConfigError naming the reference (never the value) when it cannot be resolved: unknown
- * scheme, unset variable, file outside the allowed prefixes, unreadable file.
+ * scheme, unset variable, file outside the allowed prefixes, unreadable file, a key file that
+ * group or others may write or (for `file:`) read, and `literal:` without `allowLiteral`.
  */
 export async function resolveSecretRef(ref: string, options: SecretRefOptions = {}): Promise<Buffer> {
   const [scheme, rest] = schemeOf(ref);
@@ -114,9 +174,10 @@ export async function resolveSecretRef(ref: string, options: SecretRefOptions = 
       const value = env[rest];
       if (value === undefined || value === '')
         throw new ConfigError(`environment variable ${rest} is not set`);
-      // Removed so child processes and later diagnostics never see it.
+      // Removed so child processes and later diagnostics never see it. (The string itself stays
+      // in the heap until collected: environment values reach JS only as strings.)
       delete env[rest];
-      return Buffer.from(value, 'utf8');
+      return unpooledUtf8(value);
     }
     case 'file': {
       if (!isAbsolute(rest)) throw new ConfigError(`file: secret references need an absolute path: ${rest}`);
@@ -132,7 +193,9 @@ export async function resolveSecretRef(ref: string, options: SecretRefOptions = 
           `secret file ${rest} is not under an allowed folder (${prefixes.join(', ')}); add its folder to KMS_ENVELOPE_SECRET_DIRS`,
         );
       }
-      return readSecretFile(real, rest);
+      const bytes = readSecretFile(real, 'file', rest);
+      if (bytes === undefined) throw new ConfigError(`secret file ${rest} does not exist`);
+      return bytes;
     }
     case 'secret': {
       if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(rest) || rest.includes('..')) {
@@ -142,16 +205,19 @@ export async function resolveSecretRef(ref: string, options: SecretRefOptions = 
         (d): d is string => typeof d === 'string' && d !== '',
       );
       for (const dir of dirs) {
-        try {
-          return readSecretFile(join(dir, rest), `secret:${rest}`);
-        } catch {
-          // try the next folder
-        }
+        const bytes = readSecretFile(join(dir, rest), 'secret', `secret:${rest}`);
+        if (bytes !== undefined) return bytes;
       }
       throw new ConfigError(`secret "${rest}" not found in ${dirs.join(', ')}`);
     }
     case 'literal':
-      return Buffer.from(rest, 'utf8');
+      if (options.allowLiteral !== true) {
+        throw new ConfigError(
+          'literal: secret references are refused: the key would sit in clear text in the configuration. ' +
+            'Use env:NAME, file:/abs/path or secret:name; tests opt in with the secret option allowLiteral: true',
+        );
+      }
+      return unpooledUtf8(rest);
     default: {
       const resolver = schemes.get(scheme);
       if (resolver === undefined) throw new ConfigError(`unknown secret reference scheme "${scheme}:"`);
@@ -160,23 +226,81 @@ export async function resolveSecretRef(ref: string, options: SecretRefOptions = 
   }
 }
 
+/** Whitespace that may surround key text (space, tab, CR, LF, VT, FF). */
+function isSpace(byte: number): boolean {
+  return byte === 0x20 || (byte >= 0x09 && byte <= 0x0d);
+}
+
+/** The value of a hex digit, or -1. */
+function hexValue(byte: number): number {
+  if (byte >= 0x30 && byte <= 0x39) return byte - 0x30;
+  if (byte >= 0x61 && byte <= 0x66) return byte - 0x57;
+  if (byte >= 0x41 && byte <= 0x46) return byte - 0x37;
+  return -1;
+}
+
+/** The value of a base64 or base64url digit (`+` and `-` are 62, `/` and `_` are 63), or -1. */
+function base64Value(byte: number): number {
+  if (byte >= 0x41 && byte <= 0x5a) return byte - 0x41;
+  if (byte >= 0x61 && byte <= 0x7a) return byte - 0x47;
+  if (byte >= 0x30 && byte <= 0x39) return byte + 4;
+  if (byte === 0x2b || byte === 0x2d) return 62;
+  if (byte === 0x2f || byte === 0x5f) return 63;
+  return -1;
+}
+
+function decodeHex(text: Uint8Array, length: number): Buffer | undefined {
+  if (text.length !== length * 2) return undefined;
+  for (const byte of text) if (hexValue(byte) < 0) return undefined;
+  const out = Buffer.allocUnsafeSlow(length);
+  for (let i = 0; i < length; i++)
+    out[i] = (hexValue(text[2 * i] ?? 0) << 4) | hexValue(text[2 * i + 1] ?? 0);
+  return out;
+}
+
+function decodeBase64(text: Uint8Array, length: number): Buffer | undefined {
+  let digits = text.length;
+  while (digits > 0 && text.length - digits < 2 && text[digits - 1] === 0x3d) digits--;
+  if (digits === 0 || Math.floor((digits * 6) / 8) !== length) return undefined;
+  for (let i = 0; i < digits; i++) if (base64Value(text[i] ?? 0) < 0) return undefined;
+  const out = Buffer.allocUnsafeSlow(length);
+  let bits = 0;
+  let acc = 0;
+  let o = 0;
+  for (let i = 0; i < digits; i++) {
+    acc = ((acc << 6) | base64Value(text[i] ?? 0)) & 0xffffff;
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out[o++] = (acc >> bits) & 0xff;
+    }
+  }
+  return out;
+}
+
 /**
  * Interprets secret bytes as a key of `length` bytes: either exactly `length` raw bytes, or text
  * (surrounding whitespace ignored) in base64, base64url or hex that decodes to exactly `length`.
- * Wipes intermediate copies.
+ *
+ * The key is returned in a buffer of its own (`buf.buffer.byteLength === length`, never a slice
+ * of Node's shared `Buffer` pool, so wiping it leaves no copy behind), and the text is decoded
+ * straight from `secret`'s bytes: no JS string of the key text is made. `secret` is not wiped:
+ * it is the caller's.
  * @throws ConfigError (naming `what`, never the value) for anything else.
  */
-export function decodeKeyMaterial(secret: Buffer, length: number, what: string): Buffer {
-  if (secret.length === length) return Buffer.from(secret);
-  const text = secret.toString('latin1').trim();
-  let decoded: Buffer | undefined;
-  if (/^[0-9a-fA-F]+$/.test(text) && text.length === length * 2) {
-    decoded = Buffer.from(text, 'hex');
-  } else if (/^[A-Za-z0-9+/_-]+={0,2}$/.test(text)) {
-    decoded = Buffer.from(text.replace(/-/g, '+').replace(/_/g, '/'), 'base64');
+export function decodeKeyMaterial(secret: Uint8Array, length: number, what: string): Buffer {
+  if (secret.length === length) {
+    const out = Buffer.allocUnsafeSlow(length);
+    out.set(secret);
+    return out;
   }
-  if (decoded === undefined || decoded.length !== length) {
-    decoded?.fill(0);
+  let start = 0;
+  let end = secret.length;
+  while (start < end && isSpace(secret[start] ?? 0)) start++;
+  while (end > start && isSpace(secret[end - 1] ?? 0)) end--;
+  const text = secret.subarray(start, end);
+  const decoded = decodeHex(text, length) ?? decodeBase64(text, length);
+  if (decoded === undefined) {
     throw new ConfigError(
       `${what} must be ${length} bytes: raw, or base64/base64url/hex text of ${length} bytes (got ${secret.length} bytes that are neither)`,
     );

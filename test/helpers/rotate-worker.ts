@@ -10,7 +10,10 @@ import { StorageConfig } from '../../src/storage/config.js';
 const [root, index, masterKey] = process.argv.slice(2);
 const client = new KmsEnvelopeClient({
   store: StorageConfig.disk(root!),
-  kms: { slots: { dev: { provider: 'local', masterKey: `literal:${masterKey}` } } },
+  kms: {
+    slots: { dev: { provider: 'local', masterKey: `literal:${masterKey}` } },
+    secrets: { allowLiteral: true },
+  },
 });
 process.stdout.write('ready\n');
 for (;;) {

@@ -30,12 +30,15 @@ function flaky(store: MemoryStore, kind: RecordKind, failures: number): MemorySt
 async function setup(kind: RecordKind) {
   const store = StorageConfig.memory();
   const slots = { dev: { provider: 'local', masterKey: `literal:${randomBytes(32).toString('base64url')}` } };
-  const writer = new KmsEnvelopeClient({ store, kms: { slots } });
+  const writer = new KmsEnvelopeClient({ store, kms: { slots, secrets: { allowLiteral: true } } });
   const keyring = await IndexKeyring.createIndex(writer, 'orders', { slot: 'dev' });
   const dek = await keyring.createDek();
   const token = await keyring.encryptValue('hello');
   // A reader in "another process": nothing cached, and its store fails once.
-  const reader = new KmsEnvelopeClient({ store: flaky(store, kind, 1), kms: { slots } });
+  const reader = new KmsEnvelopeClient({
+    store: flaky(store, kind, 1),
+    kms: { slots, secrets: { allowLiteral: true } },
+  });
   return { dek, token, reader: new IndexKeyring(reader, 'orders') };
 }
 

@@ -21,7 +21,10 @@ function setup() {
   const store = StorageConfig.memory();
   const client = new KmsEnvelopeClient({
     store,
-    kms: { slots: { dev: { provider: 'local', masterKey: literal() }, byok: { provider: 'none' } } },
+    kms: {
+      slots: { dev: { provider: 'local', masterKey: literal() }, byok: { provider: 'none' } },
+      secrets: { allowLiteral: true },
+    },
   });
   return { store, client };
 }

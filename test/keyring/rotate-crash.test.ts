@@ -26,7 +26,10 @@ it(`rotateKek of ${DEKS} DEK records killed ${KILLS} times: every value stays de
   const index = parseIndexName('big');
   const client = new KmsEnvelopeClient({
     store,
-    kms: { slots: { dev: { provider: 'local', masterKey: `literal:${masterKey}` } } },
+    kms: {
+      slots: { dev: { provider: 'local', masterKey: `literal:${masterKey}` } },
+      secrets: { allowLiteral: true },
+    },
   });
   const keyring = await IndexKeyring.createIndex(client, 'big', { slot: 'dev' });
   const tokens: [string, string][] = [];

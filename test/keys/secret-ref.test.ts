@@ -1,7 +1,8 @@
-import { mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ConfigError } from '../../src/errors.js';
 import { decodeKeyMaterial, registerSecretScheme, resolveSecretRef } from '../../src/keys/secret-ref.js';
 
@@ -19,8 +20,8 @@ describe('resolveSecretRef', () => {
   it('reads file: only under an allowed prefix, after resolving symlinks', async () => {
     const allowed = mkdtempSync(join(tmpdir(), 'ke-allowed-'));
     const outside = mkdtempSync(join(tmpdir(), 'ke-outside-'));
-    writeFileSync(join(allowed, 'k'), key.toString('hex'));
-    writeFileSync(join(outside, 'k'), key.toString('hex'));
+    writeFileSync(join(allowed, 'k'), key.toString('hex'), { mode: 0o600 });
+    writeFileSync(join(outside, 'k'), key.toString('hex'), { mode: 0o600 });
     symlinkSync(join(outside, 'k'), join(allowed, 'link'));
     const opts = { allowedFilePrefixes: [allowed] };
     expect(decodeKeyMaterial(await resolveSecretRef(`file:${join(allowed, 'k')}`, opts), 32, 'k')).toEqual(
@@ -40,15 +41,15 @@ describe('resolveSecretRef', () => {
 
   it('reads secret: from CREDENTIALS_DIRECTORY and rejects path tricks', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'ke-creds-'));
-    writeFileSync(join(dir, 'master'), key);
+    writeFileSync(join(dir, 'master'), key, { mode: 0o400 });
     const env = { CREDENTIALS_DIRECTORY: dir };
     expect(await resolveSecretRef('secret:master', { env })).toEqual(key);
     await expect(resolveSecretRef('secret:../etc/passwd', { env })).rejects.toThrow(ConfigError);
     await expect(resolveSecretRef('secret:absent', { env })).rejects.toThrow(/not found/);
   });
 
-  it('supports literal: and registered schemes, rejects unknown ones', async () => {
-    expect(await resolveSecretRef('literal:abc')).toEqual(Buffer.from('abc'));
+  it('supports literal: (when allowed) and registered schemes, rejects unknown ones', async () => {
+    expect(await resolveSecretRef('literal:abc', { allowLiteral: true })).toEqual(Buffer.from('abc'));
     registerSecretScheme('test-vault', (rest) => Buffer.from(`vault:${rest}`));
     expect((await resolveSecretRef('test-vault:x')).toString()).toBe('vault:x');
     await expect(resolveSecretRef('nope:x')).rejects.toThrow(/unknown secret reference scheme/);
@@ -79,4 +80,141 @@ describe('decodeKeyMaterial', () => {
       expect((err as Error).message).toMatch(/master key must be 32 bytes/);
     }
   });
+});
+
+describe('literal: references', () => {
+  it('are refused unless the caller opts in, and the error says how without echoing the value', async () => {
+    const value = key.toString('base64url');
+    for (const options of [{}, { allowLiteral: false }]) {
+      const err = await resolveSecretRef(`literal:${value}`, options).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(ConfigError);
+      expect((err as ConfigError).code).toBe('KMS_ENVELOPE_CONFIG');
+      expect((err as Error).message).toMatch(/allowLiteral: true/);
+      expect((err as Error).message).toMatch(/env:NAME, file:\/abs\/path or secret:name/);
+      expect((err as Error).message).not.toContain(value);
+      expect(JSON.stringify(err)).not.toContain(value);
+    }
+    expect(
+      decodeKeyMaterial(await resolveSecretRef(`literal:${value}`, { allowLiteral: true }), 32, 'k'),
+    ).toEqual(key);
+  });
+
+  it('are not suggested by the message for a reference without a scheme', async () => {
+    await expect(resolveSecretRef('no-scheme')).rejects.toThrow(/^(?!.*literal).*env:NAME/);
+  });
+});
+
+/** True when `buf` owns its memory (not a slice of Node's shared Buffer pool or any other). */
+const unpooled = (buf: Buffer) => buf.byteOffset === 0 && buf.buffer.byteLength === buf.length;
+
+describe('key hygiene', () => {
+  afterEach(() => vi.restoreAllMocks());
+
+  it('decodeKeyMaterial returns every form in a buffer of its own, never a pool slice', () => {
+    for (const form of [
+      key,
+      Buffer.from(key.toString('hex')),
+      Buffer.from(key.toString('base64')),
+      Buffer.from(` ${key.toString('base64url')}\n`),
+    ]) {
+      const out = decodeKeyMaterial(form, 32, 'k');
+      expect(out).toEqual(key);
+      expect(unpooled(out)).toBe(true);
+      expect(out.buffer).not.toBe(form.buffer);
+    }
+  });
+
+  it('env: and literal: bytes are not slices of the shared pool', async () => {
+    const env: NodeJS.ProcessEnv = { K: key.toString('hex') };
+    expect(unpooled(await resolveSecretRef('env:K', { env }))).toBe(true);
+    expect(unpooled(await resolveSecretRef(`literal:${key.toString('hex')}`, { allowLiteral: true }))).toBe(
+      true,
+    );
+  });
+
+  it('decodeKeyMaterial decodes key text without making a JS string of it', () => {
+    const bufferToString = vi.spyOn(Buffer.prototype, 'toString');
+    const forms = [key.toString('hex'), key.toString('base64'), `${key.toString('base64url')}\n`];
+    const texts = forms.map((form) => Buffer.from(form));
+    bufferToString.mockClear();
+    for (const text of texts) expect(decodeKeyMaterial(text, 32, 'k')).toEqual(key);
+    expect(bufferToString).not.toHaveBeenCalled();
+  });
+
+  it('decodes like Node for any key in any accepted text form, and refuses other lengths', () => {
+    fc.assert(
+      fc.property(
+        fc.uint8Array({ minLength: 1, maxLength: 64 }),
+        fc.constantFrom('hex', 'base64', 'base64url'),
+        fc.constantFrom('', ' ', '\n', '\r\n', '\t'),
+        (bytes, encoding, space) => {
+          const raw = Buffer.from(bytes);
+          const text = Buffer.from(`${space}${raw.toString(encoding as BufferEncoding)}${space}`);
+          if (text.length !== raw.length) expect(decodeKeyMaterial(text, raw.length, 'k')).toEqual(raw);
+          const other = raw.length === 32 ? 31 : 32;
+          if (text.length !== other) expect(() => decodeKeyMaterial(text, other, 'k')).toThrow(ConfigError);
+        },
+      ),
+    );
+    for (const bad of [
+      '',
+      '====',
+      `${key.toString('base64').slice(0, 20)}!${key.toString('base64').slice(21)}`,
+    ]) {
+      expect(() => decodeKeyMaterial(Buffer.from(bad), 32, 'k')).toThrow(ConfigError);
+    }
+  });
+});
+
+describe('key file permissions', () => {
+  const keyFile = (mode: number) => {
+    const dir = mkdtempSync(join(tmpdir(), 'ke-mode-'));
+    const path = join(dir, 'master');
+    writeFileSync(path, key.toString('base64'));
+    chmodSync(path, mode); // explicit: writeFileSync's mode is filtered by the umask
+    return { dir, path };
+  };
+
+  it('file: accepts 0600 and 0400 and refuses any group or other read or write bit', async () => {
+    for (const mode of [0o600, 0o400]) {
+      const { dir, path } = keyFile(mode);
+      expect(
+        decodeKeyMaterial(await resolveSecretRef(`file:${path}`, { allowedFilePrefixes: [dir] }), 32, 'k'),
+      ).toEqual(key);
+    }
+    for (const mode of [0o644, 0o640, 0o604, 0o620, 0o602, 0o666]) {
+      const { dir, path } = keyFile(mode);
+      const err = await resolveSecretRef(`file:${path}`, { allowedFilePrefixes: [dir] }).catch(
+        (e: unknown) => e,
+      );
+      expect(err, `mode 0${mode.toString(8)}`).toBeInstanceOf(ConfigError);
+      expect((err as Error).message).toMatch(/(readable|writable) by group or others .*refused; chmod 600/);
+      expect((err as Error).message).not.toContain(key.toString('base64'));
+    }
+  });
+
+  it('secret: refuses a group- or world-writable file, and a readable one not owned by root', async () => {
+    for (const mode of [0o666, 0o620, 0o602]) {
+      const { dir } = keyFile(mode);
+      await expect(
+        resolveSecretRef('secret:master', { env: { CREDENTIALS_DIRECTORY: dir } }),
+      ).rejects.toThrow(/writable by group or others/);
+    }
+    const { dir, path } = keyFile(0o644);
+    if (process.getuid?.() === 0) chownSync(path, 12345, 12345);
+    await expect(resolveSecretRef('secret:master', { env: { CREDENTIALS_DIRECTORY: dir } })).rejects.toThrow(
+      /readable by group or others/,
+    );
+  });
+
+  it.skipIf(process.getuid?.() !== 0)(
+    'secret: accepts a root-owned world-readable file, as Docker (0444) and Kubernetes (0644) mount them',
+    async () => {
+      for (const mode of [0o444, 0o644]) {
+        const { dir } = keyFile(mode);
+        const bytes = await resolveSecretRef('secret:master', { env: { CREDENTIALS_DIRECTORY: dir } });
+        expect(decodeKeyMaterial(bytes, 32, 'k')).toEqual(key);
+      }
+    },
+  );
 });

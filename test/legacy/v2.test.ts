@@ -74,6 +74,7 @@ describe('migrateValue', () => {
       store: StorageConfig.memory(),
       kms: {
         slots: { dev: { provider: 'local', masterKey: `literal:${randomBytes(32).toString('base64')}` } },
+        secrets: { allowLiteral: true },
       },
     });
     const keyring = await IndexKeyring.createIndex(client, 'users', { slot: 'dev' });

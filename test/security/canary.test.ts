@@ -70,7 +70,10 @@ describe('no key material in anything shown', () => {
   it('holds across the client, its errors, and the key objects', async () => {
     const masterRef = `literal:${canaryMaster.toString('base64url')}`;
     const store = StorageConfig.memory();
-    const kms = { slots: { dev: { provider: 'local', masterKey: masterRef }, byok: { provider: 'none' } } };
+    const kms = {
+      slots: { dev: { provider: 'local', masterKey: masterRef }, byok: { provider: 'none' } },
+      secrets: { allowLiteral: true },
+    };
     const client = new KmsEnvelopeClient({ store, kms });
     const canary = Kek.fromBytes(canaryKek);
     const shown: [string, unknown][] = [];
@@ -107,6 +110,7 @@ describe('no key material in anything shown', () => {
       store,
       kms: {
         slots: { dev: { provider: 'local', masterKey: `literal:${Buffer.alloc(32, 1).toString('base64')}` } },
+        secrets: { allowLiteral: true },
       },
     });
     await capture('wrong master key', () => wrongMaster.unwrap('canary2'));
@@ -115,7 +119,11 @@ describe('no key material in anything shown', () => {
         slots: {
           x: { provider: 'local', masterKey: `literal:${canaryMaster.subarray(0, 31).toString('hex')}` },
         },
+        secrets: { allowLiteral: true },
       }).provider('x'),
+    );
+    await capture('literal: refused', async () =>
+      new KmsRegistry({ slots: { x: { provider: 'local', masterKey: masterRef } } }).provider('x'),
     );
     await capture('decode short key', async () => decodeKeyMaterial(canaryMaster.subarray(0, 30), 32, 'key'));
     await capture('Kek wrong size', async () => Kek.fromBytes(canaryKek.subarray(0, 31)));

@@ -209,7 +209,7 @@ describe('synchronous provider unwrap (local)', () => {
     const client = new KmsEnvelopeClient({
       store: StorageConfig.memory(),
       cache: false,
-      kms: { slots: { dev: { provider: 'local', masterKey: literal() } } },
+      kms: { slots: { dev: { provider: 'local', masterKey: literal() } }, secrets: { allowLiteral: true } },
     });
     const kek = await client.createIndex('idx', { slot: 'dev' });
     expect((await client.unwrap('idx')).equals(kek)).toBe(true);
@@ -224,7 +224,7 @@ describe('synchronous provider unwrap (local)', () => {
     const client = new KmsEnvelopeClient({
       store,
       cache: false,
-      kms: { slots: { dev: { provider: 'local', masterKey: literal() } } },
+      kms: { slots: { dev: { provider: 'local', masterKey: literal() } }, secrets: { allowLiteral: true } },
     });
     await client.createIndex('idx', { slot: 'dev' });
     const blob = await store.get('idx' as never);

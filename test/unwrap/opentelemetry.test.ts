@@ -47,7 +47,7 @@ it('records unwraps, cache hits, latency, KMS calls and evictions on a real Open
   const { provider, collect } = sdk();
   const client = new KmsEnvelopeClient({
     store: StorageConfig.memory(),
-    kms: { slots: { dev: { provider: 'local', masterKey: master() } } },
+    kms: { slots: { dev: { provider: 'local', masterKey: master() } }, secrets: { allowLiteral: true } },
     meter: provider.getMeter('test'),
   });
   const kek = await client.createIndex('orders', { slot: 'dev' });
@@ -87,7 +87,7 @@ it("meter: 'opentelemetry' records on the global meter provider", async () => {
   metrics.setGlobalMeterProvider(provider);
   const client = new KmsEnvelopeClient({
     store: StorageConfig.memory(),
-    kms: { slots: { dev: { provider: 'local', masterKey: master() } } },
+    kms: { slots: { dev: { provider: 'local', masterKey: master() } }, secrets: { allowLiteral: true } },
     meter: 'opentelemetry',
   });
   const kek = await client.createIndex('orders', { slot: 'dev', kek: Kek.generate() });
