@@ -15,6 +15,7 @@ import { addDekCommands } from './dek-commands.js';
 import { runDemo } from './demo.js';
 import { ExitCode, exitCodeFor } from './exit-codes.js';
 import { blobToJson, formatBlob } from './format.js';
+import { addStoreCommands } from './store-commands.js';
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 
@@ -279,6 +280,7 @@ export function buildProgram(): Command {
     });
 
   addDekCommands(program, print);
+  addStoreCommands(program, print);
   return program;
 }
 

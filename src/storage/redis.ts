@@ -16,6 +16,12 @@ import { checkWrite, decodeStored } from './bind.js';
 import { checkRecordId } from './record-id.js';
 import { DEFAULT_KEY_PREFIX, envelopeKey, parseKeyPrefix, recordsKey } from './redis-keys.js';
 import {
+  migrateRedisLayout,
+  type RedisMigrationClient,
+  type RedisMigrationOptions,
+  type RedisMigrationReport,
+} from './redis-migrate.js';
+import {
   COMPARE_AND_SET,
   GET_ENVELOPE,
   GET_RECORD,
@@ -293,6 +299,36 @@ export class RedisStore implements EnvelopeStore, RecordStore {
     await this.#call(name, (c) => c.hdel(this.recordsKey(name, kind), id));
   }
 
+  /**
+   * Moves this prefix's envelopes and records from the key layout before the hash-tagged one
+   * (`<keyPrefix><index>:kmsblob`) to the current one: what `kms-envelope migrate-store` runs.
+   * Resumable and idempotent; a name the old layout made ambiguous is reported, never guessed
+   * (see ./redis-migrate.ts). A supplied client must be a full ioredis `Redis` or `Cluster`.
+   * @throws StoreUnavailableError or AccessDeniedError as every method; InvalidArgumentError for
+   * a supplied client without the calls a migration needs.
+   */
+  async migrateLegacyLayout(
+    options: Omit<RedisMigrationOptions, 'keyPrefix'> = {},
+  ): Promise<RedisMigrationReport> {
+    let client: RedisLike;
+    try {
+      client = await this.#connected();
+    } catch (err) {
+      throw mapRedisError(err);
+    }
+    const full = client as unknown as Partial<RedisMigrationClient>;
+    if (typeof full.scan !== 'function' || typeof full.strlen !== 'function')
+      throw new InvalidArgumentError('migrating needs a full ioredis client (SCAN, STRLEN, …)');
+    try {
+      return await migrateRedisLayout(full as RedisMigrationClient, {
+        ...options,
+        keyPrefix: this.keyPrefix,
+      });
+    } catch (err) {
+      throw mapRedisError(err);
+    }
+  }
+
   /** Closes the client the store opened; a client passed in stays open. */
   async close(): Promise<void> {
     if (!this.#ownsClient || this.#client === undefined) return;
@@ -363,6 +399,13 @@ export class RedisStore implements EnvelopeStore, RecordStore {
     onValue?: (value: T) => R,
     onNoScript?: (client: RedisLike) => Promise<T>,
   ): Promise<R> {
+    await this.#connected();
+    return this.#call(index, fn, onValue, onNoScript);
+  }
+
+  /** The client, connecting first if needed. */
+  async #connected(): Promise<RedisLike> {
+    if (this.#ready !== undefined) return this.#ready;
     if (this.#client === undefined) {
       this.#client = this.#connect();
       this.#client.catch(() => {
@@ -370,7 +413,7 @@ export class RedisStore implements EnvelopeStore, RecordStore {
       });
     }
     this.#ready = await this.#client;
-    return this.#call(index, fn, onValue, onNoScript);
+    return this.#ready;
   }
 
   /** EVALSHA of `script` on the one key `key`, loading it with EVAL on NOSCRIPT; replies as Buffers. */
@@ -412,7 +455,7 @@ function tooLarge(index: IndexName, reply: unknown, what: string, limit: number)
   );
 }
 
-function mapRedisError(err: unknown, index: IndexName): KmsEnvelopeError | unknown {
+function mapRedisError(err: unknown, index?: IndexName): KmsEnvelopeError | unknown {
   if (
     err instanceof Error &&
     'code' in err &&
