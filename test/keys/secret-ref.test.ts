@@ -7,6 +7,13 @@ import { ConfigError } from '../../src/errors.js';
 import { decodeKeyMaterial, registerSecretScheme, resolveSecretRef } from '../../src/keys/secret-ref.js';
 
 const key = Buffer.from(Array.from({ length: 32 }, (_, i) => i + 100));
+/** `key` raw and as text in every accepted form. */
+const keyForms = [
+  key,
+  Buffer.from(key.toString('hex')),
+  Buffer.from(key.toString('base64')),
+  Buffer.from(` ${key.toString('base64url')}\n`),
+];
 
 describe('resolveSecretRef', () => {
   it('reads env: and then removes the variable', async () => {
@@ -60,14 +67,7 @@ describe('resolveSecretRef', () => {
 
 describe('decodeKeyMaterial', () => {
   it('accepts raw, hex, base64 and base64url forms of exactly the length', () => {
-    for (const form of [
-      key,
-      Buffer.from(key.toString('hex')),
-      Buffer.from(key.toString('base64')),
-      Buffer.from(`${key.toString('base64url')}\n`),
-    ]) {
-      expect(decodeKeyMaterial(form, 32, 'k')).toEqual(key);
-    }
+    for (const form of keyForms) expect(decodeKeyMaterial(form, 32, 'k')).toEqual(key);
   });
 
   it('rejects other lengths without printing the value', () => {
@@ -111,12 +111,7 @@ describe('key hygiene', () => {
   afterEach(() => vi.restoreAllMocks());
 
   it('decodeKeyMaterial returns every form in a buffer of its own, never a pool slice', () => {
-    for (const form of [
-      key,
-      Buffer.from(key.toString('hex')),
-      Buffer.from(key.toString('base64')),
-      Buffer.from(` ${key.toString('base64url')}\n`),
-    ]) {
+    for (const form of keyForms) {
       const out = decodeKeyMaterial(form, 32, 'k');
       expect(out).toEqual(key);
       expect(unpooled(out)).toBe(true);
