@@ -552,7 +552,10 @@ export class IndexKeyring {
     if (alreadyDone > 0 || total === 0) options.onProgress?.(rewrapped.length + alreadyDone, total);
 
     try {
-      await this.#client.store.push(this.index, rotation.envelope, { expectedVersion: current.version });
+      await this.#client.store.push(this.index, rotation.envelope, {
+        expectedVersion: current.version,
+        expectedCreationId: current.creationId ?? new Uint8Array(0),
+      });
     } catch (err) {
       // Another run of the same rotation pushed it first: that is success.
       const now = await this.#client.getEnvelope(this.index);
@@ -590,6 +593,9 @@ export class IndexKeyring {
         slot: current.kmsName,
         version: current.version + 1,
         createdAt: current.createdAt,
+        // The same creation: a new creation id would let the envelope it replaces be replayed
+        // as "another creation" (docs/threat-model.md). A schema 1 envelope gets its first one.
+        ...(current.creationId ? { creationId: current.creationId } : {}),
         encryptionContext: { ...current.encryptionContext, [KEK_SLOT_CONTEXT_KEY]: slotId },
       });
       await this.#writeKekCheck(kek, slotId);

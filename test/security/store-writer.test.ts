@@ -21,6 +21,7 @@ import {
   UnwrapFailedError,
   VersionConflictError,
 } from '../../src/errors.js';
+import { IndexKeyring } from '../../src/keyring/keyring.js';
 import { Kek } from '../../src/keys/kek.js';
 import { kekCheckValue } from '../../src/keys/kek-check.js';
 import { parseIndexName, parseSlotName } from '../../src/names.js';
@@ -312,6 +313,22 @@ describe('a store writer cannot roll an index back', () => {
     await store.push(parseIndexName('orders'), legacy);
     await expect(client.unwrap('orders')).rejects.toThrow(RollbackError);
     kek.zero();
+  });
+
+  it('rotateKek keeps the creation, so the envelope it replaced cannot come back as "another creation"', async () => {
+    const store = StorageConfig.memory();
+    const client = localClient(store, { dev: {} }, { cache: false });
+    const keyring = await IndexKeyring.createIndex(client, 'orders', { slot: 'dev' });
+    await keyring.createDek();
+    const before = await client.getEnvelope('orders');
+    const old = await store.getEncoded!(parseIndexName('orders'));
+    await keyring.rotateKek();
+    const after = await client.getEnvelope('orders');
+    expect(after.version).toBe(before.version + 1);
+    expect(Buffer.from(after.creationId!)).toEqual(Buffer.from(before.creationId!));
+    (await client.unwrap('orders')).zero();
+    await store.push(parseIndexName('orders'), decodeKmsBlob(old));
+    await expect(client.unwrap('orders')).rejects.toThrow(RollbackError);
   });
 
   it('a delete and re-create by this client starts a new creation at version 1', async () => {
