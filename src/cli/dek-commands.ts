@@ -13,7 +13,13 @@ import { ConfigError } from '../errors.js';
 import { IndexKeyring, recordStoreOf } from '../keyring/keyring.js';
 import type { Kek } from '../keys/kek.js';
 import { type MigratedKind, migrateValue } from '../legacy/migrate.js';
-import { getOrCreateUserKey, type LegacyKey, legacyMasterKeyFromEnv, legacyPoolKey } from '../legacy/v2.js';
+import {
+  getOrCreateUserKey,
+  LEGACY_POOL_KEY_SALT,
+  type LegacyKey,
+  legacyMasterKeyFromEnv,
+  legacyPoolKey,
+} from '../legacy/v2.js';
 import { parseIndexName } from '../names.js';
 import { clientFromOptions, type GlobalOptions, kekFromRef, parseContextFlags } from './context.js';
 
@@ -177,7 +183,11 @@ export function addDekCommands(program: Command, print: (line: string) => void):
     )
     .option('--v2-user <id>', 'v2: values are under this user’s key (needs API_KEY_MASTER_KEY)')
     .option('--v2-pool', 'v2: values are under the pool key (needs API_KEY_MASTER_KEY)')
-    .option('--v2-salt <salt>', 'salt of the pool key', 'kms-envelope-v2-pool')
+    .option(
+      '--v2-salt <salt>',
+      "salt of the pool key (the original's; earlier releases defaulted to kms-envelope-v2-pool)",
+      LEGACY_POOL_KEY_SALT,
+    )
     .option('--v2-keys-index <name>', 'index whose records hold the per-user keys', 'api-keys')
     .action(
       async (
