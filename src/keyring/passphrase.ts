@@ -94,28 +94,57 @@ export function newKdfParams(iterations = DEFAULT_KDF_ITERATIONS): KdfParams {
 }
 
 /**
- * Validates parsed parameters (stored ones are read through this).
+ * A whole number as gemstone_utils reads one: a JSON number, or a string that Python's `int()`
+ * takes (surrounding whitespace, an optional sign, ASCII digits with single `_` between them).
+ * `undefined` for anything else.
+ */
+function wholeNumber(value: unknown): number | undefined {
+  if (typeof value === 'number') return Number.isSafeInteger(value) ? value : undefined;
+  if (typeof value !== 'string') return undefined;
+  const m = /^\s*([+-]?)(\d+(?:_\d+)*)\s*$/.exec(value);
+  if (m === null) return undefined;
+  const n = Number(m[2]!.replaceAll('_', ''));
+  if (!Number.isSafeInteger(n)) return undefined;
+  return m[1] === '-' ? -n : n;
+}
+
+/**
+ * Validates parsed parameters (stored ones are read through this) and returns them in the form
+ * this library writes: `{hash: 'sha256', iterations, kdf, length: 32, salt}`, numbers as numbers.
+ *
+ * Accepts what gemstone_utils accepts: `kdf` `pbkdf2-hmac-sha256` and a `salt` are required; a
+ * missing `hash` is `sha256` and it is read in any case (`SHA256`); a missing `iterations` is
+ * {@link DEFAULT_KDF_ITERATIONS} and a missing `length` 32; `iterations` and `length` may be
+ * numeric strings (`"600000"`, as Python's `int()` reads them). The defaults are those of the
+ * parameters gemstone writes (docs: `{"kdf":"pbkdf2-hmac-sha256","hash":"sha256","salt":…,
+ * "iterations":600000,"length":32}`). Whatever the spelling, the floors hold: a store writer who
+ * drops `iterations` gets the 600,000 default, never fewer.
  * @throws ConfigError for parameters of another shape (another KDF or hash, a salt that is not
- * URL-safe base64 with padding, a length other than 32); WeakKdfParamsError for fewer than
- * {@link MIN_KDF_ITERATIONS} or more than {@link MAX_KDF_ITERATIONS} iterations, or a salt
- * shorter than {@link MIN_KDF_SALT_BYTES} or longer than {@link MAX_KDF_SALT_BYTES} bytes.
+ * URL-safe base64 with padding, a length other than 32, unreadable numbers); WeakKdfParamsError
+ * for fewer than {@link MIN_KDF_ITERATIONS} or more than {@link MAX_KDF_ITERATIONS} iterations,
+ * or a salt shorter than {@link MIN_KDF_SALT_BYTES} or longer than {@link MAX_KDF_SALT_BYTES}
+ * bytes.
  */
 export function parseKdfParams(value: unknown): KdfParams {
-  const p = value as Partial<KdfParams> | null;
-  if (
-    typeof p !== 'object' ||
-    p === null ||
-    p.kdf !== 'pbkdf2-hmac-sha256' ||
-    p.hash !== 'sha256' ||
-    typeof p.salt !== 'string' ||
-    !Number.isSafeInteger(p.iterations) ||
-    p.length !== 32
-  ) {
-    throw new ConfigError(
+  const p = value as Record<string, unknown> | null;
+  const shape = () =>
+    new ConfigError(
       'KDF parameters are not {kdf: pbkdf2-hmac-sha256, hash: sha256, salt, iterations, length: 32}',
     );
+  if (typeof p !== 'object' || p === null || Array.isArray(p)) throw shape();
+  const hash = p.hash === undefined ? 'sha256' : p.hash;
+  const iterations = p.iterations === undefined ? DEFAULT_KDF_ITERATIONS : wholeNumber(p.iterations);
+  const length = p.length === undefined ? 32 : wholeNumber(p.length);
+  if (
+    p.kdf !== 'pbkdf2-hmac-sha256' ||
+    typeof hash !== 'string' ||
+    hash.toLowerCase() !== 'sha256' ||
+    typeof p.salt !== 'string' ||
+    iterations === undefined ||
+    length !== 32
+  ) {
+    throw shape();
   }
-  const iterations = p.iterations as number;
   if (iterations < MIN_KDF_ITERATIONS || iterations > MAX_KDF_ITERATIONS) {
     throw new WeakKdfParamsError(
       `stored PBKDF2 iterations (${iterations}) are outside ${MIN_KDF_ITERATIONS}–${MAX_KDF_ITERATIONS}: re-key the index`,
@@ -127,7 +156,15 @@ export function parseKdfParams(value: unknown): KdfParams {
       `stored KDF salt is ${salt.length} bytes, outside ${MIN_KDF_SALT_BYTES}–${MAX_KDF_SALT_BYTES}: re-key the index`,
     );
   }
-  return p as KdfParams;
+  return { kdf: 'pbkdf2-hmac-sha256', hash: 'sha256', salt: p.salt, iterations, length: 32 };
+}
+
+/**
+ * The stored form of `params`, as gemstone_utils writes it: the five fields as sorted, compact
+ * JSON (`{"hash":"sha256","iterations":600000,"kdf":"pbkdf2-hmac-sha256","length":32,"salt":"…"}`).
+ */
+export function formatKdfParams(params: KdfParams): string {
+  return canonicalJson(parseKdfParams(params));
 }
 
 /**
@@ -168,7 +205,7 @@ export async function createPassphraseIndex(
     keyring.index,
     'meta',
     META.kdf,
-    Buffer.from(canonicalJson(params), 'utf8'),
+    Buffer.from(formatKdfParams(params), 'utf8'),
   );
   return new IndexKeyring(client, index, { kek });
 }
