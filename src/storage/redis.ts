@@ -37,17 +37,42 @@ import type { EnvelopeStore, PushOptions, RecordKind, RecordStore } from './stor
  * the caller already has is accepted and the core never names ioredis types.
  */
 export interface RedisLike {
-  getBuffer(key: string): Promise<Buffer | null>;
-  hset(key: string, ...fieldsAndValues: (string | Buffer)[]): Promise<number>;
-  hgetBuffer(key: string, field: string): Promise<Buffer | null>;
-  hsetnx(key: string, field: string, value: Buffer): Promise<number>;
-  hgetallBuffer(key: string): Promise<Record<string, Buffer>>;
-  hdel(key: string, field: string): Promise<number>;
-  set(key: string, value: Buffer, nx?: 'NX'): Promise<'OK' | null>;
-  del(key: string): Promise<number>;
-  /** Any command, replies as Buffers (the store sends EVALSHA and EVAL with it). */
+  /** Any command, replies as Buffers: every command of the store goes through it. */
   callBuffer(command: string, ...args: (string | Buffer | number)[]): Promise<unknown>;
   quit(): Promise<unknown>;
+}
+
+/** With `waitReplicas`: a write and its WAIT go in one pipeline, so they share a connection. */
+interface RedisPipelineLike {
+  callBuffer(command: string, ...args: (string | Buffer | number)[]): unknown;
+  exec(): Promise<[Error | null, unknown][] | null>;
+}
+
+/** One command: its name and arguments. */
+type RedisCommand = readonly [string, ...(string | Buffer | number)[]];
+
+/**
+ * A write with `waitReplicas` was applied by the primary, but `WAIT` confirmed it on fewer
+ * replicas than asked within `waitTimeoutMs`. The write **may or may not have been applied**
+ * in the end: it is on the primary now, and a failover before it reaches a replica loses it.
+ * Retryable (a `StoreUnavailableError`); re-read before retrying a create or a compare-and-set,
+ * which may find the write itself.
+ */
+export class ReplicasNotConfirmedError extends StoreUnavailableError {
+  /** Always true: the write's outcome is unknown. */
+  readonly ambiguous = true;
+  /** Replicas asked for (`waitReplicas`). */
+  readonly required: number;
+  /** Replicas that confirmed within the timeout. */
+  readonly acknowledged: number;
+  constructor(required: number, acknowledged: number, index: IndexName) {
+    super(
+      `the write reached ${acknowledged} of ${required} replicas in time: it may or may not have been applied`,
+      { index },
+    );
+    this.required = required;
+    this.acknowledged = acknowledged;
+  }
 }
 
 /** Options of {@link RedisStore}: a `url` to connect to, or a ready `client`. */
@@ -61,9 +86,25 @@ export interface RedisStoreOptions {
    * `<prefix>{<index>}:kmsblob` and `<prefix>{<index>}:records:<kind>`.
    */
   readonly keyPrefix?: string;
-  /** Own client only: bound on every command, so a hung server fails fast (default 2000 ms). */
+  /**
+   * Own client only: bound on every command, so a hung server fails fast (default 2000 ms; with
+   * `waitReplicas`, `waitTimeoutMs` is added for the WAIT).
+   */
   readonly commandTimeoutMs?: number;
+  /**
+   * Durability: after each write, `WAIT <waitReplicas> <waitTimeoutMs>` on the same connection
+   * (one pipeline, one round trip); a write that did not reach that many replicas in time is a
+   * {@link ReplicasNotConfirmedError} (retryable, ambiguous). Writes that changed nothing (a lost
+   * create, a version conflict) report their own error. Reads are unchanged. A supplied client
+   * must have `pipeline()` (ioredis does).
+   */
+  readonly waitReplicas?: number;
+  /** How long WAIT waits for the replicas, in ms (default 1000). */
+  readonly waitTimeoutMs?: number;
 }
+
+/** Default of {@link RedisStoreOptions.waitTimeoutMs}. */
+export const DEFAULT_WAIT_TIMEOUT_MS = 1000;
 
 export { DEFAULT_KEY_PREFIX } from './redis-keys.js';
 
@@ -131,12 +172,15 @@ export class RedisStore implements EnvelopeStore, RecordStore {
   /** The client once connected, so the hot path skips awaiting the promise. */
   #ready: RedisLike | undefined;
   readonly #ownsClient: boolean;
+  /** `[replicas, timeoutMs]` of WAIT after each write, or undefined. */
+  readonly #wait: readonly [number, number] | undefined;
 
   /**
    * Connects lazily: nothing is opened (or imported) before the first call.
    * @throws InvalidArgumentError without `url` or `client`, with both, or with a `url` that is not
    * `redis://` / `rediss://`, a `keyPrefix` that is not a string or contains `{` or `}`, or a
-   * `commandTimeoutMs` that is not a positive number.
+   * `commandTimeoutMs` that is not a positive number, a `waitReplicas` or `waitTimeoutMs` that is
+   * not a positive whole number, or `waitReplicas` with a supplied client without `pipeline()`.
    */
   constructor(options: RedisStoreOptions) {
     if (options?.client === undefined && options?.url === undefined)
@@ -149,6 +193,21 @@ export class RedisStore implements EnvelopeStore, RecordStore {
     const timeout = options.commandTimeoutMs;
     if (timeout !== undefined && !(Number.isFinite(timeout) && timeout > 0))
       throw new InvalidArgumentError('commandTimeoutMs must be a positive number of milliseconds');
+    const { waitReplicas, waitTimeoutMs } = options;
+    if (waitReplicas !== undefined && !(Number.isSafeInteger(waitReplicas) && waitReplicas > 0))
+      throw new InvalidArgumentError('waitReplicas must be a positive whole number of replicas');
+    if (waitTimeoutMs !== undefined && !(Number.isSafeInteger(waitTimeoutMs) && waitTimeoutMs > 0))
+      throw new InvalidArgumentError('waitTimeoutMs must be a positive whole number of milliseconds');
+    if (
+      waitReplicas !== undefined &&
+      options.client !== undefined &&
+      typeof (options.client as Partial<{ pipeline: unknown }>).pipeline !== 'function'
+    )
+      throw new InvalidArgumentError(
+        'waitReplicas needs a client with pipeline() (an ioredis Redis or Cluster)',
+      );
+    this.#wait =
+      waitReplicas === undefined ? undefined : [waitReplicas, waitTimeoutMs ?? DEFAULT_WAIT_TIMEOUT_MS];
     this.#options = options;
     this.keyPrefix = keyPrefix;
     this.#ownsClient = options.client === undefined;
@@ -172,8 +231,8 @@ export class RedisStore implements EnvelopeStore, RecordStore {
   async create(index: IndexName, blob: KmsBlob): Promise<void> {
     const name = checkWrite(index, blob);
     const bytes = Buffer.from(encodeKmsBlob(blob));
-    const created = await this.#call(name, (c) => c.set(this.key(name), bytes, 'NX'));
-    if (created !== 'OK') throw new EnvelopeExistsError('an envelope already exists', { index: name });
+    const created = await this.#write(name, ['SET', this.#key(name), bytes, 'NX'], (reply) => reply !== null);
+    if (created === null) throw new EnvelopeExistsError('an envelope already exists', { index: name });
   }
 
   async push(index: IndexName, blob: KmsBlob, options: PushOptions = {}): Promise<void> {
@@ -181,12 +240,19 @@ export class RedisStore implements EnvelopeStore, RecordStore {
     const bytes = Buffer.from(encodeKmsBlob(blob));
     const expected = options.expectedVersion;
     if (expected === undefined) {
-      await this.#call(name, (c) => c.set(this.key(name), bytes));
+      await this.#write(name, ['SET', this.#key(name), bytes]);
       return;
     }
-    const args = [String(expected), bytes, name];
+    const args = [this.#key(name), String(expected), bytes, name];
     if (options.expectedCreationId !== undefined) args.push(Buffer.from(options.expectedCreationId));
-    const result = await this.#eval(name, COMPARE_AND_SET, this.#key(name), args, String);
+    const result = String(
+      await this.#write(
+        name,
+        ['EVALSHA', COMPARE_AND_SET.sha, 1, ...args],
+        (reply) => String(reply) === 'OK',
+        ['EVAL', COMPARE_AND_SET.source, 1, ...args],
+      ),
+    );
     if (result === 'OK') return;
     if (result === '') throw new VersionConflictError(expected, undefined, { index: name });
     if (result.startsWith('MALFORMED')) {
@@ -234,7 +300,7 @@ export class RedisStore implements EnvelopeStore, RecordStore {
 
   async delete(index: IndexName): Promise<void> {
     const name = parseIndexName(index);
-    await this.#call(name, (c) => c.del(this.key(name)));
+    await this.#write(name, ['DEL', this.#key(name)]);
   }
 
   /** The Redis key of an index's records of one kind (a hash of id → record). */
@@ -250,9 +316,9 @@ export class RedisStore implements EnvelopeStore, RecordStore {
   async createRecord(index: IndexName, kind: RecordKind, id: string, value: Uint8Array): Promise<boolean> {
     const name = parseIndexName(index);
     checkRecordWrite(name, kind, id, value);
-    return (
-      (await this.#call(name, (c) => c.hsetnx(this.recordsKey(name, kind), id, Buffer.from(value)))) === 1
-    );
+    const key = recordsKey(this.keyPrefix, name, kind);
+    const created = await this.#write(name, ['HSETNX', key, id, Buffer.from(value)], (reply) => reply === 1);
+    return created === 1;
   }
 
   /** One HSET with every record: atomic for the batch, one round trip. */
@@ -268,7 +334,7 @@ export class RedisStore implements EnvelopeStore, RecordStore {
       args.push(id, Buffer.from(value));
     }
     if (args.length === 0) return;
-    await this.#call(name, (c) => c.hset(this.recordsKey(name, kind), ...args));
+    await this.#write(name, ['HSET', recordsKey(this.keyPrefix, name, kind), ...args]);
   }
 
   async getRecord(index: IndexName, kind: RecordKind, id: string): Promise<Uint8Array | undefined> {
@@ -296,7 +362,7 @@ export class RedisStore implements EnvelopeStore, RecordStore {
   async deleteRecord(index: IndexName, kind: RecordKind, id: string): Promise<void> {
     const name = parseIndexName(index);
     checkRecordId(kind, id);
-    await this.#call(name, (c) => c.hdel(this.recordsKey(name, kind), id));
+    await this.#write(name, ['HDEL', recordsKey(this.keyPrefix, name, kind), id]);
   }
 
   /**
@@ -352,7 +418,7 @@ export class RedisStore implements EnvelopeStore, RecordStore {
     const client = new Redis(this.#options.url!, {
       lazyConnect: true,
       maxRetriesPerRequest: 1,
-      commandTimeout: this.#options.commandTimeoutMs ?? 2000,
+      commandTimeout: (this.#options.commandTimeoutMs ?? 2000) + (this.#wait?.[1] ?? 0),
       enableOfflineQueue: true,
     });
     // Connection errors reach callers through the failed commands (as StoreUnavailableError);
@@ -414,6 +480,52 @@ export class RedisStore implements EnvelopeStore, RecordStore {
     }
     this.#ready = await this.#client;
     return this.#ready;
+  }
+
+  /**
+   * Sends a write (`fallback`: what to send on NOSCRIPT). With `waitReplicas`, the write and a
+   * WAIT go in one pipeline; when `wrote(reply)` says it changed something and WAIT counted too
+   * few replicas, the result is a {@link ReplicasNotConfirmedError}. Resolves to the reply.
+   */
+  #write(
+    index: IndexName,
+    command: RedisCommand,
+    wrote: (reply: unknown) => boolean = () => true,
+    fallback?: RedisCommand,
+  ): Promise<unknown> {
+    const wait = this.#wait;
+    if (wait === undefined) {
+      return this.#call(
+        index,
+        (c) => c.callBuffer(...command),
+        undefined,
+        fallback && ((c) => c.callBuffer(...fallback)),
+      );
+    }
+    const [replicas, timeoutMs] = wait;
+    const withWait = async (client: RedisLike, cmd: RedisCommand): Promise<unknown> => {
+      const pipeline = (client as unknown as { pipeline(): RedisPipelineLike }).pipeline();
+      pipeline.callBuffer(...cmd);
+      pipeline.callBuffer('WAIT', replicas, timeoutMs);
+      const results = await pipeline.exec();
+      if (results === null || results.length !== 2) throw new Error('the pipeline was discarded');
+      const [[err, reply], [waitErr, acknowledged]] = results as [
+        [Error | null, unknown],
+        [Error | null, unknown],
+      ];
+      if (err) throw err;
+      if (wrote(reply)) {
+        const count = waitErr ? 0 : Number(acknowledged);
+        if (!(count >= replicas)) throw new ReplicasNotConfirmedError(replicas, count, index);
+      }
+      return reply;
+    };
+    return this.#call(
+      index,
+      (c) => withWait(c, command),
+      undefined,
+      fallback && ((c) => withWait(c, fallback)),
+    );
   }
 
   /** EVALSHA of `script` on the one key `key`, loading it with EVAL on NOSCRIPT; replies as Buffers. */

@@ -44,6 +44,7 @@ export {
   type RedisServerHandle,
   type RedisServerOptions,
   redisServerAvailable,
+  startRedisReplica,
   startRedisServer,
 } from './redis-server.js';
 export { makeTestTls, sharedTestTls, type TestTls, type TestTlsOptions } from './test-ca.js';

@@ -26,6 +26,11 @@ export interface RedisServerOptions {
   readonly binary?: string;
   /** How long to wait for PING to answer (default 10 s). */
   readonly startTimeoutMs?: number;
+  /**
+   * More `redis-server` arguments, after the harness's own (e.g. `['--replicaof', '127.0.0.1',
+   * String(primary.port)]` for a replica; see {@link startRedisReplica}).
+   */
+  readonly args?: readonly string[];
 }
 
 /** True when a `redis-server` binary can be run. */
@@ -93,6 +98,7 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
         dir,
         '--loglevel',
         'warning',
+        ...(options.args ?? []),
       ],
       { stdio: ['ignore', 'ignore', 'pipe'] },
     );
@@ -160,4 +166,52 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
       await start();
     },
   };
+}
+
+/**
+ * Starts a replica of `primary` (`--replicaof`) and waits until the primary counts it as a
+ * connected replica whose link is up, so a following `WAIT 1` can succeed. For tests of
+ * durability options (`waitReplicas`); stop it to make WAIT fall short.
+ * @throws Error as {@link startRedisServer}, or when the link does not come up in time.
+ */
+export async function startRedisReplica(
+  primary: Pick<RedisServerHandle, 'port'>,
+  options: RedisServerOptions = {},
+): Promise<RedisServerHandle> {
+  // A primary waits 5 s (repl-diskless-sync-delay) for more replicas before the first sync.
+  await command(primary.port, 'CONFIG SET repl-diskless-sync-delay 0');
+  const replica = await startRedisServer({
+    ...options,
+    args: ['--replicaof', '127.0.0.1', String(primary.port), ...(options.args ?? [])],
+  });
+  const deadline = Date.now() + (options.startTimeoutMs ?? 10_000);
+  while (Date.now() < deadline) {
+    const info = await command(replica.port, 'INFO replication');
+    if (/master_link_status:up/.test(info)) return replica;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  await replica.stop();
+  throw new Error(`the replica on port ${replica.port} did not connect to port ${primary.port} in time`);
+}
+
+/** One inline command's raw reply ('' on any error). */
+function command(port: number, line: string): Promise<string> {
+  return new Promise((resolve) => {
+    const socket = createConnection({ port, host: '127.0.0.1' });
+    let reply = '';
+    const done = () => {
+      socket.destroy();
+      resolve(reply);
+    };
+    socket.setTimeout(1000, done);
+    socket.once('error', done);
+    socket.once('connect', () => socket.write(`${line}\r\n`));
+    socket.on('data', (data) => {
+      reply += data.toString();
+      // A bulk reply: "$<len>\r\n<body>\r\n".
+      const header = /^\$(\d+)\r\n/.exec(reply);
+      if (!header || reply.length >= header[0].length + Number(header[1]) + 2 || reply.startsWith('-'))
+        done();
+    });
+  });
 }
