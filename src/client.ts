@@ -18,6 +18,7 @@ import { KmsRegistry, type KmsRegistryOptions } from './providers/registry.js';
 import { slotServesIndex } from './providers/slot.js';
 import { decodeStored } from './storage/bind.js';
 import type { EnvelopeStore } from './storage/store.js';
+import type { InvalidationFeed } from './unwrap/invalidation.js';
 import {
   bytesEqual,
   type CachedKek,
@@ -64,6 +65,13 @@ export interface KmsEnvelopeClientOptions {
    * restarts and instances.
    */
   readonly minVersion?: (index: string) => number | undefined | PromiseLike<number | undefined>;
+  /**
+   * A feed of changes other instances make to the shared store (`redisInvalidationFeed`, or your
+   * own): a changed index is dropped from the cache at once, and a feed that may have missed
+   * changes (a dropped connection) drops every cached KEK. The cache TTL stays the upper bound.
+   * Started with the client; closed by {@link KmsEnvelopeClient.close}.
+   */
+  readonly invalidation?: InvalidationFeed;
 }
 
 /** Options of {@link KmsEnvelopeClient.createIndex}. */
@@ -181,6 +189,8 @@ export class KmsEnvelopeClient {
   /** Per index, the newest envelope this client unwrapped or wrote (see {@link unwrap}). */
   readonly #highWater = new Map<IndexName, HighWater>();
   readonly #minVersion: KmsEnvelopeClientOptions['minVersion'];
+  readonly #feed: InvalidationFeed | undefined;
+  readonly #feedStarted: Promise<void>;
 
   constructor(options: KmsEnvelopeClientOptions) {
     this.store = options.store;
@@ -199,6 +209,28 @@ export class KmsEnvelopeClient {
           );
     this.#caller = new KmsCaller(options.kmsCalls ?? {}, this.#telemetry);
     this.#minVersion = options.minVersion;
+    this.#feed = options.invalidation;
+    this.#feedStarted =
+      this.#feed === undefined
+        ? SETTLED
+        : this.#feed
+            .start({
+              changed: (index) => {
+                if (isValidName(index)) this.#cache?.invalidate(index);
+              },
+              lost: () => this.#cache?.clear(),
+            })
+            // Entries cached before the feed listened were not covered by it.
+            .then(() => this.#cache?.clear());
+    this.#feedStarted.catch(() => {}); // reported by invalidationReady()
+  }
+
+  /**
+   * Resolves once the `invalidation` feed delivers changes (at once without a feed); rejects with
+   * the feed's error if it could not start, in which case the cache relies on its TTL alone.
+   */
+  invalidationReady(): Promise<void> {
+    return this.#feedStarted;
   }
 
   /**
@@ -789,6 +821,7 @@ export class KmsEnvelopeClient {
     this.#cache?.clear();
     this.#providers.clear();
     this.#caller.shutdown();
+    await this.#feed?.close();
     await this.kms.close();
     await this.store.close();
   }

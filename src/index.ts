@@ -93,8 +93,14 @@ export {
   parseSlotsConfig,
 } from './providers/slot.js';
 export { StorageConfig } from './storage/config.js';
+export {
+  indexOfEnvelopeKey,
+  type RedisInvalidationOptions,
+  redisInvalidationFeed,
+} from './storage/redis-invalidation.js';
 export type { EnvelopeStore, PushOptions, RecordKind, RecordStore } from './storage/store.js';
 // The per-request unwrap path: cache, leases, KMS call policy, telemetry.
+export type { InvalidationFeed, InvalidationListener } from './unwrap/invalidation.js';
 export type { KekCacheOptions } from './unwrap/kek-cache.js';
 export { KekLease } from './unwrap/kek-lease.js';
 export type { KmsCallOptions } from './unwrap/kms-calls.js';

@@ -550,7 +550,8 @@ describe('in-process hazards', () => {
       ),
     );
     const copies = blobs.map((b) => Buffer.from(b.wrappedKek));
-    structuredClone(blobs[0]!.wrappedKek.buffer, { transfer: [blobs[0]!.wrappedKek.buffer] });
+    const transferred = blobs[0]!.wrappedKek.buffer as ArrayBuffer;
+    structuredClone(transferred, { transfer: [transferred] });
     expect(blobs[0]!.wrappedKek.length).toBe(0);
     for (let i = 1; i < blobs.length; i++) expect(Buffer.from(blobs[i]!.wrappedKek)).toEqual(copies[i]);
   });
