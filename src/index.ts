@@ -38,7 +38,11 @@ export {
   DEFAULT_KDF_ITERATIONS,
   deriveAndVerifyKek,
   derivePassphraseKek,
+  KDF_SALT_BYTES,
   type KdfParams,
+  MAX_KDF_ITERATIONS,
+  MIN_KDF_ITERATIONS,
+  MIN_KDF_SALT_BYTES,
   newKdfParams,
 } from './keyring/passphrase.js';
 // The DEK wire format (gemstone_utils v0.5 compatible) and the DEK layer under each index's KEK.
