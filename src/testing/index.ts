@@ -40,6 +40,20 @@ export {
   startFakeGcpKms,
 } from './fake-gcp-kms.js';
 export {
+  findPostgresBinDir,
+  type PostgresServerHandle,
+  type PostgresServerOptions,
+  postgresAvailable,
+  startPostgres,
+} from './postgres-server.js';
+export {
+  type RedisClusterHandle,
+  type RedisClusterNode,
+  type RedisClusterOptions,
+  redisClusterAvailable,
+  startRedisCluster,
+} from './redis-cluster.js';
+export {
   freePort,
   type RedisServerHandle,
   type RedisServerOptions,

@@ -1,0 +1,123 @@
+import { Cluster } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { encodeKmsBlob } from '../../src/envelope/codec.js';
+import { parseIndexName } from '../../src/names.js';
+import { RedisStore } from '../../src/storage/redis.js';
+import {
+  type RedisClusterHandle,
+  redisClusterAvailable,
+  startRedisCluster,
+} from '../../src/testing/redis-cluster.js';
+import { sampleBlob } from '../helpers/blobs.js';
+import { serviceAvailable } from '../helpers/services.js';
+import { runStoreConformance } from './conformance.js';
+
+const available = serviceAvailable(
+  'redis-server and redis-cli (for a Redis Cluster)',
+  redisClusterAvailable(),
+  'apt-get install redis-server (Debian; it ships redis-cli), or put both on the PATH',
+);
+
+it('the cluster harness names how to install a missing binary', async () => {
+  await expect(startRedisCluster({ cliBinary: '/nonexistent/redis-cli' })).rejects.toThrow(
+    /apt-get install redis-server/,
+  );
+});
+
+describe.skipIf(!available)(
+  'Redis store over an ioredis Cluster (3 masters, 3 replicas, started by the harness)',
+  () => {
+    let cluster: RedisClusterHandle;
+    const clients: Cluster[] = [];
+    const connect = () => {
+      const client = new Cluster([...cluster.startupNodes], { redisOptions: { maxRetriesPerRequest: 1 } });
+      client.on('error', () => {});
+      clients.push(client);
+      return client;
+    };
+    let prefixCounter = 0;
+    beforeAll(async () => {
+      cluster = await startRedisCluster();
+    }, 60_000);
+    afterAll(async () => {
+      for (const client of clients) client.disconnect();
+      await cluster?.stop();
+    });
+
+    runStoreConformance('redis cluster', async () => {
+      const keyPrefix = `c${prefixCounter++}:`;
+      const own = connect();
+      const store = new RedisStore({ client: own, keyPrefix });
+      const extra: Cluster[] = [];
+      return {
+        store,
+        another: async () => {
+          const client = connect();
+          extra.push(client);
+          return new RedisStore({ client, keyPrefix });
+        },
+        corrupt: async (index) => {
+          await own.set(`${keyPrefix}{${index}}:kmsblob`, Buffer.from('junk that is not an envelope'));
+        },
+        cleanup: async () => {
+          await store.close();
+          for (const client of [own, ...extra]) client.disconnect();
+        },
+      };
+    });
+
+    it('every key of one index is in the slot of {<index>}, and indexes spread over the masters', async () => {
+      const client = connect();
+      const store = new RedisStore({ client, keyPrefix: 'slots:' });
+      const slotOf = async (key: string) => Number(await client.call('CLUSTER', 'KEYSLOT', key));
+      const masters = new Set<string>();
+      for (const name of ['orders', 'users', 'a.b', 'x-1', 'q_9', 'zz']) {
+        const index = parseIndexName(name);
+        await store.create(index, sampleBlob(index));
+        await store.putRecord(index, 'dek', 'd', new Uint8Array([1]));
+        await store.putRecord(index, 'meta', 'm', new Uint8Array([2]));
+        const slots = await Promise.all(
+          [store.key(index), store.recordsKey(index, 'dek'), store.recordsKey(index, 'meta')].map(slotOf),
+        );
+        expect(new Set(slots)).toEqual(new Set([await slotOf(name)]));
+        const node = client.slots[slots[0]!]?.[0];
+        if (node) masters.add(node);
+      }
+      expect(masters.size).toBeGreaterThan(1);
+      await store.close();
+    });
+
+    it('waitReplicas: 1 over the cluster: the WAIT goes to the key’s own master (every master has a replica)', async () => {
+      const store = new RedisStore({
+        client: connect(),
+        keyPrefix: 'wait:',
+        waitReplicas: 1,
+        waitTimeoutMs: 2000,
+      });
+      for (const name of ['orders', 'users', 'zz']) {
+        const index = parseIndexName(name);
+        await store.create(index, sampleBlob(index));
+        await store.push(index, sampleBlob(index, { version: 2 }), { expectedVersion: 1 });
+        await store.putRecord(index, 'dek', 'd', new Uint8Array([1]));
+        await store.delete(index);
+      }
+      await store.close();
+    });
+
+    it('migrate-store over the cluster scans every master', async () => {
+      const client = connect();
+      const names = ['orders', 'users', 'a.b', 'x-1', 'q_9', 'zz'];
+      for (const name of names) {
+        await client.set(`old:${name}:kmsblob`, Buffer.from(encodeKmsBlob(sampleBlob(name))));
+        await client.hset(`old:${name}:dek`, 'k', 'v');
+      }
+      const store = new RedisStore({ client, keyPrefix: 'old:' });
+      const report = await store.migrateLegacyLayout();
+      expect(report).toMatchObject({ complete: true, found: 6, records: 6, problems: [] });
+      expect([...report.migrated].sort()).toEqual([...names].sort());
+      for (const name of names) expect((await store.get(parseIndexName(name))).indexName).toBe(name);
+      expect(await store.migrateLegacyLayout()).toMatchObject({ found: 0, migrated: [] });
+      await store.close();
+    });
+  },
+);
