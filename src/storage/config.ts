@@ -1,6 +1,12 @@
 import { InvalidArgumentError } from '../errors.js';
 import { DiskStore, type DiskStoreOptions } from './disk.js';
 import { MemoryStore } from './memory.js';
+import {
+  PostgresStore,
+  type PostgresStoreOptions,
+  type PostgresStoreTables,
+  postgresStoreDdl,
+} from './postgres.js';
 import { RedisStore, type RedisStoreOptions } from './redis.js';
 import type { EnvelopeStore } from './store.js';
 
@@ -11,6 +17,8 @@ import type { EnvelopeStore } from './store.js';
  * StorageConfig.disk('/var/lib/search/indexes');
  * StorageConfig.redis({ url: 'redis://127.0.0.1:6379', keyPrefix: 'search:' });
  * StorageConfig.redis({ client: myIoredisClient });
+ * StorageConfig.postgres({ connectionString: 'postgres://app@db.internal/keys', schema: 'kms' });
+ * StorageConfig.postgres({ pool: myPgPool, createTables: false });
  * StorageConfig.memory();
  * StorageConfig.parse(process.env.KMS_ENVELOPE_STORE ?? 'disk:./indexes');
  */
@@ -32,6 +40,27 @@ export const StorageConfig = {
   redis(options: RedisStoreOptions): RedisStore {
     return new RedisStore(options);
   },
+  /**
+   * Envelopes and records in PostgreSQL: either a `connectionString` (the store opens its own
+   * node-postgres pool on first use; `pg` is an optional peer dependency) or a `pool` you already
+   * have (never ended by the store). Tables `<schema>.<table>` and `<schema>.<table>_records`
+   * (default `public.kms_envelopes`) are created if missing unless `createTables: false`; see
+   * {@link postgresStoreDdl} for the DDL to run as a migration. `description` never shows a
+   * password. See {@link PostgresStore}.
+   * @throws InvalidArgumentError without exactly one of `connectionString` / `pool`, or with a bad
+   * option (a schema or table name other than `[a-z_][a-z0-9_]*`).
+   */
+  postgres(options: PostgresStoreOptions): PostgresStore {
+    return new PostgresStore(options);
+  },
+  /**
+   * The DDL (idempotent `CREATE … IF NOT EXISTS`) of the Postgres store's tables, to run as a
+   * migration before opening stores with `createTables: false`. See {@link postgresStoreDdl}.
+   * @throws InvalidArgumentError for a bad schema or table name.
+   */
+  postgresDdl(options?: PostgresStoreTables): string {
+    return postgresStoreDdl(options);
+  },
   /** Envelopes in this process only, lost on exit (tests, examples). See {@link MemoryStore}. */
   memory(): MemoryStore {
     return new MemoryStore();
@@ -39,7 +68,8 @@ export const StorageConfig = {
   /**
    * A store from a spec (the CLI's `--store`, an environment variable): `disk:<dir>` (relative
    * folders resolve against the working directory), `redis://…` / `rediss://…` (a store with its
-   * own client, see {@link RedisStore}), or `memory:`. Nothing is opened yet.
+   * own client, see {@link RedisStore}), `postgres://…` / `postgresql://…` (a store with its own
+   * pool and the default tables, see {@link PostgresStore}), or `memory:`. Nothing is opened yet.
    * @throws InvalidArgumentError for anything else; the message never repeats what looks like a
    * password.
    */
@@ -47,9 +77,10 @@ export const StorageConfig = {
     if (typeof spec !== 'string') throw new InvalidArgumentError('a store spec must be a string');
     if (spec.startsWith('disk:') && spec.length > 5) return new DiskStore(spec.slice(5));
     if (/^rediss?:\/\//.test(spec)) return new RedisStore({ url: spec });
+    if (/^postgres(ql)?:\/\//.test(spec)) return new PostgresStore({ connectionString: spec });
     if (spec === 'memory:') return new MemoryStore();
     throw new InvalidArgumentError(
-      `unknown store ${JSON.stringify(redactSpec(spec))}: use disk:<dir>, redis://host:port or memory:`,
+      `unknown store ${JSON.stringify(redactSpec(spec))}: use disk:<dir>, redis://host:port, postgres://host/database or memory:`,
     );
   },
 } as const;

@@ -40,6 +40,13 @@ export {
   startFakeGcpKms,
 } from './fake-gcp-kms.js';
 export {
+  findPostgresBinDir,
+  type PostgresServerHandle,
+  type PostgresServerOptions,
+  postgresAvailable,
+  startPostgres,
+} from './postgres-server.js';
+export {
   type RedisClusterHandle,
   type RedisClusterNode,
   type RedisClusterOptions,

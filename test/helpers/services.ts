@@ -1,3 +1,4 @@
+import { postgresAvailable } from '../../src/testing/postgres-server.js';
 import { redisServerAvailable } from '../../src/testing/redis-server.js';
 
 /**
@@ -19,4 +20,12 @@ export const hasRedis = () =>
     'redis-server',
     redisServerAvailable(),
     'apt-get install redis-server (Debian), or put redis-server on the PATH',
+  );
+
+/** A PostgreSQL server (initdb, postgres) to start, or skip/fail as {@link serviceAvailable} says. */
+export const hasPostgres = () =>
+  serviceAvailable(
+    'PostgreSQL',
+    postgresAvailable(),
+    'apt-get install postgresql (Debian; as root the postgres user it creates runs the server), or put initdb and postgres on the PATH',
   );
