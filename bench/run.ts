@@ -24,6 +24,7 @@ import { startFakeAws } from '../src/testing/fake-aws.js';
 import { startRedisServer } from '../src/testing/redis-server.js';
 import { decryptString, encryptString, type KeyContext } from '../src/wire/fields.js';
 import { newKeyId } from '../src/wire/key-id.js';
+import { invalidationCases } from './invalidation.js';
 
 const index = parseIndexName('orders-2026');
 const slot = parseSlotName('prod-kms');
@@ -512,7 +513,7 @@ async function cloudCases(): Promise<{ rows: CaseResult[]; notes: string[] }> {
   }
 }
 
-// BENCH_ONLY=unwrap,cloud,local,redis runs only those sections (default: all).
+// BENCH_ONLY=unwrap,cloud,local,redis,invalidation runs only those sections (default: all).
 const only = process.env.BENCH_ONLY?.split(',').map((part) => part.trim());
 const wanted = (section: string) => only === undefined || only.includes(section);
 const none = { rows: [] as CaseResult[], notes: [] as string[] };
@@ -521,11 +522,13 @@ const unwrapResults = wanted('unwrap') ? await unwrapCases() : none;
 const cloudResults = wanted('cloud') ? await cloudCases() : none;
 const localResults = wanted('local') ? await localCases() : [];
 const redisResults = wanted('redis') ? await redisCases() : none;
+const invalidationResults = wanted('invalidation') ? await invalidationCases() : none;
 const results = [
   ...unwrapResults.rows,
   ...cloudResults.rows,
   ...localResults,
   ...redisResults.rows,
+  ...invalidationResults.rows,
   ...(wanted('codec') ? await codecCases() : []),
   ...(wanted('wire') ? await wireCases() : []),
   ...(wanted('disk') ? await diskCases() : []),
@@ -535,7 +538,12 @@ console.log(
 );
 console.log(formatTable(results));
 console.log('');
-for (const note of [...unwrapResults.notes, ...cloudResults.notes, ...redisResults.notes])
+for (const note of [
+  ...unwrapResults.notes,
+  ...cloudResults.notes,
+  ...redisResults.notes,
+  ...invalidationResults.notes,
+])
   console.log(`- ${note}`);
 if (wanted('rotate')) {
   console.log('\n| throughput | time | rate |\n|---|---|---|');
