@@ -1,9 +1,8 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort, redisServerAvailable } from './redis-server.js';
+import { freePort, redisCommand, redisServerAvailable } from './redis-server.js';
 
 /** One node of a {@link RedisClusterHandle}. */
 export interface RedisClusterNode {
@@ -42,26 +41,6 @@ export function redisClusterAvailable(serverBinary = 'redis-server', cliBinary =
   if (!redisServerAvailable(serverBinary)) return false;
   const probe = spawnSync(cliBinary, ['--version'], { stdio: 'ignore' });
   return probe.error === undefined && probe.status === 0;
-}
-
-/** One inline command's raw reply ('' on any error or after 1 s). */
-function ask(port: number, line: string): Promise<string> {
-  return new Promise((resolve) => {
-    const socket = createConnection({ port, host: '127.0.0.1' });
-    let reply = '';
-    const done = () => {
-      socket.destroy();
-      resolve(reply);
-    };
-    socket.setTimeout(1000, done);
-    socket.once('error', done);
-    socket.once('connect', () => socket.write(`${line}\r\n`));
-    socket.on('data', (data) => {
-      reply += data.toString();
-      const header = /^\$(\d+)\r\n/.exec(reply);
-      if (header ? reply.length >= header[0].length + Number(header[1]) + 2 : reply.endsWith('\r\n')) done();
-    });
-  });
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -159,7 +138,7 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
       nodes.push({ host: '127.0.0.1', port, pid: child.pid });
     }
     for (const node of nodes) {
-      while (!(await ask(node.port, 'PING')).startsWith('+PONG')) {
+      while (!(await redisCommand(node.port, 'PING')).startsWith('+PONG')) {
         if (Date.now() > deadline) throw new Error(`redis-server on port ${node.port} did not answer PING`);
         await sleep(10);
       }
@@ -182,7 +161,7 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
       );
     }
     for (const node of nodes) {
-      while (!/cluster_state:ok/.test(await ask(node.port, 'CLUSTER INFO'))) {
+      while (!/cluster_state:ok/.test(await redisCommand(node.port, 'CLUSTER INFO'))) {
         if (Date.now() > deadline) throw new Error(`the cluster node on port ${node.port} is not ok in time`);
         await sleep(50);
       }
@@ -190,7 +169,7 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
     // Replicas must be linked before a test's WAIT can count them.
     for (const node of nodes) {
       for (;;) {
-        const info = await ask(node.port, 'INFO replication');
+        const info = await redisCommand(node.port, 'INFO replication');
         if (/role:master/.test(info) || /master_link_status:up/.test(info)) break;
         if (Date.now() > deadline) throw new Error(`the replica on port ${node.port} did not sync in time`);
         await sleep(50);

@@ -179,23 +179,29 @@ export async function startRedisReplica(
   options: RedisServerOptions = {},
 ): Promise<RedisServerHandle> {
   // A primary waits 5 s (repl-diskless-sync-delay) for more replicas before the first sync.
-  await command(primary.port, 'CONFIG SET repl-diskless-sync-delay 0');
+  await redisCommand(primary.port, 'CONFIG SET repl-diskless-sync-delay 0');
   const replica = await startRedisServer({
     ...options,
     args: ['--replicaof', '127.0.0.1', String(primary.port), ...(options.args ?? [])],
   });
   const deadline = Date.now() + (options.startTimeoutMs ?? 10_000);
   while (Date.now() < deadline) {
-    const info = await command(replica.port, 'INFO replication');
-    if (/master_link_status:up/.test(info)) return replica;
+    // Up on both sides: the replica's link, and the primary listing it online at its port.
+    const info = await redisCommand(replica.port, 'INFO replication');
+    const onPrimary = await redisCommand(primary.port, 'INFO replication');
+    if (/master_link_status:up/.test(info) && new RegExp(`port=${replica.port},state=online`).test(onPrimary))
+      return replica;
     await new Promise((r) => setTimeout(r, 20));
   }
   await replica.stop();
   throw new Error(`the replica on port ${replica.port} did not connect to port ${primary.port} in time`);
 }
 
-/** One inline command's raw reply ('' on any error). */
-function command(port: number, line: string): Promise<string> {
+/**
+ * One inline command to the server on 127.0.0.1:`port`, its raw RESP reply ('' on any error or
+ * after 1 s): for harness code that must not depend on a client library.
+ */
+export function redisCommand(port: number, line: string): Promise<string> {
   return new Promise((resolve) => {
     const socket = createConnection({ port, host: '127.0.0.1' });
     let reply = '';
@@ -208,10 +214,9 @@ function command(port: number, line: string): Promise<string> {
     socket.once('connect', () => socket.write(`${line}\r\n`));
     socket.on('data', (data) => {
       reply += data.toString();
-      // A bulk reply: "$<len>\r\n<body>\r\n".
+      // A bulk reply is "$<len>\r\n<body>\r\n"; anything else is one line.
       const header = /^\$(\d+)\r\n/.exec(reply);
-      if (!header || reply.length >= header[0].length + Number(header[1]) + 2 || reply.startsWith('-'))
-        done();
+      if (header ? reply.length >= header[0].length + Number(header[1]) + 2 : reply.endsWith('\r\n')) done();
     });
   });
 }
