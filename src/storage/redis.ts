@@ -158,8 +158,16 @@ function parseRedisUrl(url: unknown): URL {
  * move it with `kms-envelope migrate-store` (reading the old keys as a fallback would bring back
  * the aliasing between prefixes that the layout removes).
  *
- * Create is `SET NX`, a plain push is `SET`, and compare-and-set is a Lua script that reads the
- * stored version, so the server decides each atomically.
+ * Reads (`get`, `getEncoded`, records) are one EVALSHA of a script that checks `STRLEN` /
+ * `HSTRLEN` first, so a value over the limit (64 KiB, records 128 KiB) planted by a store writer
+ * is refused (`MalformedEnvelopeError`) before it is sent. Create is `SET NX`, a plain push is
+ * `SET`, and compare-and-set is a script that refuses a stored value whose size, CRC32C trailer,
+ * identifier or `index_name` is wrong (`MalformedEnvelopeError`), then compares `version` and,
+ * with `expectedCreationId`, `creation_id`: the server decides each atomically. Every script
+ * touches one key (./redis-scripts.ts). With `waitReplicas`, each write is confirmed by `WAIT`
+ * or reported as a {@link ReplicasNotConfirmedError} (retryable; may or may not have been applied).
+ *
+ * Errors name the index, never a key's bytes, a value or a password.
  *
  * `ioredis` is an optional peer dependency, imported only when the store opens its own client.
  */
