@@ -66,8 +66,9 @@ export const RETAINED_GENERATIONS = 16;
  */
 const TOMBSTONE = Buffer.from('kms-envelope: index deleted\n');
 
-// O_NONBLOCK: opening a FIFO for reading must not wait for a writer (it is refused after fstat).
-const READ_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
+// O_NONBLOCK: opening a FIFO for reading must not wait for a writer (it is refused after fstat);
+// O_NOCTTY: a planted terminal device never becomes the process's controlling terminal.
+const READ_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK | constants.O_NOCTTY;
 const TEMP_FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
 const FOLDER_FLAGS = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW;
 
@@ -116,9 +117,12 @@ type Precondition = (current: Newest) => void;
  *   before use and refused if it is a symlink or not a folder, for reads and writes alike;
  * - envelope and record files are opened with `O_NOFOLLOW | O_NONBLOCK` and `fstat`ed: a symlink
  *   (even a dangling one), FIFO, socket, device or folder, or a file over
- *   `KmsBlobLimits.maxEnvelopeBytes` (records: {@link MAX_RECORD_BYTES}), is refused before
+ *   `KmsBlobLimits.maxEnvelopeBytes` (records: {@link MAX_RECORD_BYTES}, which record writes
+ *   refuse to exceed too), is refused before
  *   anything is read, and then exactly the `fstat`ed size is read from that descriptor;
- * - an empty envelope file is refused too (it is a truncated or planted file, never a deletion).
+ * - an empty envelope file is refused too: it is a truncated or stray file, never a deletion.
+ *   (A store writer can still delete an index, by planting a tombstone or removing files; what
+ *   the marker tells apart is a deliberate delete from an accident that would invite a create.)
  *
  * Each refusal is a `MalformedEnvelopeError` (not retryable: it stays until someone repairs the
  * store), for `get`, `getEncoded`, a compare-and-set push and the record reads. What is refused
@@ -128,8 +132,10 @@ type Precondition = (current: Newest) => void;
  * symlinked folder only by hand (the store never removes what it did not write). Envelopes
  * written by earlier versions stay readable; their tombstones were empty files, which now read
  * as malformed: delete such an index again to confirm the deletion.
- * Node has no `openat`, so these checks stop planted files and links, not a writer who swaps a
- * folder for a symlink in the microseconds between a check and the open that follows it.
+ * Limits: Node has no `openat` or `O_PATH`, so these checks stop planted files and links, not a
+ * writer who swaps a folder for a symlink in the microseconds between a check and the open that
+ * follows it; and a device node planted in a checked folder (which needs the privilege to create
+ * one) is opened before `fstat` refuses it.
  *
  * Temporary files are named `.tmp-<host>-<pid>-<random>`, where `<host>` stands for this kernel
  * boot and PID namespace. Every write to a folder removes the temporary files there whose writer

@@ -127,19 +127,29 @@ const SYMLINK = /symbolic link/;
 const NOT_REGULAR = /not a regular file/;
 const TOO_LARGE = /larger than 65536 bytes/;
 
-describe('disk store: planted envelope files', () => {
-  const envelopeOps = ['get', 'getEncoded'];
-  const cases: [string, (generation: string) => void, RegExp][] = [
+/** A hostile file: what it is, how to plant it at a path, and the reason its refusal gives. */
+type Case = [string, (path: string) => void, RegExp];
+
+/** What a store writer can plant as an envelope or a record file (`tooLarge`: its limit's reason). */
+function planted(tooLarge: RegExp): Case[] {
+  return [
     ['a FIFO', (path) => spawnSync('mkfifo', [path]), NOT_REGULAR],
     ['a symlink to /dev/zero', (path) => symlinkSync('/dev/zero', path), SYMLINK],
     ['a symlink to /etc/passwd', (path) => symlinkSync('/etc/passwd', path), SYMLINK],
+    ['a dangling symlink', (path) => symlinkSync('/nonexistent/file', path), SYMLINK],
+    ['a 1 GiB sparse file', (path) => sparseFile(path, GiB), tooLarge],
+  ];
+}
+
+describe('disk store: planted envelope files', () => {
+  const envelopeOps = ['get', 'getEncoded'];
+  const cases: Case[] = [
+    ...planted(TOO_LARGE),
     [
       'a symlink to a valid envelope outside the root',
       (path) => symlinkSync(join(outsideEnvelopeFolder(), '1.kmsb'), path),
       SYMLINK,
     ],
-    ['a dangling symlink', (path) => symlinkSync('/nonexistent/kmsb', path), SYMLINK],
-    ['a 1 GiB sparse file', (path) => sparseFile(path, GiB), TOO_LARGE],
     ['a file one byte over the limit', (path) => sparseFile(path, 64 * 1024 + 1), TOO_LARGE],
     ['a folder', (path) => mkdirSync(path), NOT_REGULAR],
   ];
@@ -198,13 +208,7 @@ describe('disk store: planted envelope files', () => {
 
 describe('disk store: planted record files and folders', () => {
   const recordOps = ['getRecord:dek:a', 'listRecords:dek'];
-  const cases: [string, (record: string) => void, RegExp][] = [
-    ['a FIFO', (path) => spawnSync('mkfifo', [path]), NOT_REGULAR],
-    ['a symlink to /dev/zero', (path) => symlinkSync('/dev/zero', path), SYMLINK],
-    ['a symlink to /etc/passwd', (path) => symlinkSync('/etc/passwd', path), SYMLINK],
-    ['a dangling symlink', (path) => symlinkSync('/nonexistent/record', path), SYMLINK],
-    ['a 1 GiB sparse file', (path) => sparseFile(path, GiB), /larger than 131072 bytes/],
-  ];
+  const cases = planted(/larger than 131072 bytes/);
 
   it.concurrent.each(cases)(
     '%s as a record is refused at once by getRecord and listRecords',
