@@ -49,7 +49,7 @@ describe('kms-envelope DEK commands', () => {
   it('migrate converts plaintext and v2: lines, keeps tokens, counts each kind, prints no plaintext to stderr', async () => {
     cli([...base, 'create', 'apps'], '', env);
     cli([...base, 'dek', 'create', '--index', 'apps'], '', env);
-    const master = randomBytes(32).toString('base64url');
+    const master = `${randomBytes(32).toString('base64url')}=`; // padded, as the original requires
     const store = StorageConfig.disk(join(dir, 'store'));
     const userKey = await getOrCreateUserKey(
       store,
