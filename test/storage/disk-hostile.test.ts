@@ -19,6 +19,7 @@ import {
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -190,6 +191,22 @@ describe('disk store: planted envelope files', () => {
       const err = await read.catch((e: unknown) => e);
       expect(err).toBeInstanceOf(MalformedEnvelopeError);
       expect((err as MalformedEnvelopeError).retryable).toBe(false);
+    }
+  });
+
+  it('a unix socket as the newest generation is malformed, not a retryable store outage', async () => {
+    const { root, dir } = await rootWithEnvelope();
+    const server = createServer();
+    await new Promise<void>((resolve) => server.listen(join(dir, '2.kmsb'), resolve));
+    try {
+      const store = new DiskStore(root);
+      for (const read of [store.get(index), store.getEncoded(index)]) {
+        const err = await read.catch((e: unknown) => e);
+        expect(err).toBeInstanceOf(MalformedEnvelopeError);
+        expect((err as MalformedEnvelopeError).detail).toMatch(NOT_REGULAR);
+      }
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
     }
   });
 
