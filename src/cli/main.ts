@@ -38,7 +38,7 @@ export function buildProgram(): Command {
     .showHelpAfterError()
     .option(
       '--store <spec>',
-      'disk:<dir> | redis://host:port | memory: (default disk:.kms-envelope/indexes, or $KMS_ENVELOPE_STORE)',
+      'disk:<dir> | redis://host:port | postgres://[user@]host[:port]/database | memory: (default disk:.kms-envelope/indexes, or $KMS_ENVELOPE_STORE)',
     )
     .option('--config <file>', 'slots config, YAML or JSON (or $KMS_ENVELOPE_CONFIG)')
     .option('--slot <name>', 'the KMS slot to use (with --provider: the name of the slot the flags define)')
