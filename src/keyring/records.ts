@@ -29,8 +29,11 @@ export interface DekRecord {
   readonly createdAt: number;
 }
 
-/** Encryption-context key under which an envelope names its KEK slot id. */
-export const KEK_SLOT_CONTEXT_KEY = 'kms-envelope:kek-slot';
+/**
+ * Encryption-context key under which an envelope names its KEK slot id. Defined with the
+ * binding (providers/support.ts), which lets it through as the library's own key.
+ */
+export { KEK_SLOT_CONTEXT_KEY } from '../providers/support.js';
 
 export const META = {
   active: 'active',

@@ -45,11 +45,27 @@ export function whereOf(context: Pick<WrapContext, 'index' | 'slot'>, provider: 
 export const BINDING_KEY_PREFIX = 'kms-envelope:';
 
 /**
+ * Encryption-context key under which an envelope made by `IndexKeyring` names its KEK slot id
+ * (the keyring's `KEK_SLOT_CONTEXT_KEY`). It is part of the envelope's context like a caller's
+ * key, so it is bound by the KMS like one; it names none of the binding's own parts.
+ */
+export const KEK_SLOT_CONTEXT_KEY = `${BINDING_KEY_PREFIX}kek-slot`;
+
+/**
+ * The `kms-envelope:` keys an envelope's context may carry: the library's own documented keys,
+ * none of which is one of the binding's (`index`, `slot`, `version`, `creation-id`). Every other
+ * key under the prefix stays reserved, so no context can stand in for a part of the binding,
+ * today's or a future one.
+ */
+export const LIBRARY_CONTEXT_KEYS: ReadonlySet<string> = new Set([KEK_SLOT_CONTEXT_KEY]);
+
+/**
  * The binding as a KMS encryption context (string map): `kms-envelope:index`,
  * `kms-envelope:slot`, for a schema 2 envelope (one with a creation id) also
  * `kms-envelope:version` (decimal) and `kms-envelope:creation-id` (lower-case hex), then the
- * envelope's own context. A caller's key may not start with `kms-envelope:`.
- * @throws InvalidArgumentError for such a key.
+ * envelope's own context. A context key may not start with `kms-envelope:` unless it is one of
+ * the library's own ({@link LIBRARY_CONTEXT_KEYS}: the keyring's `kms-envelope:kek-slot`).
+ * @throws InvalidArgumentError for any other such key.
  */
 export function bindingEncryptionContext(context: WrapContext): Record<string, string> {
   const out: Record<string, string> = {
@@ -61,7 +77,7 @@ export function bindingEncryptionContext(context: WrapContext): Record<string, s
     out[`${BINDING_KEY_PREFIX}creation-id`] = Buffer.from(context.creationId).toString('hex');
   }
   for (const [key, value] of Object.entries(context.encryptionContext)) {
-    if (key.startsWith(BINDING_KEY_PREFIX)) {
+    if (key.startsWith(BINDING_KEY_PREFIX) && !LIBRARY_CONTEXT_KEYS.has(key)) {
       throw new InvalidArgumentError(`encryption context key "${key}" is reserved`, {
         index: context.index,
         slot: context.slot,

@@ -1,0 +1,5 @@
+/** The keyring's whole life with provider `aws-kms`, over every store (./conformance.ts). */
+import { runKeyringConformance } from './conformance.js';
+import { keyringProviders } from './providers.js';
+
+runKeyringConformance('aws-kms', keyringProviders['aws-kms']!);
