@@ -807,9 +807,32 @@ export class KmsEnvelopeClient {
     return this.#unwrapBlob(index, blob, options);
   }
 
-  /** Deletes the envelope of `indexName` (and its cached KEK); a no-op when there is none. */
-  async delete(indexName: string): Promise<void> {
+  /**
+   * Deletes everything the index owns: its DEK and meta records (DEK records, KEK-check records,
+   * the active DEK, a pending KEK rotation, KDF parameters; when the store keeps records) and then
+   * its envelope, and drops its cached KEK. Idempotent: deleting a missing index is a no-op, and
+   * running it again after an interruption finishes it. Values encrypted under the index's DEKs
+   * can no longer be decrypted afterwards.
+   *
+   * Records go first: while the envelope exists no one can create the index again, so a re-creation
+   * can never have its new records removed by this delete. `{ keepRecords: true }` deletes only
+   * the envelope (to push a saved envelope back later, which makes the records readable again);
+   * `IndexKeyring.createIndex` refuses an index whose records were kept.
+   */
+  async delete(indexName: string, options: { readonly keepRecords?: boolean } = {}): Promise<void> {
     const index = parseIndexName(indexName);
+    const store = this.store as EnvelopeStore & {
+      listRecords?(index: IndexName, kind: 'dek' | 'meta'): Promise<Map<string, Uint8Array>>;
+      deleteRecord?(index: IndexName, kind: 'dek' | 'meta', id: string): Promise<void>;
+    };
+    if (options.keepRecords !== true && typeof store.listRecords === 'function' && store.deleteRecord) {
+      for (const kind of ['dek', 'meta'] as const) {
+        const ids = [...(await store.listRecords(index, kind)).keys()];
+        for (let i = 0; i < ids.length; i += 64) {
+          await Promise.all(ids.slice(i, i + 64).map((id) => store.deleteRecord!(index, kind, id)));
+        }
+      }
+    }
     await this.store.delete(index);
     this.#cache?.invalidate(index);
     // A creation made after this starts again at version 1, with a creation id of its own.

@@ -143,12 +143,22 @@ export function buildProgram(): Command {
 
   program
     .command('delete <index>')
-    .description("delete the index's envelope (no-op when there is none)")
-    .action(async (index: string) => {
+    .description(
+      'delete everything the index owns: its DEK records, KEK-check and other records, then its envelope (no-op when there is none; run again after an interruption). Values encrypted under its DEKs can no longer be decrypted',
+    )
+    .option(
+      '--keep-records',
+      'delete only the envelope and keep the records (to push a saved envelope back later); create refuses the index until they are gone',
+    )
+    .action(async (index: string, opts: { keepRecords?: boolean }) => {
       const client = clientFromOptions(globals());
       try {
-        await client.delete(index);
-        print(`deleted envelope of "${index}"`);
+        await client.delete(index, opts.keepRecords ? { keepRecords: true } : {});
+        print(
+          opts.keepRecords
+            ? `deleted envelope of "${index}" (records kept)`
+            : `deleted envelope and records of "${index}"`,
+        );
       } finally {
         await client.close();
       }

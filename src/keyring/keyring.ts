@@ -4,6 +4,8 @@ import type { KmsBlob } from '../envelope/kms-blob.js';
 import {
   ConfigError,
   DecryptFailedError,
+  EnvelopeExistsError,
+  EnvelopeNotFoundError,
   InvalidArgumentError,
   KekMismatchError,
   MalformedTokenError,
@@ -180,6 +182,7 @@ export class IndexKeyring {
   ): Promise<IndexKeyring> {
     const slotId = newKekSlotId();
     const keyring = new IndexKeyring(client, index, options);
+    await keyring.#refuseLeftoverRecords();
     const kek = await client.createIndex(index, {
       slot: options.slot,
       encryptionContext: { ...options.encryptionContext, [KEK_SLOT_CONTEXT_KEY]: slotId },
@@ -192,6 +195,33 @@ export class IndexKeyring {
       kek.zero();
     }
     return keyring;
+  }
+
+  /**
+   * Refuses to create an index over keyring records of an earlier creation (kept by
+   * `delete(..., { keepRecords: true })`, or left by the delete of kms-envelope before 0.2, which
+   * removed only the envelope): they are wrapped under a KEK that is gone, and an active DEK among
+   * them would make every encrypt fail. Other records of the index (e.g. the `v2:` per-user keys)
+   * do not count.
+   * @throws EnvelopeExistsError naming what to do.
+   */
+  async #refuseLeftoverRecords(): Promise<void> {
+    const deks = await this.#store.listRecords(this.index, 'dek');
+    const meta = await this.#store.listRecords(this.index, 'meta');
+    const owned = [...meta.keys()].some(
+      (id) => id === META.active || id === META.rotation || id === META.kdf || id.startsWith('kek-check.'),
+    );
+    if (deks.size === 0 && !owned) return;
+    try {
+      await this.#store.get(this.index);
+      return; // the index exists: the strict create says so itself
+    } catch (err) {
+      if (!(err instanceof EnvelopeNotFoundError)) return; // a corrupt envelope is there: likewise
+    }
+    throw new EnvelopeExistsError(
+      'DEK records of an earlier creation of this index are still stored: push its saved envelope back, or delete the index (without keepRecords) to remove them',
+      { index: this.index },
+    );
   }
 
   /**
