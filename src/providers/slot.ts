@@ -46,10 +46,26 @@ export interface KmsSlot {
   readonly allowPublicKeyWrap?: boolean;
 }
 
-/** A slot as written in code or in a config file, before validation. */
-export type KmsSlotInput = Omit<KmsSlot, 'name'> & { readonly name?: string };
+/** The snake_case spelling of each field, as config files write them; code may use either. */
+export interface KmsSlotSnakeCase {
+  readonly key_id?: string;
+  readonly role_arn?: string;
+  readonly external_id?: string;
+  readonly role_session_name?: string;
+  readonly master_key?: string;
+  readonly allow_public_key_wrap?: boolean;
+}
 
-const FILE_KEYS: Record<string, keyof KmsSlot> = {
+/**
+ * A slot as written in code or in a config file, before validation: each field in camelCase or
+ * snake_case (`roleArn` or `role_arn`), never both; any other field is refused.
+ */
+export type KmsSlotInput = Omit<KmsSlot, 'name' | 'provider'> &
+  KmsSlotSnakeCase & { readonly name?: string; readonly provider: string };
+
+/** Every accepted spelling of a slot field, camelCase and snake_case, to the field. */
+const SLOT_KEYS: Record<string, keyof KmsSlot> = {
+  name: 'name',
   provider: 'provider',
   key_id: 'keyId',
   keyId: 'keyId',
@@ -70,19 +86,54 @@ const FILE_KEYS: Record<string, keyof KmsSlot> = {
 };
 
 /**
- * Validates one slot. Checks what holds for every provider (name, provider id, `externalId`
- * whenever `roleArn` is set); provider-specific fields are checked by the provider on first use.
+ * The fields of a slot written in code or a file, each under its camelCase name.
+ *
+ * Security: a field the library does not read is refused rather than ignored. A slot written
+ * with `role_arn` in code used to assume no role at all, silently; so every spelling is either
+ * read or refused, and one field given twice (`roleArn` and `role_arn`) is refused too, since
+ * which one wins would be a guess. Errors name the field, never its value.
  * @throws ConfigError
  */
-export function parseKmsSlot(name: string, input: KmsSlotInput): KmsSlot {
+function slotFields(name: string, input: object): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  const spelled: Record<string, string> = {};
+  for (const [key, value] of Object.entries(input)) {
+    const field = Object.hasOwn(SLOT_KEYS, key) ? SLOT_KEYS[key] : undefined;
+    if (field === undefined) {
+      throw new ConfigError(`unknown slot setting ${shownKey(key) === key ? `"${key}"` : '(not shown)'}`, {
+        slot: name,
+      });
+    }
+    if (value === undefined) continue;
+    const earlier = spelled[field];
+    if (earlier !== undefined) {
+      throw new ConfigError(`slot setting "${field}" is given twice ("${earlier}" and "${key}")`, {
+        slot: name,
+      });
+    }
+    spelled[field] = key;
+    out[field] = value;
+  }
+  return out;
+}
+
+/**
+ * Validates one slot. Checks what holds for every provider (name, provider id, `externalId`
+ * whenever `roleArn` is set); provider-specific fields are checked by the provider on first use.
+ * Fields may be spelled in camelCase or snake_case (see {@link KmsSlotInput}); the result is in
+ * camelCase.
+ * @throws ConfigError, also for an unknown field or one given in both spellings.
+ */
+export function parseKmsSlot(name: string, slotInput: KmsSlotInput): KmsSlot {
   let slotName: SlotName;
   try {
     slotName = parseSlotName(name);
   } catch (cause) {
     throw new ConfigError(`invalid slot name: ${(cause as Error).message}`, { cause });
   }
-  if (typeof input !== 'object' || input === null)
+  if (typeof slotInput !== 'object' || slotInput === null)
     throw new ConfigError('slot must be an object', { slot: name });
+  const input = slotFields(name, slotInput) as Partial<KmsSlot>;
   if (typeof input.provider !== 'string' || !PROVIDER_ID_PATTERN.test(input.provider)) {
     throw new ConfigError('slot needs a "provider" (none, local, aws, aws-kms, gcp-kms, azure-kv, ...)', {
       slot: name,
@@ -118,7 +169,7 @@ export function parseKmsSlot(name: string, input: KmsSlotInput): KmsSlot {
   if (input.roleArn !== undefined && !input.externalId) {
     throw new ConfigError('"external_id" is required when "role_arn" is set', { slot: name });
   }
-  return { ...input, name: slotName };
+  return { ...input, provider: input.provider, name: slotName };
 }
 
 /** An `indexes` pattern: name characters and `*`. */
@@ -246,16 +297,9 @@ export function parseSlotsConfig(text: string, env: NodeJS.ProcessEnv = process.
     }
     if (typeof raw !== 'object' || raw === null)
       throw new ConfigError('slot must be a map of settings', { slot: name });
-    const input: Record<string, unknown> = {};
-    for (const [key, value] of Object.entries(interpolateEnv(raw, env, `slots.${name}`) as object)) {
-      const field = FILE_KEYS[key];
-      if (field === undefined) {
-        throw new ConfigError(`unknown slot setting ${shownKey(key) === key ? `"${key}"` : '(not shown)'}`, {
-          slot: name,
-        });
-      }
-      input[field] = value;
-    }
+    const input = interpolateEnv(raw, env, `slots.${name}`) as Record<string, unknown>;
+    // The slot's name is its key in the file.
+    if (Object.hasOwn(input, 'name')) throw new ConfigError('unknown slot setting "name"', { slot: name });
     return parseKmsSlot(name, input as unknown as KmsSlotInput);
   });
 }
