@@ -98,6 +98,16 @@ export {
 } from './providers/slot.js';
 export { StorageConfig } from './storage/config.js';
 export {
+  DEFAULT_POSTGRES_SCHEMA,
+  DEFAULT_POSTGRES_TABLE,
+  type PostgresPoolLike,
+  type PostgresQuery,
+  PostgresStore,
+  type PostgresStoreOptions,
+  type PostgresStoreTables,
+  postgresStoreDdl,
+} from './storage/postgres.js';
+export {
   indexOfEnvelopeKey,
   type RedisInvalidationOptions,
   redisInvalidationFeed,
