@@ -1,8 +1,9 @@
 import { Cluster } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeKmsBlob } from '../../src/envelope/codec.js';
+import { StoreUnavailableError } from '../../src/errors.js';
 import { parseIndexName } from '../../src/names.js';
-import { RedisStore } from '../../src/storage/redis.js';
+import { RedisStore, ReplicasNotConfirmedError } from '../../src/storage/redis.js';
 import {
   type RedisClusterHandle,
   redisClusterAvailable,
@@ -119,5 +120,62 @@ describe.skipIf(!available)(
       expect(await store.migrateLegacyLayout()).toMatchObject({ found: 0, migrated: [] });
       await store.close();
     });
+
+    // Last: it changes the cluster (one master is killed and its replica takes over).
+    it('a master killed: its replica takes over, every failure meanwhile is a typed StoreUnavailableError bounded in time, no acknowledged waitReplicas write is lost, and the same client recovers', async () => {
+      const client = new Cluster([...cluster.startupNodes], {
+        redisOptions: { maxRetriesPerRequest: 1, commandTimeout: 1000 },
+        clusterRetryStrategy: () => 200,
+        retryDelayOnFailover: 200,
+        retryDelayOnClusterDown: 200,
+        slotsRefreshTimeout: 1000,
+      });
+      client.on('error', () => {});
+      clients.push(client);
+      const durable = new RedisStore({ client, keyPrefix: 'failover:', waitReplicas: 1, waitTimeoutMs: 500 });
+      const index = parseIndexName('orders');
+      await durable.create(index, sampleBlob(index));
+      for (let version = 1; version < 5; version++) {
+        const current = await durable.get(index);
+        await durable.push(index, { ...current, version: version + 1 }, { expectedVersion: version });
+      }
+      // Version 5 is acknowledged by the replica: it must survive the failover.
+      const slot = Number(await client.call('CLUSTER', 'KEYSLOT', durable.key(index)));
+      const master = client.slots[slot]![0]!;
+      const victim = cluster.nodes.find((node) => `${node.host}:${node.port}` === master)!;
+      process.kill(victim.pid, 'SIGKILL');
+
+      const failures: unknown[] = [];
+      let version: number | undefined;
+      const deadline = Date.now() + 30_000;
+      while (Date.now() < deadline && version === undefined) {
+        const started = Date.now();
+        try {
+          version = (await durable.get(index)).version;
+        } catch (err) {
+          failures.push(err);
+          await new Promise((r) => setTimeout(r, 100));
+        }
+        expect(Date.now() - started).toBeLessThan(8000);
+      }
+      expect(version).toBe(5);
+      expect(failures.length).toBeGreaterThan(0); // the outage was seen, not slept through
+      for (const err of failures) expect(err).toBeInstanceOf(StoreUnavailableError);
+      // The promoted master has no replica left: a durable write says so (and was applied).
+      const current = await durable.get(index);
+      const err = await durable
+        .push(
+          index,
+          { ...current, version: 6 },
+          { expectedVersion: 5, expectedCreationId: current.creationId! },
+        )
+        .catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(ReplicasNotConfirmedError);
+      expect((await durable.get(index)).version).toBe(6);
+      // The same client, without waitReplicas, writes as before.
+      const plain = new RedisStore({ client, keyPrefix: 'failover:' });
+      await plain.push(index, { ...current, version: 7 }, { expectedVersion: 6 });
+      expect((await plain.get(index)).version).toBe(7);
+    }, 60_000);
   },
 );
