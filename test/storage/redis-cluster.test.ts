@@ -1,8 +1,9 @@
+import { spawn } from 'node:child_process';
 import { Cluster } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeKmsBlob } from '../../src/envelope/codec.js';
 import { StoreUnavailableError } from '../../src/errors.js';
-import { parseIndexName } from '../../src/names.js';
+import { type IndexName, parseIndexName } from '../../src/names.js';
 import { RedisStore, ReplicasNotConfirmedError } from '../../src/storage/redis.js';
 import {
   type RedisClusterHandle,
@@ -120,6 +121,84 @@ describe.skipIf(!available)(
       expect(await store.migrateLegacyLayout()).toMatchObject({ found: 0, migrated: [] });
       await store.close();
     });
+
+    it('MOVED and ASK during a slot migration (redis-cli --cluster reshard mid-traffic): no update lost, failures typed', async () => {
+      const client = connect();
+      const store = new RedisStore({ client, keyPrefix: 'reshard:' });
+      const names = Array.from({ length: 40 }, (_, i) => parseIndexName(`ix-${i}`));
+      for (const name of names) await store.create(name, sampleBlob(name));
+      const owner = async (name: string) => {
+        const slot = Number(await client.call('CLUSTER', 'KEYSLOT', store.key(parseIndexName(name))));
+        return client.slots[slot]![0]!;
+      };
+      const before = await Promise.all(names.map(owner));
+      const masters = client.nodes('master').map((node) => node.options.port!);
+      const ids = await Promise.all(
+        masters.map(async (port) =>
+          String(
+            await client
+              .nodes('master')
+              .find((n) => n.options.port === port)!
+              .call('CLUSTER', 'MYID'),
+          ),
+        ),
+      );
+      const reshard = new Promise<number | null>((resolve) => {
+        const child = spawn(
+          'redis-cli',
+          [
+            '--cluster',
+            'reshard',
+            `127.0.0.1:${masters[0]}`,
+            '--cluster-from',
+            ids[0]!,
+            '--cluster-to',
+            ids[1]!,
+            '--cluster-slots',
+            '3000',
+            '--cluster-yes',
+          ],
+          { stdio: 'ignore' },
+        );
+        child.once('exit', resolve);
+      });
+      let moving = true;
+      const successes = new Map<string, number>();
+      const ambiguous = new Map<string, number>();
+      const failures: unknown[] = [];
+      const worker = async (name: IndexName) => {
+        while (moving) {
+          try {
+            const current = await store.get(name);
+            await store.push(
+              name,
+              { ...current, version: current.version + 1 },
+              { expectedVersion: current.version },
+            );
+            successes.set(name, (successes.get(name) ?? 0) + 1);
+          } catch (err) {
+            failures.push(err);
+            if (err instanceof StoreUnavailableError) ambiguous.set(name, (ambiguous.get(name) ?? 0) + 1);
+          }
+        }
+      };
+      const workers = names.map(worker);
+      expect(await reshard).toBe(0);
+      moving = false;
+      await Promise.all(workers);
+      await client.call('CLUSTER', 'SLOTS'); // the client has refreshed its map by now
+      const after = await Promise.all(names.map(owner));
+      expect(after.filter((node, i) => node !== before[i]).length).toBeGreaterThan(0); // some indexes moved
+      for (const err of failures) expect(err).toBeInstanceOf(StoreUnavailableError);
+      for (const name of names) {
+        const version = (await store.get(name)).version;
+        const done = 1 + (successes.get(name) ?? 0);
+        expect(version).toBeGreaterThanOrEqual(done);
+        expect(version).toBeLessThanOrEqual(done + (ambiguous.get(name) ?? 0));
+      }
+      expect([...successes.values()].reduce((a, b) => a + b, 0)).toBeGreaterThan(names.length);
+      await store.close();
+    }, 120_000);
 
     // Last: it changes the cluster (one master is killed and its replica takes over).
     it('a master killed: its replica takes over, every failure meanwhile is a typed StoreUnavailableError bounded in time, no acknowledged waitReplicas write is lost, and the same client recovers', async () => {
