@@ -407,7 +407,8 @@ export class PostgresStore implements EnvelopeStore, RecordStore {
 
   async listRecords(index: IndexName, kind: RecordKind): Promise<Map<string, Uint8Array>> {
     const name = parseIndexName(index);
-    checkRecordId(kind, 'x');
+    if (kind !== 'dek' && kind !== 'meta')
+      throw new InvalidArgumentError('record kind must be "dek" or "meta"');
     const { rows } = await this.#query(name, this.#sql.listRecords, [name, kind]);
     const records = new Map<string, Uint8Array>();
     for (const row of rows) records.set(String(row[0]), new Uint8Array(recordValue(name, row[1], row[2])));
@@ -505,7 +506,8 @@ export class PostgresStore implements EnvelopeStore, RecordStore {
       // pg is CommonJS: its exports are the default export, and usually named ones too.
       const { Pool } = (pg as unknown as { default?: typeof pg }).default ?? pg;
       const own = new Pool({
-        connectionString: this.#url!.href,
+        // As given (checked in the constructor): node-postgres parses it its own way.
+        connectionString: this.#options.connectionString!,
         max: this.#options.maxConnections ?? 10,
         connectionTimeoutMillis: this.#options.connectTimeoutMs ?? 2000,
         statement_timeout: this.#timeoutMs,

@@ -348,6 +348,17 @@ describe.skipIf(!available)('Postgres store against a real PostgreSQL', () => {
     await pool.end();
   });
 
+  it('connects over the Unix socket too (postgres:///db?host=<folder>&port=…&user=…)', async () => {
+    const store = new PostgresStore({
+      connectionString: `postgres:///postgres?host=${encodeURIComponent(server.dir)}&port=${server.port}&user=postgres`,
+      table: freshTable(),
+    });
+    await store.create(idx, sampleBlob(idx));
+    expect((await store.get(idx)).version).toBe(1);
+    await expect(store.listRecords(idx, 'nope' as never)).rejects.toThrow(InvalidArgumentError);
+    await store.close();
+  });
+
   it('is binary-safe: NUL, 0xff and CRLF bytes round-trip in envelopes and records', async () => {
     const store = new PostgresStore({ connectionString: server.connectionString, table: freshTable() });
     const wrappedKek = new Uint8Array([0, 0xff, 13, 10, 0, 0x80, 0xfe, 36, 92, 39, 34]);
