@@ -179,9 +179,32 @@ const isPlainObject = (value: object): boolean => {
 const STRING_FIELDS = ['kmsName', 'provider', 'keyId', 'region', 'indexName'] as const;
 const NUMBER_FIELDS = ['version', 'createdAt', 'updatedAt', 'schemaVersion'] as const;
 
-/** A snapshot of `input` with checked types, so getters cannot change a field between checks. */
-function snapshot(input: KmsBlob): KmsBlob {
+/**
+ * A KMSBlob as callers may write one: the fields the seed system documents (`kmsName`,
+ * `provider`, `keyId`, `region`, `wrappedKek`, `version`) and `indexName`, the rest optional.
+ * Missing fields are filled as {@link encodeKmsBlob} says. Every {@link KmsBlob} is one.
+ */
+export type KmsBlobInput = Pick<
+  KmsBlob,
+  'kmsName' | 'provider' | 'keyId' | 'region' | 'wrappedKek' | 'version'
+> &
+  Partial<Omit<KmsBlob, 'kmsName' | 'provider' | 'keyId' | 'region' | 'wrappedKek' | 'version'>>;
+
+/**
+ * A snapshot of `input` with checked types, so getters cannot change a field between checks;
+ * fields a seed-style blob leaves out get their defaults here (see {@link encodeKmsBlob}).
+ */
+function snapshot(input: KmsBlobInput): KmsBlob {
   if (typeof input !== 'object' || input === null) invalid('blob must be an object');
+  // `=== undefined`, not `??`: a null field is a type error below, not a field left out.
+  const createdAt = input.createdAt === undefined ? Math.floor(Date.now() / 1000) : input.createdAt;
+  const creationId = input.creationId;
+  const indexName = input.indexName;
+  if (indexName === undefined) {
+    invalid(
+      'indexName is missing: an envelope is bound to its index (createIndexKms and pushIndexKms fill it from their index argument)',
+    );
+  }
   const blob: KmsBlob = {
     kmsName: input.kmsName,
     provider: input.provider,
@@ -189,13 +212,21 @@ function snapshot(input: KmsBlob): KmsBlob {
     region: input.region,
     wrappedKek: input.wrappedKek,
     version: input.version,
-    createdAt: input.createdAt,
-    indexName: input.indexName,
-    encryptionContext: input.encryptionContext,
-    schemaVersion: input.schemaVersion,
-    updatedAt: input.updatedAt,
+    createdAt,
+    indexName,
+    encryptionContext: input.encryptionContext === undefined ? {} : input.encryptionContext,
+    // Schema 2 is "bound with version and creation id": without a creation id, only schema 1 is
+    // true to how the wrap is unwrapped (the binding of provider, slot, index and context).
+    schemaVersion:
+      input.schemaVersion === undefined
+        ? creationId === undefined
+          ? 1
+          : KMS_BLOB_SCHEMA_VERSION
+        : input.schemaVersion,
+    // The decoder's default for an envelope written without updated_at.
+    updatedAt: input.updatedAt === undefined ? createdAt : input.updatedAt,
     kekCheck: input.kekCheck,
-    creationId: input.creationId,
+    creationId,
   };
   // Unrolled: a loop over field names costs a keyed load per field on every encode.
   if (
@@ -288,7 +319,7 @@ const ENTRY_VTABLE_SIZE = 8;
 const ENTRY_TABLE_SIZE = 12;
 
 /** Checks `input` completely and measures what the writer will write. */
-function prepare(input: KmsBlob): Prepared {
+function prepare(input: KmsBlobInput): Prepared {
   const blob = snapshot(input);
   checkFields(blob, invalid); // names and provider are ASCII by their patterns
   const keyId = { value: blob.keyId, bytes: utf8Length('key_id', blob.keyId) };
@@ -430,12 +461,20 @@ function writeContext(w: Writer, context: Prepared['context']): void {
  * Encodes a KMSBlob into its stored form: the FlatBuffer followed by its CRC32C trailer.
  * Deterministic: equal blobs give equal bytes (context keys are written in UTF-8 byte order).
  *
+ * A blob with only the seed system's fields and `indexName` is accepted ({@link KmsBlobInput}):
+ * `createdAt` defaults to now, `updatedAt` to `createdAt` (as the decoder reads an envelope
+ * without it), `encryptionContext` to `{}`, `kekCheck` to none, and `schemaVersion` to 2 when a
+ * `creationId` is given, else 1 (schema 2 needs a creation id, and a blob without one is
+ * unwrapped with the schema 1 binding). There is no default index: an envelope that is bound to
+ * no index cannot exist, so `indexName` is required here (the low-level `createIndexKms` /
+ * `pushIndexKms` take it from their index argument).
+ *
  * @throws InvalidArgumentError naming the first invalid field (never showing byte values): a name,
  * provider id, length, count, range or type outside the rules of schemas/README.md, control
  * characters or lone surrogates in text, a context that is not a plain object of strings, or an
  * envelope that would exceed {@link KmsBlobLimits.maxEnvelopeBytes}.
  */
-export function encodeKmsBlob(blob: KmsBlob): Uint8Array {
+export function encodeKmsBlob(blob: KmsBlobInput): Uint8Array {
   const p = prepare(blob);
   const w = new Writer(p.size + CHECKSUM_LENGTH, p.layout);
   writeHeader(w, p);
