@@ -15,7 +15,7 @@ export type {
 } from './client.js';
 export { KmsEnvelopeClient } from './client.js';
 export { type DoctorCheck, type DoctorOptions, type DoctorReport, diagnoseSlot } from './doctor.js';
-export { decodeKmsBlob, encodeKmsBlob } from './envelope/codec.js';
+export { decodeKmsBlob, encodeKmsBlob, type KmsBlobInput } from './envelope/codec.js';
 export {
   KMS_BLOB_FILE_IDENTIFIER,
   KMS_BLOB_SCHEMA_VERSION,
@@ -23,7 +23,13 @@ export {
   KmsBlobLimits,
 } from './envelope/kms-blob.js';
 export * from './errors.js';
-export { createIndexKms, deleteIndexKms, getIndexKms, pushIndexKms } from './index-kms.js';
+export {
+  createIndexKms,
+  deleteIndexKms,
+  getIndexKms,
+  pushIndexKms,
+  type SeedKmsBlob,
+} from './index-kms.js';
 export {
   type DekInfo,
   IndexKeyring,
@@ -38,12 +44,14 @@ export {
   DEFAULT_KDF_ITERATIONS,
   deriveAndVerifyKek,
   derivePassphraseKek,
+  formatKdfParams,
   KDF_SALT_BYTES,
   type KdfParams,
   MAX_KDF_ITERATIONS,
   MIN_KDF_ITERATIONS,
   MIN_KDF_SALT_BYTES,
   newKdfParams,
+  parseKdfParams,
 } from './keyring/passphrase.js';
 // The DEK wire format (gemstone_utils v0.5 compatible) and the DEK layer under each index's KEK.
 export { Dek } from './keys/dek.js';
@@ -65,6 +73,8 @@ export {
   encryptLegacyV2,
   getOrCreateUserKey,
   isLegacyV2,
+  KMS_ENVELOPE_OLD_POOL_KEY_SALT,
+  LEGACY_POOL_KEY_SALT,
   LegacyKey,
   type LegacyMasterKeyState,
   legacyMasterKeyFromEnv,
@@ -92,6 +102,7 @@ export {
   interpolateEnv,
   type KmsSlot,
   type KmsSlotInput,
+  type KmsSlotSnakeCase,
   loadSlotsConfig,
   parseKmsSlot,
   parseSlotsConfig,
