@@ -2,4 +2,4 @@
 import { runKeyringConformance } from './conformance.js';
 import { keyringProviders } from './providers.js';
 
-runKeyringConformance('local', keyringProviders['local']!);
+runKeyringConformance('local', keyringProviders.local!);

@@ -2,4 +2,4 @@
 import { runKeyringConformance } from './conformance.js';
 import { keyringProviders } from './providers.js';
 
-runKeyringConformance('none', keyringProviders['none']!);
+runKeyringConformance('none', keyringProviders.none!);
