@@ -19,6 +19,16 @@ import type { EnvelopeStore } from '../src/storage/store.js';
 const now = () => Math.floor(Date.now() / 1000);
 const ARN = 'arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab';
 
+/** The seed's documented fields, as its examples write them. */
+const seedFields = (wrappedKek: Uint8Array, version = 1) => ({
+  kmsName: 'prod-kms',
+  provider: 'aws-kms',
+  keyId: ARN,
+  region: 'us-east-1',
+  wrappedKek,
+  version,
+});
+
 const stores: Record<string, () => EnvelopeStore> = {
   memory: () => StorageConfig.memory(),
   disk: () => StorageConfig.disk(mkdtempSync(join(tmpdir(), 'ke-seed-'))),
@@ -61,15 +71,7 @@ describe.each(Object.keys(stores))('the seed API on %s', (storeName) => {
 
   it('createdAt given is kept (updatedAt is now); a blob bound to another index is refused', async () => {
     const storage = stores[storeName]!();
-    const seed = {
-      kmsName: 'prod-kms',
-      provider: 'aws-kms',
-      keyId: ARN,
-      region: 'us-east-1',
-      wrappedKek: randomBytes(184),
-      version: 1,
-      createdAt: 1_700_000_000,
-    };
+    const seed = { ...seedFields(randomBytes(184)), createdAt: 1_700_000_000 };
     await createIndexKms(storage, 'my_index', seed);
     const blob = await getIndexKms(storage, 'my_index');
     expect(blob.createdAt).toBe(1_700_000_000);
@@ -81,14 +83,7 @@ describe.each(Object.keys(stores))('the seed API on %s', (storeName) => {
 
   it("the seed's rotation recipe works as written: get, change wrappedKek, version + 1, push", async () => {
     const storage = stores[storeName]!();
-    await createIndexKms(storage, 'my_index', {
-      kmsName: 'prod-kms',
-      provider: 'aws-kms',
-      keyId: ARN,
-      region: 'us-east-1',
-      wrappedKek: randomBytes(184),
-      version: 1,
-    });
+    await createIndexKms(storage, 'my_index', seedFields(randomBytes(184)));
     const blob = await getIndexKms(storage, 'my_index');
     const rewrapped = randomBytes(184);
     await pushIndexKms(storage, 'my_index', { ...blob, wrappedKek: rewrapped, version: blob.version + 1 });
@@ -97,19 +92,9 @@ describe.each(Object.keys(stores))('the seed API on %s', (storeName) => {
     expect(Buffer.from(v2.wrappedKek).equals(rewrapped)).toBe(true);
 
     // The same with compare-and-set, and with a blob of the seed's fields only.
-    await pushIndexKms(
-      storage,
-      'my_index',
-      {
-        kmsName: 'prod-kms',
-        provider: 'aws-kms',
-        keyId: ARN,
-        region: 'us-east-1',
-        wrappedKek: randomBytes(184),
-        version: v2.version + 1,
-      },
-      { expectedVersion: v2.version },
-    );
+    await pushIndexKms(storage, 'my_index', seedFields(randomBytes(184), v2.version + 1), {
+      expectedVersion: v2.version,
+    });
     expect((await getIndexKms(storage, 'my_index')).version).toBe(3);
     await expect(
       pushIndexKms(storage, 'my_index', { ...v2, version: 9 }, { expectedVersion: 1 }),
@@ -119,15 +104,7 @@ describe.each(Object.keys(stores))('the seed API on %s', (storeName) => {
 
 describe('encodeKmsBlob with the seed fields', () => {
   it('fills updatedAt, context and schema version; the index cannot be made up', () => {
-    const seed = {
-      kmsName: 'prod-kms',
-      provider: 'aws-kms',
-      keyId: ARN,
-      region: 'us-east-1',
-      wrappedKek: new Uint8Array(184).fill(7),
-      version: 1,
-      createdAt: 1_700_000_000,
-    };
+    const seed = { ...seedFields(new Uint8Array(184).fill(7)), createdAt: 1_700_000_000 };
     const blob = decodeKmsBlob(encodeKmsBlob({ ...seed, indexName: 'my_index' }));
     expect(blob).toMatchObject({
       ...seed,
