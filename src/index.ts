@@ -119,6 +119,11 @@ export {
   postgresStoreDdl,
 } from './storage/postgres.js';
 export {
+  type PostgresInvalidationOptions,
+  postgresInvalidationDdl,
+  postgresInvalidationFeed,
+} from './storage/postgres-invalidation.js';
+export {
   indexOfEnvelopeKey,
   type RedisInvalidationOptions,
   redisInvalidationFeed,
