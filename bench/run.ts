@@ -25,6 +25,7 @@ import { startRedisServer } from '../src/testing/redis-server.js';
 import { decryptString, encryptString, type KeyContext } from '../src/wire/fields.js';
 import { newKeyId } from '../src/wire/key-id.js';
 import { invalidationCases } from './invalidation.js';
+import { postgresCases } from './postgres.js';
 
 const index = parseIndexName('orders-2026');
 const slot = parseSlotName('prod-kms');
@@ -513,7 +514,7 @@ async function cloudCases(): Promise<{ rows: CaseResult[]; notes: string[] }> {
   }
 }
 
-// BENCH_ONLY=unwrap,cloud,local,redis,invalidation runs only those sections (default: all).
+// BENCH_ONLY=unwrap,cloud,local,redis,invalidation,postgres runs only those sections (default: all).
 const only = process.env.BENCH_ONLY?.split(',').map((part) => part.trim());
 const wanted = (section: string) => only === undefined || only.includes(section);
 const none = { rows: [] as CaseResult[], notes: [] as string[] };
@@ -523,12 +524,14 @@ const cloudResults = wanted('cloud') ? await cloudCases() : none;
 const localResults = wanted('local') ? await localCases() : [];
 const redisResults = wanted('redis') ? await redisCases() : none;
 const invalidationResults = wanted('invalidation') ? await invalidationCases() : none;
+const postgresResults = wanted('postgres') ? await postgresCases() : none;
 const results = [
   ...unwrapResults.rows,
   ...cloudResults.rows,
   ...localResults,
   ...redisResults.rows,
   ...invalidationResults.rows,
+  ...postgresResults.rows,
   ...(wanted('codec') ? await codecCases() : []),
   ...(wanted('wire') ? await wireCases() : []),
   ...(wanted('disk') ? await diskCases() : []),
@@ -543,6 +546,7 @@ for (const note of [
   ...cloudResults.notes,
   ...redisResults.notes,
   ...invalidationResults.notes,
+  ...postgresResults.notes,
 ])
   console.log(`- ${note}`);
 if (wanted('rotate')) {
