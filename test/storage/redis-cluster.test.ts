@@ -13,6 +13,7 @@ import {
 import { sampleBlob } from '../helpers/blobs.js';
 import { serviceAvailable } from '../helpers/services.js';
 import { runStoreConformance } from './conformance.js';
+import { runRedisProcessRaces } from './redis-processes.js';
 
 const available = serviceAvailable(
   'redis-server and redis-cli (for a Redis Cluster)',
@@ -68,6 +69,11 @@ describe.skipIf(!available)(
       };
     });
 
+    runRedisProcessRaces(
+      () => ({ nodes: cluster.startupNodes }),
+      (keyPrefix) => new RedisStore({ client: connect(), keyPrefix }),
+    );
+
     it('every key of one index is in the slot of {<index>}, and indexes spread over the masters', async () => {
       const client = connect();
       const store = new RedisStore({ client, keyPrefix: 'slots:' });
@@ -94,7 +100,7 @@ describe.skipIf(!available)(
         client: connect(),
         keyPrefix: 'wait:',
         waitReplicas: 1,
-        waitTimeoutMs: 2000,
+        waitTimeoutMs: 10_000,
       });
       for (const name of ['orders', 'users', 'zz']) {
         const index = parseIndexName(name);
@@ -125,14 +131,25 @@ describe.skipIf(!available)(
     it('MOVED and ASK during a slot migration (redis-cli --cluster reshard mid-traffic): no update lost, failures typed', async () => {
       const client = connect();
       const store = new RedisStore({ client, keyPrefix: 'reshard:' });
-      const names = Array.from({ length: 40 }, (_, i) => parseIndexName(`ix-${i}`));
-      for (const name of names) await store.create(name, sampleBlob(name));
-      const owner = async (name: string) => {
-        const slot = Number(await client.call('CLUSTER', 'KEYSLOT', store.key(parseIndexName(name))));
-        return client.slots[slot]![0]!;
-      };
-      const before = await Promise.all(names.map(owner));
+      await client.call('CLUSTER', 'SLOTS'); // connected, slot map loaded
       const masters = client.nodes('master').map((node) => node.options.port!);
+      // redis-cli moves the source's lowest slots first: 30 indexes in the 300 that move, 10 elsewhere.
+      const source = `127.0.0.1:${masters[0]}`;
+      const moving = new Set<number>();
+      for (let slot = 0; slot < 16384 && moving.size < 300; slot++)
+        if (client.slots[slot]?.[0] === source) moving.add(slot);
+      const slotOf = async (name: string) => Number(await client.call('CLUSTER', 'KEYSLOT', name));
+      const inside: IndexName[] = [];
+      const outside: IndexName[] = [];
+      for (let i = 0; inside.length < 30 || outside.length < 10; i++) {
+        const name = parseIndexName(`ix-${i}`);
+        const list = moving.has(await slotOf(name)) ? inside : outside;
+        if (list.length < (list === inside ? 30 : 10)) list.push(name);
+      }
+      const names = [...inside, ...outside];
+      for (const name of names) await store.create(name, sampleBlob(name));
+      const owner = async (name: string) => client.slots[await slotOf(name)]![0]!;
+      const before = await Promise.all(names.map(owner));
       const ids = await Promise.all(
         masters.map(async (port) =>
           String(
@@ -155,19 +172,19 @@ describe.skipIf(!available)(
             '--cluster-to',
             ids[1]!,
             '--cluster-slots',
-            '3000',
+            '300',
             '--cluster-yes',
           ],
           { stdio: 'ignore' },
         );
         child.once('exit', resolve);
       });
-      let moving = true;
+      let running = true;
       const successes = new Map<string, number>();
       const ambiguous = new Map<string, number>();
       const failures: unknown[] = [];
       const worker = async (name: IndexName) => {
-        while (moving) {
+        while (running) {
           try {
             const current = await store.get(name);
             await store.push(
@@ -184,11 +201,11 @@ describe.skipIf(!available)(
       };
       const workers = names.map(worker);
       expect(await reshard).toBe(0);
-      moving = false;
+      running = false;
       await Promise.all(workers);
       await client.call('CLUSTER', 'SLOTS'); // the client has refreshed its map by now
       const after = await Promise.all(names.map(owner));
-      expect(after.filter((node, i) => node !== before[i]).length).toBeGreaterThan(0); // some indexes moved
+      expect(after.filter((node, i) => node !== before[i]).length).toBe(inside.length); // exactly those moved
       for (const err of failures) expect(err).toBeInstanceOf(StoreUnavailableError);
       for (const name of names) {
         const version = (await store.get(name)).version;

@@ -42,7 +42,12 @@ describe.skipIf(!hasRedis())('waitReplicas against a real primary and replica', 
   });
 
   it('every write waits for the replica: each is on the replica when it resolves', async () => {
-    const store = new RedisStore({ url: primary.url, keyPrefix: 'wait:', waitReplicas: 1 });
+    const store = new RedisStore({
+      url: primary.url,
+      keyPrefix: 'wait:',
+      waitReplicas: 1,
+      waitTimeoutMs: 10_000,
+    });
     const onReplica = new Redis(replica.url);
     const blob = sampleBlob(idx);
     await store.create(idx, blob);
@@ -110,7 +115,15 @@ describe.skipIf(!hasRedis())('waitReplicas against a real primary and replica', 
       expect(Date.now() - started).toBeLessThan(3000);
     }
     replica = await startRedisReplica(primary);
-    await store.create(idx, sampleBlob(idx));
-    await store.close();
+    // A generous timeout where the write is expected to be confirmed: WAIT returns as soon as
+    // the replica acknowledges, and a loaded machine may take longer than 300 ms.
+    const patient = new RedisStore({
+      url: primary.url,
+      keyPrefix: 'down:',
+      waitReplicas: 1,
+      waitTimeoutMs: 10_000,
+    });
+    await patient.create(idx, sampleBlob(idx));
+    await Promise.all([store.close(), patient.close()]);
   });
 });
