@@ -211,6 +211,9 @@ describe.skipIf(!hasRedis())('migrate-store: the Redis key layout before the has
       /left cliabc:kmsblob \(foreign\): the envelope is bound to index "c", not "abc"/,
     );
     expect(left.stdout).toContain('dry run: would move 0 of 1 old-layout indexes');
+    const down = await runCliAsync(['--store', 'redis://user:s3cret-pw@127.0.0.1:1', 'migrate-store']);
+    expect(down.code).toBe(10); // StoreUnavailableError: retry
+    expect(down.stderr + down.stdout).not.toContain('s3cret-pw');
     const usage = await runCliAsync(['--store', 'memory:', 'migrate-store']);
     expect(usage.code).toBe(2);
     expect(usage.stderr).toMatch(/needs a Redis store/);
