@@ -249,6 +249,7 @@ export function runKeyringConformance(
           'delete removes the envelope and every record; create again and encrypt works (the old DEK is gone)',
           withFixture(async ({ client, kekOption, elsewhere, storage }) => {
             const index = parseIndexName('users');
+            await client.delete('never-created'); // a no-op, records or not
             const first = await IndexKeyring.createIndex(client, 'users', { slot: 'a', ...kekOption });
             const oldDek = await first.createDek();
             const oldToken = await first.encryptValue('old');
