@@ -6,14 +6,39 @@ import type { KmsProvider, ProviderFactory, ProviderPlugin } from './provider.js
 import { type KmsSlot, type KmsSlotInput, parseKmsSlot } from './slot.js';
 
 // Built-in providers, each loaded only when a slot uses it, so the core imports no cloud SDK.
+// `none` and `local` need no SDK and are imported by literal path, so a bundle holds them. The
+// cloud providers are imported from a computed URL, which bundlers (esbuild, webpack, rollup)
+// leave alone: an app bundled without any cloud SDK installed builds as it is, and one that uses a
+// cloud slot from a bundle passes the provider it imports itself (`providers: { 'aws-kms':
+// plugin.create }`), which bundles the provider with its SDK.
 const builtIn: Record<string, () => Promise<ProviderPlugin>> = {
   none: async () => (await import('../../providers/none.js')).plugin,
   local: async () => (await import('../../providers/local.js')).plugin,
-  aws: async () => (await import('../../providers/aws.js')).plugin,
-  'aws-kms': async () => (await import('../../providers/aws-kms.js')).plugin,
-  'gcp-kms': async () => (await import('../../providers/gcp-kms.js')).plugin,
-  'azure-kv': async () => (await import('../../providers/azure-kv.js')).plugin,
+  aws: () => importCloudProvider('aws'),
+  'aws-kms': () => importCloudProvider('aws-kms'),
+  'gcp-kms': () => importCloudProvider('gcp-kms'),
+  'azure-kv': () => importCloudProvider('azure-kv'),
 };
+
+async function importCloudProvider(id: string): Promise<ProviderPlugin> {
+  let url: string;
+  try {
+    url = new URL(`../../providers/${id}.js`, import.meta.url).href;
+  } catch {
+    url = ''; // no import.meta.url: bundled into CommonJS
+  }
+  try {
+    return ((await import(url)) as { plugin: ProviderPlugin }).plugin;
+  } catch (cause) {
+    const code = (cause as { code?: string }).code;
+    const missing = url === '' || (code === 'ERR_MODULE_NOT_FOUND' && String(cause).includes(`${id}.js`));
+    if (!missing) throw cause;
+    throw new ConfigError(
+      `provider "${id}" is not next to the core (bundled?): import { plugin } from 'kms-envelope/providers/${id}' and pass providers: { '${id}': plugin.create }`,
+      { provider: id },
+    );
+  }
+}
 
 const plugins = new Map<string, ProviderFactory>();
 
