@@ -1,8 +1,12 @@
 import { readFileSync } from 'node:fs';
-import { parse as parseYaml } from 'yaml';
+import { createRequire } from 'node:module';
 import { PROVIDER_ID_PATTERN } from '../envelope/kms-blob.js';
 import { ConfigError } from '../errors.js';
 import { isValidName, parseSlotName, type SlotName } from '../names.js';
+
+// yaml is loaded on the first parse, not by `import 'kms-envelope'`: only slot files need it.
+const parseYaml = (text: string, options: { logLevel: 'error' }): unknown =>
+  (createRequire(import.meta.url)('yaml') as typeof import('yaml')).parse(text, options);
 
 /**
  * A KMS slot: a named configuration of one provider, what `KMSBlob.kms_name` refers to.
