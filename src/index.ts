@@ -53,6 +53,7 @@ export {
   newKdfParams,
   parseKdfParams,
 } from './keyring/passphrase.js';
+export type { DekState } from './keyring/records.js';
 // The DEK wire format (gemstone_utils v0.5 compatible) and the DEK layer under each index's KEK.
 export { Dek } from './keys/dek.js';
 export { KEK_LENGTH, Kek } from './keys/kek.js';
@@ -108,6 +109,8 @@ export {
   parseSlotsConfig,
 } from './providers/slot.js';
 export { StorageConfig } from './storage/config.js';
+export { DiskStore, type DiskStoreOptions } from './storage/disk.js';
+export { MemoryStore } from './storage/memory.js';
 export {
   DEFAULT_POSTGRES_SCHEMA,
   DEFAULT_POSTGRES_TABLE,
@@ -123,6 +126,12 @@ export {
   postgresInvalidationDdl,
   postgresInvalidationFeed,
 } from './storage/postgres-invalidation.js';
+export {
+  type RedisLike,
+  RedisStore,
+  type RedisStoreOptions,
+  ReplicasNotConfirmedError,
+} from './storage/redis.js';
 export {
   indexOfEnvelopeKey,
   type RedisInvalidationOptions,
@@ -179,3 +188,4 @@ export {
   parseKekSlotId,
   type WireKeyId,
 } from './wire/key-id.js';
+export type { WireParams } from './wire/params.js';

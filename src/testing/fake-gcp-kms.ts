@@ -22,7 +22,6 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import type { ChannelCredentials } from '@grpc/grpc-js';
 import { openAes256Gcm, sealAes256Gcm } from '../crypto/aes-gcm.js';
 import { crc32c } from '../envelope/checksum.js';
 import { importOptional } from '../providers/support.js';
@@ -57,13 +56,15 @@ export interface FakeGcpKmsCall {
 
 /**
  * What to pass to `new KeyManagementServiceClient(...)` to talk to the fake (a type alias, so it
- * is assignable to the SDK's `ClientOptions`).
+ * is assignable to the SDK's `ClientOptions`). `Credentials` is the type of `sslCreds`, the
+ * `ChannelCredentials` of `@grpc/grpc-js`; it is a parameter, not named here, so that the types of
+ * `kms-envelope/testing` do not need `@grpc/grpc-js` for users of the other fakes.
  */
-export type FakeGcpKmsClientOptions = {
+export type FakeGcpKmsClientOptions<Credentials = unknown> = {
   readonly apiEndpoint: '127.0.0.1';
   readonly port: number;
   /** `grpc.credentials.createInsecure()`: plaintext to 127.0.0.1, and no Google credentials at all. */
-  readonly sslCreds: ChannelCredentials;
+  readonly sslCreds: Credentials;
   /** Set so that google-auth-library never asks the metadata server for it. */
   readonly universeDomain: 'googleapis.com';
   /** Set so that google-auth-library never looks for it. */
@@ -86,8 +87,11 @@ export interface FakeGcpKms {
   readonly endpoint: string;
   /** The project id in {@link clientOptions}. */
   readonly projectId: string;
-  /** Options for `new KeyManagementServiceClient(...)` (plaintext gRPC, no credentials lookup). */
-  clientOptions(): FakeGcpKmsClientOptions;
+  /**
+   * Options for `new KeyManagementServiceClient(...)` (plaintext gRPC, no credentials lookup).
+   * Passed straight to the SDK, `Credentials` is inferred as the SDK's `ChannelCredentials`.
+   */
+  clientOptions<Credentials = unknown>(): FakeGcpKmsClientOptions<Credentials>;
   /**
    * Creates a CryptoKey (purpose ENCRYPT_DECRYPT) with version 1 as its primary; returns the
    * CryptoKey name. `name` is `projects/P/locations/L/keyRings/R/cryptoKeys/K`.
@@ -441,10 +445,11 @@ export async function startFakeGcpKms(options: FakeGcpKmsOptions = {}): Promise<
     port,
     endpoint: `127.0.0.1:${port}`,
     projectId,
-    clientOptions: () => ({
+    clientOptions: <Credentials>() => ({
       apiEndpoint: '127.0.0.1',
       port,
-      sslCreds: grpc.credentials.createInsecure(),
+      // The caller's Credentials is this type: the parameter only keeps grpc out of our types.
+      sslCreds: grpc.credentials.createInsecure() as Credentials,
       universeDomain: 'googleapis.com',
       projectId,
     }),
