@@ -94,6 +94,17 @@ export interface RotateKekReport {
   readonly version: number;
 }
 
+/** What {@link IndexKeyring.pruneStaleRecords} removed (or, with `dryRun`, would remove). */
+export interface PruneReport {
+  readonly dryRun: boolean;
+  /** DEK records of KEK slots no envelope names. */
+  readonly deks: readonly DekId[];
+  /** KEK-check records (`kek-check.<slot>`) of such slots. */
+  readonly kekChecks: readonly string[];
+  /** Whether `meta/active` named such a DEK (or one without a record) and was unset. */
+  readonly active: boolean;
+}
+
 const KEK_CHECK_PLAINTEXT = Buffer.from('kms-envelope/kek-check/v1', 'utf8');
 const WRAP_ALG = 'A256GCM';
 
@@ -412,6 +423,74 @@ export class IndexKeyring {
     }
   }
 
+  /**
+   * Removes the records that no KEK of the index can open any more: DEK records and KEK-check
+   * records of KEK slots that are neither the current envelope's nor a rotation's in progress,
+   * and `meta/active` when it names such a DEK (or one with no record). These are what the delete
+   * of kms-envelope before 0.2 left behind (it removed only the envelope), which made the index
+   * created again show an old DEK as active and refuse to encrypt, and `rotateKek` refuse to run.
+   * The values encrypted under those DEKs were already undecryptable: their KEK went with the
+   * deleted envelope.
+   *
+   * Safe against concurrent writers: it reads the envelope and the rotation state before and after
+   * listing and changes nothing if either moved (run it again); a KEK slot that is stale stays
+   * stale (new slot ids are random), and `rotateKek` never rewrites a record of a stale slot.
+   * @throws VersionConflictError when the index changed while it looked; ConfigError for an
+   * envelope that names no KEK slot; and the store's errors.
+   */
+  async pruneStaleRecords(options: { readonly dryRun?: boolean } = {}): Promise<PruneReport> {
+    const state = async () => {
+      const envelope = await this.#client.getEnvelope(this.index);
+      const rotation = await this.#store.getRecord(this.index, 'meta', META.rotation);
+      return {
+        envelope,
+        key: `${envelope.version}/${Buffer.from(envelope.creationId ?? []).toString('hex')}/${rotation === undefined ? '' : Buffer.from(rotation).toString('base64')}`,
+      };
+    };
+    const before = await state();
+    const current = kekSlotOf(before.envelope);
+    if (current === undefined) {
+      throw new ConfigError('the envelope names no KEK slot id', { index: this.index });
+    }
+    const rotation = await this.#rotation();
+    const live = new Set<string>([current]);
+    if (rotation !== undefined) {
+      live.add(rotation.slotId);
+      if (rotation.fromSlotId !== undefined) live.add(rotation.fromSlotId);
+    }
+    const deks = await this.#store.listRecords(this.index, 'dek');
+    const meta = await this.#store.listRecords(this.index, 'meta');
+    const after = await state();
+    if (after.key !== before.key) {
+      // The envelope moved on (a rotation, a re-creation) or a KEK rotation started or finished.
+      throw new VersionConflictError(
+        before.envelope.version,
+        after.envelope.version,
+        { index: this.index },
+        !sameBytes(before.envelope.creationId, after.envelope.creationId),
+      );
+    }
+    const staleDeks = [...deks]
+      .filter(([id, raw]) => !live.has(decodeDekRecord(raw, id).kekSlotId))
+      .map(([id]) => parseDekId(id));
+    const staleChecks = [...meta.keys()].filter(
+      (id) => id.startsWith('kek-check.') && !live.has(id.slice('kek-check.'.length)),
+    );
+    const activeRaw = meta.get(META.active);
+    const activeId = activeRaw === undefined ? undefined : Buffer.from(activeRaw).toString('utf8');
+    const staleActive =
+      activeId !== undefined && (!deks.has(activeId) || staleDeks.includes(activeId as DekId));
+    if (!options.dryRun) {
+      for (const id of staleDeks) {
+        await this.#store.deleteRecord(this.index, 'dek', id);
+        this.#deks.delete(id);
+      }
+      for (const id of staleChecks) await this.#store.deleteRecord(this.index, 'meta', id);
+      if (staleActive) await this.#store.deleteRecord(this.index, 'meta', META.active);
+    }
+    return { dryRun: !!options.dryRun, deks: staleDeks, kekChecks: staleChecks, active: staleActive };
+  }
+
   /** Every DEK of the index, without keys. */
   async listDeks(): Promise<DekInfo[]> {
     const active = await this.#store.getRecord(this.index, 'meta', META.active);
@@ -657,6 +736,11 @@ export class IndexKeyring {
     }
     await this.#store.deleteRecord(this.index, 'meta', META.rotation);
   }
+}
+
+function sameBytes(a: Uint8Array | undefined, b: Uint8Array | undefined): boolean {
+  if (a === undefined || b === undefined) return a === b;
+  return Buffer.from(a).equals(Buffer.from(b));
 }
 
 /**
