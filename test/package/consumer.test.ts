@@ -5,7 +5,7 @@
  * 'kms-envelope'` loads, and bundled with esbuild. Needs the npm registry or a warm npm cache (the
  * consumer installs typescript, @types/node and esbuild with `--prefer-offline`), never Docker.
  */
-import { type ExecFileSyncOptions, execFileSync } from 'node:child_process';
+import { type ExecFileSyncOptions, execFile, execFileSync } from 'node:child_process';
 import {
   existsSync,
   mkdirSync,
@@ -192,12 +192,12 @@ export { stores };
         }),
       );
       const tsc = join(app, 'node_modules/typescript/bin/tsc');
-      let output = '';
-      try {
-        await promisify(execFile)('node', [tsc, '-p', project], { cwd: app });
-      } catch (err) {
-        output = `${(err as { stdout?: string }).stdout ?? ''}${(err as { stderr?: string }).stderr ?? ''}`;
-      }
+      // tsc's diagnostics are on stdout; anything else that fails (a missing tsc) is shown too.
+      const output = await promisify(execFile)('node', [tsc, '-p', project], { cwd: app }).then(
+        ({ stdout, stderr }) => `${stdout}${stderr}`,
+        (err: { stdout?: string; stderr?: string; message: string }) =>
+          `${err.stdout ?? ''}${err.stderr ?? ''}` || err.message,
+      );
       expect(output).toBe('');
     },
   );
