@@ -29,7 +29,13 @@ export async function importOptional<T>(
     return await load();
   } catch (cause) {
     const code = (cause as { code?: string }).code;
-    if (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') {
+    // Node says so by code; Vite-based runners (vitest) by a message naming the package.
+    const message = String((cause as { message?: unknown })?.message ?? '');
+    if (
+      code === 'ERR_MODULE_NOT_FOUND' ||
+      code === 'MODULE_NOT_FOUND' ||
+      (code === undefined && message.startsWith(`Could not resolve "${packageName}"`))
+    ) {
       throw new MissingDependencyError(packageName, usedBy, cause);
     }
     throw cause;
