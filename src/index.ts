@@ -17,6 +17,7 @@ export { KmsEnvelopeClient } from './client.js';
 export { type DoctorCheck, type DoctorOptions, type DoctorReport, diagnoseSlot } from './doctor.js';
 export { decodeKmsBlob, encodeKmsBlob, type KmsBlobInput } from './envelope/codec.js';
 export {
+  CREATION_ID_LENGTH,
   KMS_BLOB_FILE_IDENTIFIER,
   KMS_BLOB_SCHEMA_VERSION,
   type KmsBlob,
@@ -29,7 +30,9 @@ export {
   getIndexKms,
   pushIndexKms,
   type SeedKmsBlob,
+  seedEnvelope,
 } from './index-kms.js';
+export type { PruneReport } from './keyring/keyring.js';
 export {
   type DekInfo,
   IndexKeyring,
@@ -48,6 +51,7 @@ export {
   KDF_SALT_BYTES,
   type KdfParams,
   MAX_KDF_ITERATIONS,
+  MAX_KDF_SALT_BYTES,
   MIN_KDF_ITERATIONS,
   MIN_KDF_SALT_BYTES,
   newKdfParams,
@@ -109,7 +113,7 @@ export {
   parseSlotsConfig,
 } from './providers/slot.js';
 export { StorageConfig } from './storage/config.js';
-export { DiskStore, type DiskStoreOptions } from './storage/disk.js';
+export { DiskStore, type DiskStoreOptions, MAX_RECORD_BYTES, RETAINED_GENERATIONS } from './storage/disk.js';
 export { MemoryStore } from './storage/memory.js';
 export {
   DEFAULT_POSTGRES_SCHEMA,
@@ -137,6 +141,14 @@ export {
   type RedisInvalidationOptions,
   redisInvalidationFeed,
 } from './storage/redis-invalidation.js';
+export {
+  migrateRedisLayout,
+  type RedisMigrationClient,
+  type RedisMigrationOptions,
+  type RedisMigrationProblem,
+  type RedisMigrationProblemKind,
+  type RedisMigrationReport,
+} from './storage/redis-migrate.js';
 export type { EnvelopeStore, PushOptions, RecordKind, RecordStore } from './storage/store.js';
 // The per-request unwrap path: cache, leases, KMS call policy, telemetry.
 export type { InvalidationFeed, InvalidationListener } from './unwrap/invalidation.js';
@@ -163,6 +175,7 @@ export {
 } from './wire/algorithms.js';
 export {
   type BindingContext,
+  CONTEXT_BINDING_PARAM,
   CONTEXT_BINDING_V1,
   decryptString,
   encryptString,
@@ -175,6 +188,7 @@ export {
   type FieldParts,
   formatEncryptedField,
   isEncryptedValue,
+  MIN_BLOB_LENGTH,
   type ParsedField,
   parseEncryptedField,
 } from './wire/format.js';
@@ -189,3 +203,4 @@ export {
   type WireKeyId,
 } from './wire/key-id.js';
 export type { WireParams } from './wire/params.js';
+export { EMPTY_PARAMS } from './wire/params.js';
