@@ -496,50 +496,6 @@ describe.skipIf(!available)('Postgres store against a real PostgreSQL', () => {
     await store.close();
   });
 
-  it('compare-and-set compares the creation id: a delete and re-create between a read and the push is a VersionConflictError with recreated', async () => {
-    const table = freshTable();
-    const store = new PostgresStore({ connectionString: server.connectionString, table });
-    const other = new PostgresStore({ connectionString: server.connectionString, table });
-    await store.create(idx, sampleBlob(idx));
-    const read = await store.get(idx); // the rotator reads v1
-    await other.delete(idx); // meanwhile: deleted and created again, also v1, a new creation id
-    const recreated = sampleBlob(idx);
-    await other.create(idx, recreated);
-    const err = await store
-      .push(
-        idx,
-        { ...read, version: 2 },
-        { expectedVersion: read.version, expectedCreationId: read.creationId! },
-      )
-      .catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(VersionConflictError);
-    expect(err).toMatchObject({ expectedVersion: 1, actualVersion: 1, recreated: true });
-    expect(await store.get(idx)).toEqual(recreated);
-    await store.push(
-      idx,
-      { ...recreated, version: 2 },
-      { expectedVersion: 1, expectedCreationId: recreated.creationId! },
-    );
-    await store.push(idx, { ...recreated, version: 3 }, { expectedVersion: 2 });
-    // An envelope written before creation ids (schema 1) is matched by an empty creation id only.
-    const legacy = sampleBlob(idx, { schemaVersion: 1, creationId: undefined, version: 3 });
-    await store.push(idx, legacy);
-    await expect(
-      store.push(
-        idx,
-        { ...legacy, version: 4 },
-        { expectedVersion: 3, expectedCreationId: read.creationId! },
-      ),
-    ).rejects.toMatchObject({ recreated: true });
-    await store.push(
-      idx,
-      { ...legacy, version: 4 },
-      { expectedVersion: 3, expectedCreationId: new Uint8Array(0) },
-    );
-    expect((await store.get(idx)).version).toBe(4);
-    await Promise.all([store.close(), other.close()]);
-  });
-
   it('backends killed with pg_terminate_backend mid-traffic: only retryable StoreUnavailableErrors naming the index, then recovery without a new store', async () => {
     const table = freshTable();
     const store = new PostgresStore({ connectionString: server.connectionString, table, maxConnections: 4 });
