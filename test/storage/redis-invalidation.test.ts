@@ -11,6 +11,7 @@ import { EnvelopeNotFoundError, InvalidArgumentError } from '../../src/errors.js
 import { StorageConfig } from '../../src/storage/config.js';
 import { indexOfEnvelopeKey, redisInvalidationFeed } from '../../src/storage/redis-invalidation.js';
 import { type RedisServerHandle, startRedisServer } from '../../src/testing/redis-server.js';
+import { deliversAgain, evictions } from '../helpers/invalidation.js';
 import { hasRedis } from '../helpers/services.js';
 
 it('envelope keys map back to their index under exactly one prefix', () => {
@@ -61,17 +62,6 @@ describe.skipIf(!available)('invalidation feed against a real redis-server', () 
     return { writer, reader, keks };
   }
 
-  /** Resolves once `reader` has evicted `n` more entries than now, or fails after 2 s. */
-  async function evictions(reader: KmsEnvelopeClient, n: number, act: () => Promise<unknown>) {
-    const before = reader.stats().cacheEvictions;
-    await act();
-    const until = Date.now() + 2000;
-    while (reader.stats().cacheEvictions < before + n) {
-      if (Date.now() > until) throw new Error('no invalidation arrived within 2 s');
-      await new Promise((r) => setTimeout(r, 5));
-    }
-  }
-
   it('a delete made through another instance is never served from the cache afterwards', async () => {
     const { writer, reader, keks } = await fleet('inv-a:', ['orders']);
     const kek = keks[0]!;
@@ -110,19 +100,7 @@ describe.skipIf(!available)('invalidation feed against a real redis-server', () 
     // A dropped subscription could miss changes: everything cached goes.
     await evictions(reader, 2, () => raw.call('CLIENT', 'KILL', 'TYPE', 'pubsub'));
     // Back: changes are delivered again once the feed re-armed (ioredis reconnects by itself).
-    const until = Date.now() + 5000;
-    let delivered = false;
-    while (!delivered && Date.now() < until) {
-      (await reader.unwrap('orders')).zero();
-      const before = reader.stats().cacheEvictions;
-      await writer.rotate('orders');
-      const deadline = Date.now() + 300;
-      while (Date.now() < deadline && reader.stats().cacheEvictions === before) {
-        await new Promise((r) => setTimeout(r, 5));
-      }
-      delivered = reader.stats().cacheEvictions > before;
-    }
-    expect(delivered).toBe(true);
+    expect(await deliversAgain(reader, writer, 'orders', 5000)).toBe(true);
     await writer.close();
     await reader.close();
   });
