@@ -51,6 +51,9 @@ interface StoreFixture {
 }
 
 const redisAvailable = hasRedis();
+
+/** Registers nothing: a case that does not apply to this provider. */
+const noCase = (_name: string, _fn: () => Promise<void>): void => {};
 let redis: RedisServerHandle | undefined;
 let prefixes = 0;
 
@@ -301,7 +304,9 @@ export function runKeyringConformance(
           }),
         );
 
-        it.skipIf(name === 'none')(
+        // Cases that do not apply to a provider are not registered for it (a skip would read as
+        // a gap): 'none' binds nothing to a KMS; passphrase KEKs exist only for 'none'.
+        (name === 'none' ? noCase : it)(
           'the KEK slot marker is bound by the provider: a store writer who changes it breaks the unwrap',
           withFixture(async ({ client, newClient, storage }) => {
             const index = parseIndexName('users');
@@ -319,7 +324,7 @@ export function runKeyringConformance(
           }),
         );
 
-        it.skipIf(name !== 'none')(
+        (name === 'none' ? it : noCase)(
           'passphrase KEKs: create, DEKs, derive elsewhere, delete removes the KDF parameters too',
           withFixture(async ({ client, newClient, storage }) => {
             const keyring = await createPassphraseIndex(client, 'users', {

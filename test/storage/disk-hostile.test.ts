@@ -80,7 +80,9 @@ function readInChild(
   });
   const timer = setTimeout(() => child.kill('SIGKILL'), deadlineMs);
   return new Promise((resolve, reject) => {
-    child.on('exit', (code, signal) => {
+    // 'close', not 'exit': 'exit' can come before the last of the child's stdout was read, and an
+    // answered op then looked hung (seen once in a full run).
+    child.on('close', (code, signal) => {
       clearTimeout(timer);
       if (code !== 0 && signal !== 'SIGKILL') return reject(new Error(`worker failed (${code}): ${err}`));
       const done = out

@@ -32,7 +32,7 @@ function startWorker(
     err += d;
   });
   const output = new Promise<string>((resolve, reject) => {
-    child.on('exit', (code, signal) =>
+    child.on('close', (code, signal) =>
       code === 0 || signal === 'SIGKILL'
         ? resolve(out)
         : reject(new Error(`worker failed (${code}): ${err}`)),

@@ -36,7 +36,7 @@ function startWorker(args: string[]): { child: ChildProcess; ready: Promise<void
     err += d;
   });
   const output = new Promise<string>((resolve, reject) => {
-    child.on('exit', (code) =>
+    child.on('close', (code) =>
       code === 0
         ? resolve(out.slice('ready\n'.length))
         : reject(new Error(`worker failed (${code}): ${err}`)),
