@@ -113,7 +113,7 @@ export {
   parseSlotsConfig,
 } from './providers/slot.js';
 export { StorageConfig } from './storage/config.js';
-export { DiskStore, type DiskStoreOptions, MAX_RECORD_BYTES, RETAINED_GENERATIONS } from './storage/disk.js';
+export { DiskStore, type DiskStoreOptions, RETAINED_GENERATIONS } from './storage/disk.js';
 export { MemoryStore } from './storage/memory.js';
 export {
   DEFAULT_POSTGRES_SCHEMA,
@@ -130,6 +130,7 @@ export {
   postgresInvalidationDdl,
   postgresInvalidationFeed,
 } from './storage/postgres-invalidation.js';
+export { MAX_RECORD_BYTES } from './storage/record-id.js';
 export {
   type RedisLike,
   RedisStore,

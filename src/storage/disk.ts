@@ -32,7 +32,7 @@ import {
 } from '../errors.js';
 import { type IndexName, parseIndexName } from '../names.js';
 import { checkCas, checkWrite, decodeStored } from './bind.js';
-import { checkRecordId } from './record-id.js';
+import { checkRecordId, checkRecordWrite, MAX_RECORD_BYTES } from './record-id.js';
 import type { EnvelopeStore, PushOptions, RecordKind, RecordStore } from './store.js';
 
 /** Options of {@link DiskStore}. */
@@ -45,11 +45,6 @@ export interface DiskStoreOptions {
 export const ENVELOPE_DIR = 'kmsblob';
 /** Name of the folder, inside an index's folder, that holds its records (DEK records, …). */
 export const RECORDS_DIR = 'records';
-/**
- * Largest record file read or written, in bytes. Twice the envelope limit: the pending-rotation
- * record holds a whole envelope in base64 (4/3 of its size) inside JSON.
- */
-export const MAX_RECORD_BYTES = 2 * KmsBlobLimits.maxEnvelopeBytes;
 const SUFFIX = '.kmsb';
 const TMP_PREFIX = '.tmp-';
 /** Age after which any temporary file counts as a dead writer's, whoever wrote it. */
@@ -221,7 +216,7 @@ export class DiskStore implements EnvelopeStore, RecordStore {
   /** Temp file, fsync, then `link` (which fails if the record exists), fsync of the folder. */
   async createRecord(index: IndexName, kind: RecordKind, id: string, value: Uint8Array): Promise<boolean> {
     const name = parseIndexName(index);
-    checkRecord(kind, id, value, name);
+    checkRecordWrite(name, kind, id, value);
     const dir = this.#ensureFolders(name, [RECORDS_DIR, kind]);
     removeDeadTemps(dir, listFolder(dir, name), undefined);
     const tmp = writeTemp(dir, value, name);
@@ -244,7 +239,7 @@ export class DiskStore implements EnvelopeStore, RecordStore {
     records: ReadonlyMap<string, Uint8Array>,
   ): Promise<void> {
     const name = parseIndexName(index);
-    for (const [id, value] of records) checkRecord(kind, id, value, name);
+    for (const [id, value] of records) checkRecordWrite(name, kind, id, value);
     if (records.size === 0) return;
     const dir = this.#ensureFolders(name, [RECORDS_DIR, kind]);
     removeDeadTemps(dir, listFolder(dir, name), undefined);
@@ -477,14 +472,6 @@ function listFolder(dir: string, index: IndexName): string[] {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
     throw fsError(err, 'cannot list a store folder', index);
   }
-}
-
-/** The checks of a record write, before anything touches the disk. @throws InvalidArgumentError */
-function checkRecord(kind: RecordKind, id: string, value: Uint8Array, index: IndexName): void {
-  checkRecordId(kind, id);
-  // Reads refuse larger files, so writing one would store what can never be read back.
-  if (value.length > MAX_RECORD_BYTES)
-    throw new InvalidArgumentError(`a record is limited to ${MAX_RECORD_BYTES} bytes`, { index });
 }
 
 /** One record file of a checked folder, `undefined` if it is not there. @throws MalformedEnvelopeError */

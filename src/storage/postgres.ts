@@ -14,8 +14,7 @@ import {
 import { type IndexName, parseIndexName } from '../names.js';
 import { importOptional } from '../providers/support.js';
 import { checkCas, checkWrite, decodeStored } from './bind.js';
-import { MAX_RECORD_BYTES } from './disk.js';
-import { checkRecordId } from './record-id.js';
+import { checkRecordId, checkRecordWrite, MAX_RECORD_BYTES } from './record-id.js';
 import type { EnvelopeStore, PushOptions, RecordKind, RecordStore } from './store.js';
 
 /** One query as the store sends it (a subset of node-postgres' `QueryConfig`). */
@@ -458,17 +457,7 @@ export class PostgresStore implements EnvelopeStore, RecordStore {
     const row = rows[0];
     if (row === undefined) return undefined;
     const [size, value, version, creationId] = row;
-    if (size === null || size === undefined)
-      throw new MalformedEnvelopeError('the stored envelope is NULL', { index: name });
-    if (Number(size) > LIMIT)
-      throw new MalformedEnvelopeError(
-        `the stored value is larger than ${LIMIT} bytes (refused by the server before it was sent)`,
-        { index: name },
-      );
-    const bytes = hexBytes(value);
-    if (bytes === undefined || bytes.length !== Number(size))
-      throw new MalformedEnvelopeError('the stored value did not arrive as bytes', { index: name });
-    return { bytes, version, creationId };
+    return { bytes: sizedValue(name, size, value, LIMIT, 'the stored envelope'), version, creationId };
   }
 
   #migrationSql(): string {
@@ -625,25 +614,26 @@ function verifiedEnvelope(name: IndexName, row: EnvelopeRow): KmsBlob {
 
 /** A record value column pair (size, hex or NULL when over the limit) as bytes. */
 function recordValue(name: IndexName, size: unknown, value: unknown): Buffer {
+  return sizedValue(name, size, value, MAX_RECORD_BYTES, 'a stored record');
+}
+
+/**
+ * A (size, hex or NULL when over `limit`) column pair as bytes: the server sends a value only
+ * within the limit, so a larger one is refused without having been transferred.
+ * @throws MalformedEnvelopeError
+ */
+function sizedValue(name: IndexName, size: unknown, value: unknown, limit: number, what: string): Buffer {
   if (size === null || size === undefined)
-    throw new MalformedEnvelopeError('a stored record is NULL', { index: name });
-  if (Number(size) > MAX_RECORD_BYTES)
+    throw new MalformedEnvelopeError(`${what} is NULL`, { index: name });
+  if (Number(size) > limit)
     throw new MalformedEnvelopeError(
-      `a stored record is larger than ${MAX_RECORD_BYTES} bytes (refused by the server before it was sent)`,
+      `${what} is larger than ${limit} bytes (refused by the server before it was sent)`,
       { index: name },
     );
   const bytes = hexBytes(value);
   if (bytes === undefined || bytes.length !== Number(size))
-    throw new MalformedEnvelopeError('a stored record did not arrive as bytes', { index: name });
+    throw new MalformedEnvelopeError(`${what} did not arrive as bytes`, { index: name });
   return bytes;
-}
-
-/** The checks of a record write. @throws InvalidArgumentError */
-function checkRecordWrite(index: IndexName, kind: RecordKind, id: string, value: Uint8Array): void {
-  checkRecordId(kind, id);
-  // Reads refuse larger values, so writing one would store what can never be read back.
-  if (!(value instanceof Uint8Array) || value.length > MAX_RECORD_BYTES)
-    throw new InvalidArgumentError(`a record is limited to ${MAX_RECORD_BYTES} bytes`, { index });
 }
 
 /** The statements of a store, built once from its validated table names. */

@@ -6,6 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import { KmsBlobField, KmsBlobLimits } from '../envelope/kms-blob.js';
+import { MAX_RECORD_BYTES } from './record-id.js';
 
 /** A script and its SHA1, for EVALSHA. */
 export interface RedisScript {
@@ -21,12 +22,6 @@ function script(source: string): RedisScript {
 export const TOO_LARGE = -1;
 
 const LIMIT = KmsBlobLimits.maxEnvelopeBytes;
-
-/**
- * Largest record read or written, in bytes: twice the envelope limit, as in the disk store (the
- * pending-rotation record holds a whole envelope in base64 inside JSON).
- */
-export const MAX_RECORD_BYTES = 2 * KmsBlobLimits.maxEnvelopeBytes;
 
 /**
  * The stored value, or nil, or {@link TOO_LARGE} without sending it: STRLEN first, so a value

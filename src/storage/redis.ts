@@ -13,7 +13,7 @@ import {
 } from '../errors.js';
 import { type IndexName, parseIndexName } from '../names.js';
 import { checkWrite, decodeStored } from './bind.js';
-import { checkRecordId } from './record-id.js';
+import { checkRecordId, checkRecordWrite, MAX_RECORD_BYTES } from './record-id.js';
 import { DEFAULT_KEY_PREFIX, envelopeKey, parseKeyPrefix, recordsKey } from './redis-keys.js';
 import {
   migrateRedisLayout,
@@ -26,7 +26,6 @@ import {
   GET_ENVELOPE,
   GET_RECORD,
   LIST_RECORDS,
-  MAX_RECORD_BYTES,
   type RedisScript,
   TOO_LARGE,
 } from './redis-scripts.js';
@@ -551,14 +550,6 @@ export class RedisStore implements EnvelopeStore, RecordStore {
       (c) => c.callBuffer('EVAL', script.source, 1, key, ...args),
     );
   }
-}
-
-/** The checks of a record write. @throws InvalidArgumentError */
-function checkRecordWrite(index: IndexName, kind: RecordKind, id: string, value: Uint8Array): void {
-  checkRecordId(kind, id);
-  // Reads refuse larger values, so writing one would store what can never be read back.
-  if (!(value instanceof Uint8Array) || value.length > MAX_RECORD_BYTES)
-    throw new InvalidArgumentError(`a record is limited to ${MAX_RECORD_BYTES} bytes`, { index });
 }
 
 function isNoScript(err: unknown): boolean {
