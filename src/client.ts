@@ -725,8 +725,11 @@ export class KmsEnvelopeClient {
     signal: AbortSignal | undefined,
   ): Promise<KmsBlob | undefined> {
     const slot = parseSlotName(current.kmsName);
+    const built = this.#providers.get(slot) ?? (await this.#provider(slot, index));
+    if (built.rewrap === undefined || built.id !== current.provider) return undefined;
+    // Admitted only here: a rotate without rewrap admits through its unwrap, once.
     const provider = await this.#admit(index, current, true);
-    if (provider.rewrap === undefined || provider.id !== current.provider) return undefined;
+    if (provider.rewrap === undefined) return undefined;
     const rewrap = provider.rewrap.bind(provider);
     const next: Omit<KmsBlob, 'keyId' | 'region' | 'wrappedKek'> = {
       ...current,
