@@ -725,11 +725,10 @@ export class KmsEnvelopeClient {
     signal: AbortSignal | undefined,
   ): Promise<KmsBlob | undefined> {
     const slot = parseSlotName(current.kmsName);
-    const built = this.#providers.get(slot) ?? (await this.#provider(slot, index));
-    if (built.rewrap === undefined || built.id !== current.provider) return undefined;
+    const provider = this.#providers.get(slot) ?? (await this.#provider(slot, index));
+    if (provider.rewrap === undefined || provider.id !== current.provider) return undefined;
     // Admitted only here: a rotate without rewrap admits through its unwrap, once.
-    const provider = await this.#admit(index, current, true);
-    if (provider.rewrap === undefined) return undefined;
+    await this.#admit(index, current, true);
     const rewrap = provider.rewrap.bind(provider);
     const next: Omit<KmsBlob, 'keyId' | 'region' | 'wrappedKek'> = {
       ...current,
