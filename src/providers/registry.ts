@@ -5,9 +5,10 @@ import type { SlotName } from '../names.js';
 import type { KmsProvider, ProviderFactory, ProviderPlugin } from './provider.js';
 import { type KmsSlot, type KmsSlotInput, parseKmsSlot } from './slot.js';
 
-// Built-in providers, each loaded only when a slot uses it, so the core imports no cloud SDK.
+// Built-in providers, each loaded only when a slot uses it, so the core imports no cloud SDK (nor
+// the PKCS#11 binding, nor the post-quantum library).
 // `none` and `local` need no SDK and are imported by literal path, so a bundle holds them. The
-// cloud providers are imported from a computed URL, which bundlers (esbuild, webpack, rollup)
+// cloud and on-prem providers are imported from a computed URL, which bundlers (esbuild, webpack, rollup)
 // leave alone: an app bundled without any cloud SDK installed builds as it is, and one that uses a
 // cloud slot from a bundle passes the provider it imports itself (`providers: { 'aws-kms':
 // plugin.create }`), which bundles the provider with its SDK.
@@ -18,6 +19,10 @@ const builtIn: Record<string, () => Promise<ProviderPlugin>> = {
   'aws-kms': () => importCloudProvider('aws-kms'),
   'gcp-kms': () => importCloudProvider('gcp-kms'),
   'azure-kv': () => importCloudProvider('azure-kv'),
+  pkcs11: () => importCloudProvider('pkcs11'),
+  kmip: () => importCloudProvider('kmip'),
+  'vault-transit': () => importCloudProvider('vault-transit'),
+  recipient: () => importCloudProvider('recipient'),
 };
 
 async function importCloudProvider(id: string): Promise<ProviderPlugin> {
