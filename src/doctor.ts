@@ -65,6 +65,13 @@ const PERMISSIONS: Record<string, string> = {
   'gcp-kms': 'roles/cloudkms.cryptoKeyEncrypterDecrypter on the CryptoKey',
   'azure-kv':
     'the "Key Vault Crypto User" role (or an access policy with get, wrapKey and unwrapKey) on the key',
+  pkcs11:
+    'the token user PIN (CKU_USER login) and an AES key on the token whose CKA_ENCRYPT and CKA_DECRYPT are true (CKA_WRAP/CKA_UNWRAP for the wrap-pad mode)',
+  kmip: 'a client certificate the KMIP server accepts, and Get (key mode) or Encrypt/Decrypt (delegated mode) on an Active key object',
+  'vault-transit':
+    'a Vault policy with "update" on transit/encrypt/<key>, transit/decrypt/<key> and transit/rewrap/<key>, and "read" on transit/keys/<key>',
+  recipient:
+    'only the public key in the slot: the private key stays offline (used by `kms-envelope recover`)',
 };
 
 /** The index name the throwaway wrap is bound to. */
