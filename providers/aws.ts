@@ -49,8 +49,16 @@ type SecretsModule = typeof import('@aws-sdk/client-secrets-manager');
 
 const SECRET_ARN = /^arn:aws[a-z-]*:secretsmanager:([a-z0-9-]*):(\d*):secret:(.+)-[A-Za-z0-9]{6}$/;
 
+/** A recorded `aws` `key_id`, split. */
+export interface AwsSecretKeyId {
+  /** The secret's ARN. */
+  arn: string;
+  /** The secret version (`VersionId`) that wrapped. */
+  versionId: string;
+}
+
 /** Splits a recorded `key_id` into the secret ARN and VersionId. */
-export function parseAwsKeyId(keyId: string): { arn: string; versionId: string } | undefined {
+export function parseAwsKeyId(keyId: string): AwsSecretKeyId | undefined {
   const hash = keyId.lastIndexOf('#');
   if (hash <= 0 || hash === keyId.length - 1) return undefined;
   return { arn: keyId.slice(0, hash), versionId: keyId.slice(hash + 1) };

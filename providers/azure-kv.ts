@@ -71,8 +71,14 @@ const SEALED_LENGTH = 12 + KEK_LENGTH + 16;
 
 /** The raw HTTP response the SDK reports to `onResponse` (only what this provider reads). */
 export interface AzureRawResponseLike {
+  /** HTTP status. */
   readonly status: number;
-  readonly request?: { readonly url: string };
+  /** The request answered. */
+  readonly request?: {
+    /** Its URL. */
+    readonly url: string;
+  };
+  /** The JSON body, parsed. */
   readonly parsedBody?: unknown;
 }
 
@@ -86,6 +92,7 @@ export interface AzureKeyOperationOptions {
 
 /** The result of a wrap or unwrap. */
 export interface AzureKeyOperationResult {
+  /** The wrapped (or unwrapped) key bytes. */
   readonly result: Uint8Array;
   /** The key id the SDK reports (versionless when the client was made from a versionless id and could not read the key). */
   readonly keyID?: string;
@@ -96,11 +103,13 @@ export interface AzureKeyOperationResult {
  * a test or a wrapper can stand in for it and the core never names an SDK type.
  */
 export interface AzureCryptographyClientLike {
+  /** `POST /keys/{name}/{version}/wrapkey`. */
   wrapKey(
     algorithm: string,
     key: Uint8Array,
     options?: AzureKeyOperationOptions,
   ): Promise<AzureKeyOperationResult>;
+  /** `POST /keys/{name}/{version}/unwrapkey`. */
   unwrapKey(
     algorithm: string,
     encryptedKey: Uint8Array,
@@ -110,16 +119,30 @@ export interface AzureCryptographyClientLike {
 
 /** What the provider needs of `@azure/keyvault-keys`' `KeyClient`: a cryptography client per key version. */
 export interface AzureKeyClientLike {
+  /** The vault's URL. */
   readonly vaultUrl: string;
-  getCryptographyClient(name: string, options?: { keyVersion?: string }): AzureCryptographyClientLike;
+  /** A cryptography client for key `name` (its latest version unless `keyVersion` is given). */
+  getCryptographyClient(
+    name: string,
+    options?: {
+      /** The key version. */
+      keyVersion?: string;
+    },
+  ): AzureCryptographyClientLike;
 }
 
 /** A TokenCredential (`@azure/core-auth`): anything with `getToken()`. */
 export interface AzureTokenCredentialLike {
+  /** An access token for `scopes`, or null when none can be had. */
   getToken(
     scopes: string | string[],
     options?: object,
-  ): Promise<{ token: string; expiresOnTimestamp: number } | null>;
+  ): Promise<{
+    /** The bearer token. */
+    token: string;
+    /** When it expires (ms since the epoch). */
+    expiresOnTimestamp: number;
+  } | null>;
 }
 
 /** Makes the cryptography client for one key id (versioned, or the slot's own id). */
@@ -162,6 +185,7 @@ export interface AzureKvProviderOptions {
 export interface AzureKeyId {
   /** `https://<vault>.vault.azure.net` (origin, lower case). */
   readonly vaultUrl: string;
+  /** The key's name. */
   readonly name: string;
   /** Undefined for a versionless id. */
   readonly version: string | undefined;

@@ -71,39 +71,76 @@ const CRYPTO_KEY_VERSION_NAME =
 
 /** A protobuf `Int64Value` as the SDK gives it (a string over gRPC, a number or Long elsewhere). */
 export interface GcpInt64Value {
-  value?: number | string | { toString(): string } | null;
+  /** The number, as protobuf.js gives an int64: a number, a decimal string or a Long. */
+  value?:
+    | number
+    | string
+    | {
+        /** The decimal digits (a protobuf.js `Long`). */
+        toString(): string;
+      }
+    | null;
 }
 
 /** The fields of `EncryptRequest` this provider sends. */
 export interface GcpEncryptRequest {
+  /** The CryptoKey (Cloud KMS picks its primary version). */
   name: string;
+  /** The KEK. */
   plaintext: Uint8Array;
+  /** The envelope binding. */
   additionalAuthenticatedData: Uint8Array;
-  plaintextCrc32c: { value: number };
-  additionalAuthenticatedDataCrc32c: { value: number };
+  /** CRC32C of {@link plaintext}, which the service verifies. */
+  plaintextCrc32c: {
+    /** The checksum. */
+    value: number;
+  };
+  /** CRC32C of {@link additionalAuthenticatedData}, which the service verifies. */
+  additionalAuthenticatedDataCrc32c: {
+    /** The checksum. */
+    value: number;
+  };
 }
 
 /** The fields of `EncryptResponse` this provider reads. */
 export interface GcpEncryptResponse {
+  /** The CryptoKeyVersion that encrypted (recorded as `key_id`). */
   name?: string | null;
+  /** The wrapped KEK. */
   ciphertext?: Uint8Array | string | null;
+  /** CRC32C of {@link ciphertext}, checked by the provider. */
   ciphertextCrc32c?: GcpInt64Value | null;
+  /** Whether the service checked the request's plaintext CRC32C (the provider requires it). */
   verifiedPlaintextCrc32c?: boolean | null;
+  /** Whether the service checked the request's AAD CRC32C (the provider requires it). */
   verifiedAdditionalAuthenticatedDataCrc32c?: boolean | null;
 }
 
 /** The fields of `DecryptRequest` this provider sends. */
 export interface GcpDecryptRequest {
+  /** The CryptoKey (the ciphertext names its version). */
   name: string;
+  /** The wrapped KEK. */
   ciphertext: Uint8Array;
+  /** The envelope binding, as at encrypt time. */
   additionalAuthenticatedData: Uint8Array;
-  ciphertextCrc32c: { value: number };
-  additionalAuthenticatedDataCrc32c: { value: number };
+  /** CRC32C of {@link ciphertext}, which the service verifies. */
+  ciphertextCrc32c: {
+    /** The checksum. */
+    value: number;
+  };
+  /** CRC32C of {@link additionalAuthenticatedData}, which the service verifies. */
+  additionalAuthenticatedDataCrc32c: {
+    /** The checksum. */
+    value: number;
+  };
 }
 
 /** The fields of `DecryptResponse` this provider reads. */
 export interface GcpDecryptResponse {
+  /** The KEK. */
   plaintext?: Uint8Array | string | null;
+  /** CRC32C of {@link plaintext}, checked by the provider. */
   plaintextCrc32c?: GcpInt64Value | null;
 }
 
@@ -114,7 +151,13 @@ export interface GcpCallOptions {
   /** `null`: gax does not retry (kms-envelope does). */
   retry: null;
   /** gRPC call options: an interceptor that cancels the call when the caller's signal aborts. */
-  otherArgs?: { options: { interceptors: unknown[] } };
+  otherArgs?: {
+    /** gRPC call options. */
+    options: {
+      /** gRPC client interceptors. */
+      interceptors: unknown[];
+    };
+  };
 }
 
 /**
@@ -122,8 +165,11 @@ export interface GcpCallOptions {
  * client is one. Typed structurally so tests and wrappers can hand in their own.
  */
 export interface GcpKmsClient {
+  /** `KeyManagementService.Encrypt`. */
   encrypt(request: GcpEncryptRequest, options?: GcpCallOptions): Promise<[GcpEncryptResponse, ...unknown[]]>;
+  /** `KeyManagementService.Decrypt`. */
   decrypt(request: GcpDecryptRequest, options?: GcpCallOptions): Promise<[GcpDecryptResponse, ...unknown[]]>;
+  /** Closes the client's channels (called only for a client the provider built). */
   close?(): Promise<void>;
 }
 

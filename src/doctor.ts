@@ -31,6 +31,7 @@ import { Telemetry } from './unwrap/telemetry.js';
 export interface DoctorCheck {
   /** `config`, `provider`, `wrap` or `unwrap`. */
   readonly name: string;
+  /** Whether the check passed. */
   readonly ok: boolean;
   /** What was found, in plain words. */
   readonly summary: string;
@@ -44,9 +45,13 @@ export interface DoctorCheck {
 
 /** The outcome of {@link diagnoseSlot}. */
 export interface DoctorReport {
+  /** The slot checked. */
   readonly slot: string;
+  /** Its provider id, when the slot is configured. */
   readonly provider: string | undefined;
+  /** Whether every check passed. */
   readonly ok: boolean;
+  /** The checks run, in order; the first failure ends the run. */
   readonly checks: readonly DoctorCheck[];
 }
 

@@ -23,7 +23,10 @@ import type { EnvelopeStore, PushOptions } from './storage/store.js';
  * An envelope as the seed system documents it: `kmsName`, `provider`, `keyId`, `region`,
  * `wrappedKek`, `version`, `createdAt` optional; any other {@link KmsBlob} field may be given too.
  */
-export type SeedKmsBlob = Omit<KmsBlobInput, 'indexName'> & { readonly indexName?: string };
+export type SeedKmsBlob = Omit<KmsBlobInput, 'indexName'> & {
+  /** The bound index; when given it must equal the call's index. */
+  readonly indexName?: string;
+};
 
 /**
  * The whole envelope of `index` from a seed-style `blob`, filling what it leaves out:

@@ -71,7 +71,12 @@ export {
   type SecretRefOptions,
   type SecretSchemeResolver,
 } from './keys/secret-ref.js';
-export { type MigratedKind, type MigrateOptions, migrateValue } from './legacy/migrate.js';
+export {
+  type MigratedKind,
+  type MigratedValue,
+  type MigrateOptions,
+  migrateValue,
+} from './legacy/migrate.js';
 export {
   apiKeyHash,
   decryptLegacyV2,

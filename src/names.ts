@@ -1,9 +1,15 @@
 import { InvalidArgumentError } from './errors.js';
 
 /** An index name that was validated by {@link parseIndexName}; safe as a path segment or key part. */
-export type IndexName = string & { readonly __brand: 'IndexName' };
+export type IndexName = string & {
+  /** Compile-time brand only: there is no such property at run time. */
+  readonly __brand: 'IndexName';
+};
 /** A KMS slot name that was validated by {@link parseSlotName}. */
-export type SlotName = string & { readonly __brand: 'SlotName' };
+export type SlotName = string & {
+  /** Compile-time brand only: there is no such property at run time. */
+  readonly __brand: 'SlotName';
+};
 
 /** Longest accepted index or slot name, in characters (ASCII only, so also bytes). */
 export const MAX_NAME_LENGTH = 128;

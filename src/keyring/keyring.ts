@@ -56,11 +56,17 @@ export interface KeyringOptions {
 
 /** What {@link IndexKeyring.listDeks} shows of a DEK (never the key). */
 export interface DekInfo {
+  /** The DEK's id, as in its wire tokens. */
   readonly id: DekId;
+  /** Its algorithm (`A256GCM`, …). */
   readonly alg: string;
+  /** Whether it encrypts, only decrypts, or neither. */
   readonly state: DekState;
+  /** Whether it is the index's active DEK (the one new values are encrypted under). */
   readonly active: boolean;
+  /** The KEK slot id its record is wrapped under. */
   readonly kekSlotId: KekSlotId;
+  /** When it was created (ms since the epoch). */
   readonly createdAt: number;
 }
 
@@ -78,10 +84,13 @@ export interface RotateKekOptions {
 
 /** What {@link IndexKeyring.rotateKek} did (or, with `dryRun`, would do). */
 export interface RotateKekReport {
+  /** Whether this was a dry run (nothing written). */
   readonly dryRun: boolean;
   /** True when it picked up a rotation that an earlier run left unfinished. */
   readonly resumed: boolean;
+  /** The KEK slot id the DEK records were under (undefined: the index had none). */
   readonly fromKekSlotId: KekSlotId | undefined;
+  /** The KEK slot id they are under now (with `dryRun`: would be). */
   readonly toKekSlotId: KekSlotId | undefined;
   /** The DEKs re-wrapped by this run (with `dryRun`: the ones that would be). */
   readonly deks: readonly DekId[];
@@ -89,6 +98,7 @@ export interface RotateKekReport {
   readonly rewrapped: number;
   /** DEK records already under the new KEK (done by an earlier, interrupted run). */
   readonly alreadyDone: number;
+  /** DEK records of the index. */
   readonly totalDeks: number;
   /** Envelope version after the rotation. */
   readonly version: number;
@@ -96,6 +106,7 @@ export interface RotateKekReport {
 
 /** What {@link IndexKeyring.pruneStaleRecords} removed (or, with `dryRun`, would remove). */
 export interface PruneReport {
+  /** Whether this was a dry run (nothing removed). */
   readonly dryRun: boolean;
   /** DEK records of KEK slots no envelope names. */
   readonly deks: readonly DekId[];
@@ -164,6 +175,7 @@ function unwrapUnderKek(kek: Kek, slot: KekSlotId, token: string, aad: Record<st
  * (`kms-envelope:kek-slot`); create the index with {@link IndexKeyring.createIndex}.
  */
 export class IndexKeyring {
+  /** The index this keyring serves. */
   readonly index: IndexName;
   readonly #client: KmsEnvelopeClient;
   readonly #store: EnvelopeStore & RecordStore;

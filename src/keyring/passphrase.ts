@@ -59,12 +59,15 @@ export const MAX_KDF_SALT_BYTES = 1024;
 
 /** Persisted KDF parameters. */
 export interface KdfParams {
+  /** The KDF: PBKDF2 with HMAC. */
   readonly kdf: 'pbkdf2-hmac-sha256';
+  /** Its hash. */
   readonly hash: 'sha256';
   /** URL-safe base64 with padding of the salt (16 to 1024 bytes). */
   readonly salt: string;
   /** {@link MIN_KDF_ITERATIONS} to {@link MAX_KDF_ITERATIONS}. */
   readonly iterations: number;
+  /** Bytes derived: a 32-byte KEK. */
   readonly length: 32;
 }
 

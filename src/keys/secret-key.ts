@@ -83,18 +83,22 @@ export abstract class SecretKey {
     return timingSafeEqual(this.#bytes, other.#bytes);
   }
 
+  /** `Kek[redacted]`: never the bytes. */
   toString(): string {
     return `${this.kind}${REDACTED}`;
   }
 
+  /** `"[redacted]"` in `JSON.stringify`: never the bytes. */
   toJSON(): string {
     return REDACTED;
   }
 
+  /** Template literals and string concatenation get {@link toString}. */
   [Symbol.toPrimitive](): string {
     return this.toString();
   }
 
+  /** `util.inspect` and `console.log` show `Kek [redacted]`. */
   [inspect.custom](): string {
     return `${this.kind} ${REDACTED}`;
   }

@@ -14,15 +14,20 @@ export interface MigrateOptions {
   readonly legacyKey?: LegacyKey;
 }
 
+/** The outcome of {@link migrateValue}. */
+export interface MigratedValue {
+  /** What the input was. */
+  kind: MigratedKind;
+  /** The wire token. */
+  value: string;
+}
+
 /**
  * Moves one value into the wire format: plaintext → encrypted under the index's active DEK;
  * `v2:` → decrypted and re-encrypted likewise; a wire token → unchanged.
  * @throws the decryption and keyring errors; never includes the value in a message.
  */
-export async function migrateValue(
-  value: string,
-  options: MigrateOptions,
-): Promise<{ kind: MigratedKind; value: string }> {
+export async function migrateValue(value: string, options: MigrateOptions): Promise<MigratedValue> {
   if (isEncryptedValue(value)) return { kind: 'wire', value };
   if (isLegacyV2(value)) {
     if (options.legacyKey === undefined) {

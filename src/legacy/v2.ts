@@ -49,8 +49,18 @@ export class LegacyKey extends SecretKey {
  * malformed variable) with the reason. Callers must handle the disabled state; nothing crashes.
  */
 export type LegacyMasterKeyState =
-  | { readonly enabled: true; readonly key: LegacyKey }
-  | { readonly enabled: false; readonly reason: string };
+  | {
+      /** The key is configured. */
+      readonly enabled: true;
+      /** The legacy master key. */
+      readonly key: LegacyKey;
+    }
+  | {
+      /** The key is not configured or not usable. */
+      readonly enabled: false;
+      /** Why, in plain words (never the value). */
+      readonly reason: string;
+    };
 
 let warnedDisabled = false;
 

@@ -52,11 +52,17 @@ export interface KmsSlot {
 
 /** The snake_case spelling of each field, as config files write them; code may use either. */
 export interface KmsSlotSnakeCase {
+  /** {@link KmsSlot.keyId}. */
   readonly key_id?: string;
+  /** {@link KmsSlot.roleArn}. */
   readonly role_arn?: string;
+  /** {@link KmsSlot.externalId}. */
   readonly external_id?: string;
+  /** {@link KmsSlot.roleSessionName}. */
   readonly role_session_name?: string;
+  /** {@link KmsSlot.masterKey}. */
   readonly master_key?: string;
+  /** {@link KmsSlot.allowPublicKeyWrap}. */
   readonly allow_public_key_wrap?: boolean;
 }
 
@@ -65,7 +71,12 @@ export interface KmsSlotSnakeCase {
  * snake_case (`roleArn` or `role_arn`), never both; any other field is refused.
  */
 export type KmsSlotInput = Omit<KmsSlot, 'name' | 'provider'> &
-  KmsSlotSnakeCase & { readonly name?: string; readonly provider: string };
+  KmsSlotSnakeCase & {
+    /** The slot's name, when the slots are given as a list. */
+    readonly name?: string;
+    /** The provider id. */
+    readonly provider: string;
+  };
 
 /** Every accepted spelling of a slot field, camelCase and snake_case, to the field. */
 const SLOT_KEYS: Record<string, keyof KmsSlot> = {

@@ -31,12 +31,19 @@ import type { RecordKind } from './store.js';
 
 /** The Redis calls a migration makes (an ioredis `Redis`, or a `Cluster`: every master is scanned). */
 export interface RedisMigrationClient {
+  /** `SCAN cursor MATCH … COUNT …`. */
   scan(cursor: string, ...args: (string | number)[]): Promise<[string, string[]]>;
+  /** `STRLEN`: sizes are checked before a value is read. */
   strlen(key: string): Promise<number>;
+  /** `GET`, as bytes. */
   getBuffer(key: string): Promise<Buffer | null>;
+  /** `SET key value NX`. */
   set(key: string, value: Buffer, nx: 'NX'): Promise<'OK' | null>;
+  /** `HGETALL`, as bytes. */
   hgetallBuffer(key: string): Promise<Record<string, Buffer>>;
+  /** `HSETNX`. */
   hsetnx(key: string, field: string, value: Buffer): Promise<number>;
+  /** Any other command (scripts), answered as bytes. */
   callBuffer(command: string, ...args: (string | Buffer | number)[]): Promise<unknown>;
   /** A Cluster's nodes: SCAN runs on each master. */
   nodes?(role: 'master'): RedisMigrationClient[];
@@ -57,15 +64,19 @@ export type RedisMigrationProblemKind =
 
 /** One key left alone, and why. Key names are not secret; no value is ever included. */
 export interface RedisMigrationProblem {
+  /** What kind of problem. */
   readonly kind: RedisMigrationProblemKind;
+  /** The old-layout key. */
   readonly key: string;
   /** The index the key spells under this prefix, when it spells one. */
   readonly index?: string;
+  /** What was found, in plain words. */
   readonly detail: string;
 }
 
 /** What a migration did (or, with `dryRun`, would do). */
 export interface RedisMigrationReport {
+  /** Whether this was a dry run (nothing written). */
   readonly dryRun: boolean;
   /** False when `signal` stopped the run early: run it again to finish. */
   readonly complete: boolean;
@@ -75,6 +86,7 @@ export interface RedisMigrationReport {
   readonly migrated: readonly IndexName[];
   /** Records moved (dry run: that would be), over all indexes and kinds. */
   readonly records: number;
+  /** Keys left where they are, and why. */
   readonly problems: readonly RedisMigrationProblem[];
 }
 

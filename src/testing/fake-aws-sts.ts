@@ -13,11 +13,17 @@ const SESSION_NAME = /^[\w+=,.@-]{2,64}$/;
 
 /** Temporary credentials the fake's AssumeRole issued. */
 export interface FakeStsSession {
+  /** The temporary access key id (`ASIA…`). */
   readonly accessKeyId: string;
+  /** Its secret access key. */
   readonly secretAccessKey: string;
+  /** Its session token. */
   readonly sessionToken: string;
+  /** When the credentials expire. */
   readonly expiration: Date;
+  /** The role assumed. */
   readonly roleArn: string;
+  /** The session name asked for. */
   readonly roleSessionName: string;
   /** `arn:aws:sts::<account>:assumed-role/<role name>/<session name>`. */
   readonly assumedRoleArn: string;

@@ -25,16 +25,39 @@ export interface FakeAwsOptions {
 
 /** Static credentials for an SDK client of the fake (never real ones). */
 export interface FakeAwsCredentials {
+  /** Access key id (the fake's checks key on it). */
   accessKeyId: string;
+  /** Secret access key (any value: the fake does not verify signatures). */
   secretAccessKey: string;
+  /** Session token of temporary credentials. */
   sessionToken?: string;
+}
+
+/** A KMS key the fake made. */
+export interface FakeKmsKeyRef {
+  /** The key id (a UUID). */
+  keyId: string;
+  /** The key ARN. */
+  arn: string;
+}
+
+/** A secret version the fake stored. */
+export interface FakeSecretVersion {
+  /** The secret ARN. */
+  arn: string;
+  /** The new version's `VersionId`. */
+  versionId: string;
 }
 
 /** What {@link FakeAws.clientConfig} returns: spread it into any AWS SDK v3 client's config. */
 export interface FakeAwsClientConfig {
+  /** The fake's URL. */
   endpoint: string;
+  /** The fake's region. */
   region: string;
+  /** Dummy static credentials (or those given). */
   credentials: FakeAwsCredentials;
+  /** 1: faults reach the caller unretried. */
   maxAttempts: number;
 }
 
@@ -56,6 +79,7 @@ export interface FakeAwsFault {
   status: number;
   /** The error code: `__type` for KMS and Secrets Manager, `<Code>` for STS. */
   type: string;
+  /** The error message (a default per type when absent). */
   message?: string;
 }
 
@@ -69,7 +93,9 @@ export interface FakeAwsFault {
 export interface FakeAws {
   /** `http://127.0.0.1:<port>`. */
   readonly endpoint: string;
+  /** The region the fake answers for (`us-east-1` unless given). */
   readonly region: string;
+  /** The account id in the ARNs it makes. */
   readonly accountId: string;
   /**
    * Config for any AWS SDK v3 client: this endpoint and region, dummy static credentials (or
@@ -82,7 +108,7 @@ export interface FakeAws {
    * alias (`alias/` added if missing).
    * @throws FakeAwsError `AlreadyExistsException` / `InvalidAliasNameException` for the alias.
    */
-  createKey(options?: { alias?: string; description?: string }): { keyId: string; arn: string };
+  createKey(options?: { alias?: string; description?: string }): FakeKmsKeyRef;
   /**
    * Sets a key's state (id, ARN, alias or alias ARN): Disabled → `DisabledException`,
    * PendingDeletion → `KMSInvalidStateException` on cryptographic calls.
@@ -102,7 +128,7 @@ export interface FakeAws {
    * The value is copied. Strings are served as `SecretString`, bytes as `SecretBinary`.
    * @throws FakeAwsError `InvalidRequestException` if the secret is scheduled for deletion.
    */
-  putSecret(name: string, value: Uint8Array | string): { arn: string; versionId: string };
+  putSecret(name: string, value: Uint8Array | string): FakeSecretVersion;
   /** Later reads fail like a secret scheduled for deletion (`InvalidRequestException`). */
   deleteSecret(name: string): void;
   /** As {@link restrictKey}, for a secret (by name). */
@@ -239,7 +265,7 @@ class FakeAwsServer implements FakeAws {
     };
   }
 
-  createKey(options?: { alias?: string; description?: string }): { keyId: string; arn: string } {
+  createKey(options?: { alias?: string; description?: string }): FakeKmsKeyRef {
     return this.#kms.createKey(options);
   }
 
@@ -251,7 +277,7 @@ class FakeAwsServer implements FakeAws {
     this.#kms.restrictKey(key, accessKeyIds);
   }
 
-  putSecret(name: string, value: Uint8Array | string): { arn: string; versionId: string } {
+  putSecret(name: string, value: Uint8Array | string): FakeSecretVersion {
     return this.#secrets.putSecret(name, value);
   }
 

@@ -53,6 +53,7 @@ export type FakeAzureKvOperation = 'get' | 'wrapkey' | 'unwrapkey';
 
 /** One request the fake received. */
 export interface FakeAzureKvRequest {
+  /** HTTP method. */
   readonly method: string;
   /** Path without the query, e.g. `/keys/k1/0f…/wrapkey`. */
   readonly path: string;
@@ -70,12 +71,23 @@ export interface FakeAzureKvRequest {
 
 /** A TokenCredential (`@azure/core-auth`) that hands out the fake's token and records the scopes asked. */
 export interface FakeTokenCredential {
+  /** The fake's bearer token, valid for an hour. */
   getToken(
     scopes: string | string[],
     options?: { tenantId?: string },
-  ): Promise<{ token: string; expiresOnTimestamp: number }>;
+  ): Promise<{
+    /** The bearer token. */
+    token: string;
+    /** When it expires (ms since the epoch). */
+    expiresOnTimestamp: number;
+  }>;
   /** Every `getToken` call so far: the scopes and the tenant the challenge named. */
-  readonly requests: ReadonlyArray<{ readonly scopes: readonly string[]; readonly tenantId?: string }>;
+  readonly requests: ReadonlyArray<{
+    /** The scopes asked for. */
+    readonly scopes: readonly string[];
+    /** The tenant the challenge named. */
+    readonly tenantId?: string;
+  }>;
 }
 
 /** Options of {@link startFakeAzureKv}. */
@@ -96,6 +108,7 @@ export interface FakeAzureKeyOptions {
   readonly keyOps?: readonly string[];
   /** `nbf` / `exp` attributes. */
   readonly notBefore?: Date;
+  /** See {@link notBefore}: after it, operations fail as on an expired key. */
   readonly expiresOn?: Date;
 }
 
@@ -116,11 +129,17 @@ export interface FakeAzureKvFailure {
 /** Client options for `@azure/keyvault-keys` (`KeyClient`, `CryptographyClient`) against the fake. */
 export interface FakeAzureKvClientOptions {
   /** Trust the fake's CA in this client's pipeline only. */
-  readonly tlsOptions: { readonly ca: string };
+  readonly tlsOptions: {
+    /** The fake's CA certificate (PEM). */
+    readonly ca: string;
+  };
   /** The challenge names `vault.azure.net`, the fake is 127.0.0.1. */
   readonly disableChallengeResourceVerification: true;
   /** No retries in the SDK pipeline (kms-envelope retries itself). */
-  readonly retryOptions: { readonly maxRetries: 0 };
+  readonly retryOptions: {
+    /** 0. */
+    readonly maxRetries: 0;
+  };
 }
 
 /** A running fake Key Vault. */

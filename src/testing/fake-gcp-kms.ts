@@ -61,7 +61,9 @@ export interface FakeGcpKmsCall {
  * `kms-envelope/testing` do not need `@grpc/grpc-js` for users of the other fakes.
  */
 export type FakeGcpKmsClientOptions<Credentials = unknown> = {
+  /** The fake's address. */
   readonly apiEndpoint: '127.0.0.1';
+  /** The fake's port. */
   readonly port: number;
   /** `grpc.credentials.createInsecure()`: plaintext to 127.0.0.1, and no Google credentials at all. */
   readonly sslCreds: Credentials;

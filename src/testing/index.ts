@@ -15,6 +15,8 @@ export {
   type FakeAwsOptions,
   type FakeAwsRequest,
   type FakeAwsService,
+  type FakeKmsKeyRef,
+  type FakeSecretVersion,
   type FakeStsSession,
   startFakeAws,
 } from './fake-aws.js';

@@ -27,10 +27,16 @@ import { v7 } from 'uuid';
 import { InvalidKeyIdError } from '../errors.js';
 
 /** The id of a DEK: segment 2 of application ciphertext. Canonical lower-case UUID text. */
-export type DekId = string & { readonly __brand: 'DekId' };
+export type DekId = string & {
+  /** Compile-time brand only: there is no such property at run time. */
+  readonly __brand: 'DekId';
+};
 
 /** The id of the KEK slot that wrapped a DEK record or a KEK-check record (their segment 2). */
-export type KekSlotId = string & { readonly __brand: 'KekSlotId' };
+export type KekSlotId = string & {
+  /** Compile-time brand only: there is no such property at run time. */
+  readonly __brand: 'KekSlotId';
+};
 
 /** Either kind of key id: what segment 2 of a token holds. */
 export type WireKeyId = DekId | KekSlotId;
