@@ -20,6 +20,7 @@ export async function postgresCases(): Promise<{ rows: CaseResult[]; notes: stri
   }
   const pg = (await import('pg')).default;
   const pool = new pg.Pool({ connectionString: server.connectionString, max: 2 });
+  pool.on('error', () => {}); // the server stops at the end: an idle connection reports it here
   const store = StorageConfig.postgres({ connectionString: server.connectionString });
   const master = `literal:${randomBytes(32).toString('base64url')}`;
   const client = new KmsEnvelopeClient({

@@ -12,8 +12,7 @@
  * `null` message: `lost` as well.
  *
  * Single Redis servers (and a primary with replicas). On a Redis Cluster, tracking is per node:
- * this feed watches the one node its URL names, so use it there only with a URL per master, or
- * rely on the TTL.
+ * use `redisClusterInvalidationFeed` (./redis-cluster-invalidation.ts), which tracks every master.
  *
  * @module
  */
@@ -30,8 +29,8 @@ export interface RedisInvalidationOptions {
   readonly keyPrefix?: string;
 }
 
-/** The few ioredis calls the feed makes (two connections it opens itself). */
-interface FeedConnection {
+/** The few ioredis calls the feed makes (connections it opens itself). */
+export interface FeedConnection {
   client(subcommand: 'ID'): Promise<number>;
   call(command: string, ...args: string[]): Promise<unknown>;
   subscribe(channel: string): Promise<unknown>;
@@ -40,6 +39,9 @@ interface FeedConnection {
   disconnect(): void;
   readonly status: string;
 }
+
+/** Opens one (lazy) connection to the node, with the feed's own options added to the node's. */
+export type OpenFeedConnection = (options: Record<string, unknown>) => FeedConnection;
 
 const CHANNEL = '__redis__:invalidate';
 const SUFFIX = '}:kmsblob';
@@ -72,9 +74,63 @@ export function redisInvalidationFeed(options: RedisInvalidationOptions): Invali
 class RedisInvalidationFeed implements InvalidationFeed {
   readonly #url: string;
   readonly #prefix: string;
+  #node: NodeTracking | undefined;
+  #settled = false;
+  #closed = false;
+
+  constructor(url: string, prefix: string) {
+    this.#url = url;
+    this.#prefix = prefix;
+  }
+
+  async start(listener: InvalidationListener): Promise<void> {
+    const Redis = await loadRedis();
+    if (this.#closed) throw new InvalidArgumentError('the invalidation feed was closed before it started');
+    const url = this.#url;
+    this.#node = new NodeTracking(
+      (options) => new Redis(url, options) as unknown as FeedConnection,
+      this.#prefix,
+      listener,
+      () => this.#settled,
+    );
+    try {
+      await this.#node.start();
+    } finally {
+      this.#settled = true;
+    }
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    this.#node?.close();
+  }
+}
+
+/** ioredis' `Redis` class, loaded on first use. @throws MissingDependencyError */
+export async function loadRedis(): Promise<typeof import('ioredis').Redis> {
+  try {
+    return (await import('ioredis')).Redis;
+  } catch (cause) {
+    throw new MissingDependencyError('ioredis', 'the Redis invalidation feed', cause);
+  }
+}
+
+/**
+ * Tracking on one Redis node (internal; one per master on a Cluster): a RESP2 subscriber on
+ * `__redis__:invalidate` and a tracker with `CLIENT TRACKING on REDIRECT <subscriber> BCAST PREFIX
+ * <prefix>`. Reports to `listener`: every envelope key the node reports changed, and `lost` when
+ * either connection drops while armed, on a flush, and when it arms again (or for the first time
+ * once `afterStart()` is true: entries cached before it armed were not covered by it).
+ * @internal
+ */
+export class NodeTracking {
+  readonly #open: OpenFeedConnection;
+  readonly #prefix: string;
+  readonly #listener: InvalidationListener;
+  readonly #afterStart: () => boolean;
+  readonly #label: string;
   #subscriber: FeedConnection | undefined;
   #tracker: FeedConnection | undefined;
-  #listener: InvalidationListener | undefined;
   /** The subscriber connection's id once it is subscribed; `undefined` while it is not. */
   #subscriberId: number | undefined;
   /** Whether changes are being delivered now. */
@@ -84,26 +140,38 @@ class RedisInvalidationFeed implements InvalidationFeed {
   #firstArmed: (() => void) | undefined;
   #firstFailed: ((err: unknown) => void) | undefined;
 
-  constructor(url: string, prefix: string) {
-    this.#url = url;
+  /**
+   * @param afterStart whether the feed's start has settled: a first arming then reports `lost`.
+   * @param label names the node in `lost` reasons (never a password).
+   */
+  constructor(
+    open: OpenFeedConnection,
+    prefix: string,
+    listener: InvalidationListener,
+    afterStart: () => boolean,
+    label = '',
+  ) {
+    this.#open = open;
     this.#prefix = prefix;
+    this.#listener = listener;
+    this.#afterStart = afterStart;
+    this.#label = label === '' ? '' : ` (${label})`;
   }
 
-  async start(listener: InvalidationListener): Promise<void> {
-    this.#listener = listener;
-    let Redis: typeof import('ioredis').Redis;
-    try {
-      ({ Redis } = await import('ioredis'));
-    } catch (cause) {
-      throw new MissingDependencyError('ioredis', 'the Redis invalidation feed', cause);
-    }
+  /** Whether the node's changes are being delivered now. */
+  get armed(): boolean {
+    return this.#armed;
+  }
+
+  /** Connects both connections; resolves once armed, rejects if the first arming fails. */
+  async start(): Promise<void> {
     const common = { lazyConnect: true, maxRetriesPerRequest: 1, enableOfflineQueue: true };
     // RESP2: ioredis 6 drops RESP3 `invalidate` pushes, but delivers RESP2 redirect messages.
     // Subscribing is done here on every (re)connect, after asking the connection's new id.
-    const subscriber = new Redis(this.#url, { ...common, protocol: 2, autoResubscribe: false });
-    const tracker = new Redis(this.#url, common);
-    this.#subscriber = subscriber as unknown as FeedConnection;
-    this.#tracker = tracker as unknown as FeedConnection;
+    const subscriber = this.#open({ ...common, protocol: 2, autoResubscribe: false });
+    const tracker = this.#open(common);
+    this.#subscriber = subscriber;
+    this.#tracker = tracker;
     const armed = new Promise<void>((resolve, reject) => {
       this.#firstArmed = resolve;
       this.#firstFailed = reject;
@@ -122,8 +190,15 @@ class RedisInvalidationFeed implements InvalidationFeed {
     subscriber.on('messageBuffer', (channel: Buffer, message: Buffer[] | Buffer | null) =>
       this.#onMessage(String(channel), message),
     );
+    if (this.#closed) throw new InvalidArgumentError('the invalidation feed was closed before it started');
     await Promise.all([subscriber.connect(), tracker.connect()]);
     await armed;
+  }
+
+  /** A command on the tracking connection when it is up (topology queries), else `undefined`. */
+  query(command: string, ...args: string[]): Promise<unknown> | undefined {
+    const tracker = this.#tracker;
+    return tracker?.status === 'ready' ? tracker.call(command, ...args) : undefined;
   }
 
   #whenReady(step: Promise<void>): void {
@@ -149,27 +224,27 @@ class RedisInvalidationFeed implements InvalidationFeed {
     if (this.#closed || id === undefined || tracker.status !== 'ready') return;
     await tracker.call('CLIENT', 'TRACKING', 'off');
     await tracker.call('CLIENT', 'TRACKING', 'on', 'REDIRECT', String(id), 'BCAST', 'PREFIX', this.#prefix);
-    if (id !== this.#subscriberId) return; // the subscriber reconnected meanwhile: its turn
-    const rearmed = !this.#armed && this.#everArmed;
+    if (id !== this.#subscriberId || this.#closed) return; // the subscriber reconnected meanwhile: its turn
+    const uncovered = !this.#armed && (this.#everArmed || this.#afterStart());
     this.#armed = true;
     this.#everArmed = true;
     this.#firstArmed?.();
     this.#firstArmed = undefined;
     this.#firstFailed = undefined;
     // Entries loaded while nothing was listening were not covered.
-    if (rearmed) this.#listener?.lost('re-armed after a lost connection');
+    if (uncovered) this.#listener.lost(`armed after a lost connection or a start${this.#label}`);
   }
 
   #drop(reason: string): void {
     if (this.#closed || !this.#armed) return;
     this.#armed = false;
-    this.#listener?.lost(reason);
+    this.#listener.lost(reason + this.#label);
   }
 
   #onMessage(channel: string, message: Buffer[] | Buffer | null): void {
-    if (channel !== CHANNEL || this.#listener === undefined) return;
+    if (channel !== CHANNEL || this.#closed) return;
     if (message === null) {
-      this.#listener.lost('the database was flushed');
+      this.#listener.lost(`the database was flushed${this.#label}`);
       return;
     }
     for (const key of Array.isArray(message) ? message : [message]) {
@@ -178,7 +253,8 @@ class RedisInvalidationFeed implements InvalidationFeed {
     }
   }
 
-  async close(): Promise<void> {
+  /** Stops delivering and disconnects both connections (no `lost` is reported). */
+  close(): void {
     this.#closed = true;
     this.#armed = false;
     this.#firstFailed?.(new InvalidArgumentError('the invalidation feed was closed before it started'));
