@@ -362,8 +362,10 @@ export async function startSoftHsm(options: SoftHsmOptions = {}): Promise<SoftHs
         withSession((lib, _session, slot) => lib.C_CloseAllSessions(slot), false);
       },
       breakToken() {
-        rmSync(tokenDir, { recursive: true, force: true });
-        withSession((lib, _session, slot) => lib.C_CloseAllSessions(slot), false);
+        withSession((lib, _session, slot) => {
+          rmSync(tokenDir, { recursive: true, force: true });
+          lib.C_CloseAllSessions(slot);
+        }, false);
       },
       stop,
     };
