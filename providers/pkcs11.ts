@@ -53,8 +53,8 @@ import {
   UnwrapFailedError,
 } from '../src/errors.js';
 import { KEK_LENGTH, Kek } from '../src/keys/kek.js';
-import { resolveSecretRef } from '../src/keys/secret-ref.js';
 import { SecretKey } from '../src/keys/secret-key.js';
+import { resolveSecretRef } from '../src/keys/secret-ref.js';
 import type {
   KmsProvider,
   ProviderEnvironment,
@@ -113,7 +113,7 @@ class TokenPin extends SecretKey {
  */
 export interface Pkcs11TestSeam {
   /** Called before each operation is sent to a worker; what it returns the worker injects. */
-  beforeCall?(operation: Pkcs11Operation): Pkcs11InjectedFault | undefined | void;
+  beforeCall?(operation: Pkcs11Operation): Pkcs11InjectedFault | undefined;
   /** Called when an operation's answer (or failure) arrives, before the caller sees it. */
   afterCall?(operation: Pkcs11Operation, ok: boolean): void;
 }
@@ -172,7 +172,8 @@ export function parsePkcs11KeyRef(keyId: string, where: ErrorContext = {}): Pkcs
 }
 
 /** RFC 7512 percent-encoding of a path attribute value. */
-const pct = (value: string) => encodeURIComponent(value).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+const pct = (value: string) =>
+  encodeURIComponent(value).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
 
 /**
  * The `key_id` recorded for a key of a token: `pkcs11:token=<label>;object=<label>` or
@@ -215,20 +216,23 @@ export class Pkcs11CallError extends Error {
 const ACCESS_DENIED = new Set([
   0xa0 /* PIN_INCORRECT */, 0xa1 /* PIN_INVALID */, 0xa2 /* PIN_LEN_RANGE */, 0xa3 /* PIN_EXPIRED */,
   0xa4 /* PIN_LOCKED */, 0x101 /* USER_NOT_LOGGED_IN */, 0x102 /* USER_PIN_NOT_INITIALIZED */,
-  0x103 /* USER_TYPE_INVALID */, 0x104 /* USER_ANOTHER_ALREADY_LOGGED_IN */,
-  0x105 /* USER_TOO_MANY_TYPES */, 0x0a5 /* PIN_TOO_WEAK */,
+  0x103 /* USER_TYPE_INVALID */, 0x104 /* USER_ANOTHER_ALREADY_LOGGED_IN */, 0x105 /* USER_TOO_MANY_TYPES */,
+  0x0a5 /* PIN_TOO_WEAK */,
 ]);
-const KEY_DISABLED = new Set([0x68 /* KEY_FUNCTION_NOT_PERMITTED */, 0x69 /* KEY_NOT_WRAPPABLE */, 0x6a /* KEY_UNEXTRACTABLE */]);
+const KEY_DISABLED = new Set([
+  0x68 /* KEY_FUNCTION_NOT_PERMITTED */, 0x69 /* KEY_NOT_WRAPPABLE */, 0x6a /* KEY_UNEXTRACTABLE */,
+]);
 /** On the decrypt / unwrap call itself: the input does not authenticate (SoftHSM2 answers GENERAL_ERROR for a bad GCM tag). */
 const BAD_INPUT = new Set([
-  0x05 /* GENERAL_ERROR */, 0x20 /* DATA_INVALID */, 0x21 /* DATA_LEN_RANGE */, 0x35 /* AEAD_DECRYPT_FAILED */,
-  0x40 /* ENCRYPTED_DATA_INVALID */, 0x41 /* ENCRYPTED_DATA_LEN_RANGE */, 0x110 /* WRAPPED_KEY_INVALID */,
-  0x112 /* WRAPPED_KEY_LEN_RANGE */,
+  0x05 /* GENERAL_ERROR */, 0x20 /* DATA_INVALID */, 0x21 /* DATA_LEN_RANGE */,
+  0x35 /* AEAD_DECRYPT_FAILED */, 0x40 /* ENCRYPTED_DATA_INVALID */, 0x41 /* ENCRYPTED_DATA_LEN_RANGE */,
+  0x110 /* WRAPPED_KEY_INVALID */, 0x112 /* WRAPPED_KEY_LEN_RANGE */,
 ]);
 const CONFIG = new Set([
   0x62 /* KEY_SIZE_RANGE */, 0x63 /* KEY_TYPE_INCONSISTENT */, 0x70 /* MECHANISM_INVALID */,
   0x71 /* MECHANISM_PARAM_INVALID */, 0x113 /* WRAPPING_KEY_HANDLE_INVALID */,
-  0x115 /* WRAPPING_KEY_TYPE_INCONSISTENT */, 0xd1 /* TEMPLATE_INCONSISTENT */, 0xd0 /* TEMPLATE_INCOMPLETE */,
+  0x115 /* WRAPPING_KEY_TYPE_INCONSISTENT */, 0xd1 /* TEMPLATE_INCONSISTENT */,
+  0xd0 /* TEMPLATE_INCOMPLETE */,
 ]);
 
 const hex = (ckr: number) => `0x${ckr.toString(16).padStart(8, '0')}`;
@@ -249,11 +253,17 @@ export function mapPkcs11Failure(
     case 'load':
       return new ConfigError('the PKCS#11 module could not be loaded (check options.module)', ctx);
     case 'token-absent':
-      return new ProviderUnavailableError('no slot of the PKCS#11 module holds the token (absent or not initialised)', ctx);
+      return new ProviderUnavailableError(
+        'no slot of the PKCS#11 module holds the token (absent or not initialised)',
+        ctx,
+      );
     case 'not-found':
       return new KeyNotFoundError('the token has no secret key with the slot key_id (label or id)', ctx);
     case 'ambiguous':
-      return new ConfigError('more than one key on the token has the slot key_id: use id:<hex> or unique labels', ctx);
+      return new ConfigError(
+        'more than one key on the token has the slot key_id: use id:<hex> or unique labels',
+        ctx,
+      );
     case 'disabled':
       return new KeyDisabledError(`the token key may not be used: ${failure.detail}`, ctx);
     case 'key-unfit':
@@ -274,8 +284,10 @@ export function mapPkcs11Failure(
   if (operation === 'unwrap' && authenticating && BAD_INPUT.has(ckr)) {
     return new UnwrapFailedError('cannot unwrap the KEK', ctx);
   }
-  if (CONFIG.has(ckr)) return new ConfigError(`the token does not accept the key or mechanism (${call})`, ctx);
-  if (ckr === 0x60 /* KEY_HANDLE_INVALID */) return new KeyNotFoundError(`the token key went away (${call})`, ctx);
+  if (CONFIG.has(ckr))
+    return new ConfigError(`the token does not accept the key or mechanism (${call})`, ctx);
+  if (ckr === 0x60 /* KEY_HANDLE_INVALID */)
+    return new KeyNotFoundError(`the token key went away (${call})`, ctx);
   return new ProviderUnavailableError(`the token failed (${call})`, ctx);
 }
 
@@ -329,7 +341,10 @@ class Pkcs11Provider implements KmsProvider {
       if (answer !== undefined) {
         try {
           if (answer.length !== IV_LENGTH + KEK_LENGTH + TAG_LENGTH) {
-            throw new ProviderUnavailableError(`the token returned ${answer.length} bytes for a GCM wrap`, where);
+            throw new ProviderUnavailableError(
+              `the token returned ${answer.length} bytes for a GCM wrap`,
+              where,
+            );
           }
           const out = new Uint8Array(PKCS11_GCM_WRAPPED_LENGTH);
           out[0] = FORMAT_GCM;
@@ -345,7 +360,10 @@ class Pkcs11Provider implements KmsProvider {
     try {
       const wrappedKey = await this.#call('wrapKey', bindingKey.expose(), undefined, context, 'wrap', where);
       if (wrappedKey === undefined || wrappedKey.length !== KWP_LENGTH) {
-        throw new ProviderUnavailableError('the token returned an unexpected CKM_AES_KEY_WRAP_PAD wrap', where);
+        throw new ProviderUnavailableError(
+          'the token returned an unexpected CKM_AES_KEY_WRAP_PAD wrap',
+          where,
+        );
       }
       const sealed = sealAes256Gcm(bindingKey.expose(), kek.expose(), aad);
       const out = new Uint8Array(PKCS11_WRAP_PAD_WRAPPED_LENGTH);
@@ -362,17 +380,31 @@ class Pkcs11Provider implements KmsProvider {
     const where = whereOf(context, id);
     const recorded = parseKeyUri(wrapped.keyId);
     if (recorded === undefined || recorded.object !== this.#objectPart) {
-      throw new UnwrapFailedError('the envelope was wrapped by another PKCS#11 key than this slot names', where);
+      throw new UnwrapFailedError(
+        'the envelope was wrapped by another PKCS#11 key than this slot names',
+        where,
+      );
     }
     if (this.#tokenLabel !== undefined && recorded.token !== this.#tokenLabel) {
-      throw new UnwrapFailedError('the envelope was wrapped on another PKCS#11 token than this slot names', where);
+      throw new UnwrapFailedError(
+        'the envelope was wrapped on another PKCS#11 token than this slot names',
+        where,
+      );
     }
     const bytes = wrapped.wrappedKek;
     const format = bytes[0];
     const aad = bindingBytes(context, id);
     throwIfAborted(context.signal, where);
     if (format === FORMAT_GCM && bytes.length === PKCS11_GCM_WRAPPED_LENGTH) {
-      const plaintext = await this.#call('decrypt', bytes.subarray(1), aad, context, 'unwrap', where, recorded.token);
+      const plaintext = await this.#call(
+        'decrypt',
+        bytes.subarray(1),
+        aad,
+        context,
+        'unwrap',
+        where,
+        recorded.token,
+      );
       return kekFromPlaintext(plaintext, where);
     }
     if (format === FORMAT_WRAP_PAD && bytes.length === PKCS11_WRAP_PAD_WRAPPED_LENGTH) {
@@ -476,10 +508,16 @@ function checkOptions(options: Pkcs11ProviderOptions, where: ErrorContext): void
   const hasLabel = options.tokenLabel !== undefined;
   const hasSlot = options.slotId !== undefined;
   if (hasLabel === hasSlot) fail('pkcs11 needs exactly one of "options.tokenLabel" and "options.slotId"');
-  if (hasLabel && (typeof options.tokenLabel !== 'string' || options.tokenLabel.length === 0 || options.tokenLabel.length > 32)) {
+  if (
+    hasLabel &&
+    (typeof options.tokenLabel !== 'string' ||
+      options.tokenLabel.length === 0 ||
+      options.tokenLabel.length > 32)
+  ) {
     fail('pkcs11 "options.tokenLabel" must be the token label (1-32 characters)');
   }
-  if (hasSlot && !/^\d{1,20}$/.test(String(options.slotId))) fail('pkcs11 "options.slotId" must be a non-negative integer');
+  if (hasSlot && !/^\d{1,20}$/.test(String(options.slotId)))
+    fail('pkcs11 "options.slotId" must be a non-negative integer');
   const sessions = options.sessions ?? DEFAULT_SESSIONS;
   if (!Number.isInteger(sessions) || sessions < 1 || sessions > MAX_SESSIONS) {
     fail(`pkcs11 "options.sessions" must be an integer from 1 to ${MAX_SESSIONS}`);
@@ -494,7 +532,10 @@ function checkOptions(options: Pkcs11ProviderOptions, where: ErrorContext): void
  * Creates a `pkcs11` provider. No token call is made until the first wrap or unwrap.
  * @throws ConfigError for missing or malformed options; MissingDependencyError without pkcs11js.
  */
-export async function createPkcs11Provider(options: Pkcs11ProviderOptions, where: ErrorContext = {}): Promise<KmsProvider> {
+export async function createPkcs11Provider(
+  options: Pkcs11ProviderOptions,
+  where: ErrorContext = {},
+): Promise<KmsProvider> {
   checkOptions(options, where);
   parsePkcs11KeyRef(options.key, where);
   return new Pkcs11Provider(options, await pkcs11jsPath());
@@ -535,19 +576,31 @@ const KNOWN_OPTIONS = new Set([
  * @throws ConfigError for a missing or malformed field (an unknown option too), or a PIN
  * reference that does not resolve; MissingDependencyError without pkcs11js.
  */
-export async function createPkcs11ProviderForSlot(slot: KmsSlot, environment: ProviderEnvironment): Promise<KmsProvider> {
+export async function createPkcs11ProviderForSlot(
+  slot: KmsSlot,
+  environment: ProviderEnvironment,
+): Promise<KmsProvider> {
   const where = { slot: slot.name, provider: id };
   if (!slot.keyId) {
-    throw new ConfigError('slot of provider "pkcs11" needs "key_id": the key label, or id:<hex> for its CKA_ID', where);
+    throw new ConfigError(
+      'slot of provider "pkcs11" needs "key_id": the key label, or id:<hex> for its CKA_ID',
+      where,
+    );
   }
   for (const name of Object.keys(slot.options ?? {})) {
     if (!KNOWN_OPTIONS.has(name)) {
-      throw new ConfigError(`unknown pkcs11 slot option ${/^[A-Za-z_]{1,32}$/.test(name) ? `"${name}"` : '(not shown)'}`, where);
+      throw new ConfigError(
+        `unknown pkcs11 slot option ${/^[A-Za-z_]{1,32}$/.test(name) ? `"${name}"` : '(not shown)'}`,
+        where,
+      );
     }
   }
   const pinRef = optionOf(slot, 'pin');
   if (typeof pinRef !== 'string' || pinRef.length === 0) {
-    throw new ConfigError('slot of provider "pkcs11" needs "options.pin": a secret reference (env:NAME, file:/path, secret:name)', where);
+    throw new ConfigError(
+      'slot of provider "pkcs11" needs "options.pin": a secret reference (env:NAME, file:/path, secret:name)',
+      where,
+    );
   }
   const seam = optionOf(slot, 'testSeam');
   const options = {

@@ -289,7 +289,8 @@ export function pkcs11WorkerMain(): void {
           break;
         }
       }
-      if (slot === undefined) refuse({ kind: 'token-absent', detail: 'no slot of the module holds the token' });
+      if (slot === undefined)
+        refuse({ kind: 'token-absent', detail: 'no slot of the module holds the token' });
       const mechanisms = call('C_GetMechanismList', () => l.C_GetMechanismList(slot));
       gcm = mechanisms.includes(CKM_AES_GCM);
       wrapPad = mechanisms.includes(CKM_AES_KEY_WRAP_PAD);
@@ -359,7 +360,8 @@ export function pkcs11WorkerMain(): void {
       found = find();
     }
     if (found.length === 0) refuse({ kind: 'not-found', detail: 'no secret key with that label or id' });
-    if (found.length > 1) refuse({ kind: 'ambiguous', detail: 'more than one secret key has that label or id' });
+    if (found.length > 1)
+      refuse({ kind: 'ambiguous', detail: 'more than one secret key has that label or id' });
     return found[0];
   }
 
@@ -381,7 +383,8 @@ export function pkcs11WorkerMain(): void {
     } catch {
       endDate = undefined;
     }
-    const number = (b: Buffer | undefined) => (b === undefined || b.length === 0 ? -1 : b.readUIntLE(0, Math.min(b.length, 6)));
+    const number = (b: Buffer | undefined) =>
+      b === undefined || b.length === 0 ? -1 : b.readUIntLE(0, Math.min(b.length, 6));
     const flag = (b: Buffer | undefined) => b !== undefined && b.length > 0 && b[0] !== 0;
     if (number(keyType) !== CKK_AES || number(valueLen) !== 32) {
       refuse({ kind: 'key-unfit', detail: 'the key is not an AES-256 secret key' });
@@ -399,7 +402,12 @@ export function pkcs11WorkerMain(): void {
       if (today > end) refuse({ kind: 'disabled', detail: 'the key is past its CKA_END_DATE' });
     }
     if (!flag(allowed)) {
-      const name = { [CKA_ENCRYPT]: 'CKA_ENCRYPT', [CKA_DECRYPT]: 'CKA_DECRYPT', [CKA_WRAP]: 'CKA_WRAP', [CKA_UNWRAP]: 'CKA_UNWRAP' }[usage];
+      const name = {
+        [CKA_ENCRYPT]: 'CKA_ENCRYPT',
+        [CKA_DECRYPT]: 'CKA_DECRYPT',
+        [CKA_WRAP]: 'CKA_WRAP',
+        [CKA_UNWRAP]: 'CKA_UNWRAP',
+      }[usage];
       refuse({ kind: 'disabled', detail: `the key's ${name} is false` });
     }
   }
@@ -436,7 +444,12 @@ export function pkcs11WorkerMain(): void {
     checkKey(s, key, USAGE[op]);
     const injected = (name: string) => {
       if (fault?.failWith !== undefined) {
-        refuse({ kind: 'ckr', ckr: fault.failWith, fn: name, detail: `injected CKR 0x${fault.failWith.toString(16)} (test seam) from ${name}` });
+        refuse({
+          kind: 'ckr',
+          ckr: fault.failWith,
+          fn: name,
+          detail: `injected CKR 0x${fault.failWith.toString(16)} (test seam) from ${name}`,
+        });
       }
     };
     const out = Buffer.alloc(OUT_LENGTH);
@@ -452,7 +465,8 @@ export function pkcs11WorkerMain(): void {
           return Buffer.concat([iv, sealed]);
         }
         case 'decrypt': {
-          if (data.length <= GCM_IV_LENGTH + 16) refuse({ kind: 'bad-input', detail: 'the sealed KEK is too short' });
+          if (data.length <= GCM_IV_LENGTH + 16)
+            refuse({ kind: 'bad-input', detail: 'the sealed KEK is too short' });
           const iv = Buffer.from(data.subarray(0, GCM_IV_LENGTH));
           injected('C_Decrypt');
           call('C_DecryptInit', () => l.C_DecryptInit(s, gcmMechanism(iv, aad), key));
@@ -489,7 +503,9 @@ export function pkcs11WorkerMain(): void {
             ]),
           );
           try {
-            const [value] = call('C_GetAttributeValue', () => l.C_GetAttributeValue(s, object, [{ type: CKA_VALUE }]));
+            const [value] = call('C_GetAttributeValue', () =>
+              l.C_GetAttributeValue(s, object, [{ type: CKA_VALUE }]),
+            );
             const bytes = unpooled(value?.value ?? Buffer.alloc(0));
             value?.value?.fill(0);
             return bytes;
@@ -564,13 +580,30 @@ export function pkcs11WorkerMain(): void {
       new Uint8Array(transfer).set(result);
       result.fill(0);
       port.postMessage(
-        { type: 'result', id: message.id, ok: true, data: transfer, tokenLabel, gcm, wrapPad, initializedHere } satisfies Pkcs11WorkerResponse,
+        {
+          type: 'result',
+          id: message.id,
+          ok: true,
+          data: transfer,
+          tokenLabel,
+          gcm,
+          wrapPad,
+          initializedHere,
+        } satisfies Pkcs11WorkerResponse,
         [transfer],
       );
     } catch (err) {
       const failure: Failure =
-        err instanceof Refusal ? err.failure : { kind: 'other', detail: 'unexpected failure in the PKCS#11 worker' };
-      port.postMessage({ type: 'result', id: message.id, ok: false, failure, initializedHere } satisfies Pkcs11WorkerResponse);
+        err instanceof Refusal
+          ? err.failure
+          : { kind: 'other', detail: 'unexpected failure in the PKCS#11 worker' };
+      port.postMessage({
+        type: 'result',
+        id: message.id,
+        ok: false,
+        failure,
+        initializedHere,
+      } satisfies Pkcs11WorkerResponse);
     } finally {
       data.fill(0);
     }

@@ -180,8 +180,7 @@ const CKR_CRYPTOKI_ALREADY_INITIALIZED = 0x191;
 const CKR_USER_ALREADY_LOGGED_IN = 0x100;
 
 const ckrOf = (err: unknown) => (err as { code?: unknown })?.code;
-const digits = (n: number) =>
-  Array.from(randomBytes(n), (b) => String(b % 10)).join('');
+const digits = (n: number) => Array.from(randomBytes(n), (b) => String(b % 10)).join('');
 
 /**
  * Starts a SoftHSM2 token in a new temporary folder: writes `softhsm2.conf`, sets
@@ -199,9 +198,13 @@ export async function startSoftHsm(options: SoftHsmOptions = {}): Promise<SoftHs
   const tokenDir = join(dir, 'tokens');
   mkdirSync(tokenDir, { mode: 0o700 });
   const conf = join(dir, 'softhsm2.conf');
-  writeFileSync(conf, `directories.tokendir = ${tokenDir}\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n`, {
-    mode: 0o600,
-  });
+  writeFileSync(
+    conf,
+    `directories.tokendir = ${tokenDir}\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n`,
+    {
+      mode: 0o600,
+    },
+  );
   const previousConf = process.env.SOFTHSM2_CONF;
   process.env.SOFTHSM2_CONF = conf;
   let stopped = false;
@@ -215,7 +218,9 @@ export async function startSoftHsm(options: SoftHsmOptions = {}): Promise<SoftHs
     // The module's state is per process: finalise it, so that the next token's SOFTHSM2_CONF is
     // read by the next C_Initialize (a provider still open re-initialises on its next call).
     try {
-      const lib = new (createRequire(import.meta.url)('pkcs11js') as { PKCS11: new () => Pkcs11Admin }).PKCS11();
+      const lib = new (
+        createRequire(import.meta.url)('pkcs11js') as { PKCS11: new () => Pkcs11Admin }
+      ).PKCS11();
       lib.load(module);
       try {
         lib.C_Finalize();
@@ -236,13 +241,18 @@ export async function startSoftHsm(options: SoftHsmOptions = {}): Promise<SoftHs
     );
     if (init.status !== 0) {
       // Its output names the token and slot, never the PINs.
-      throw new Error(`softhsm2-util --init-token failed (${init.status ?? init.signal}): ${String(init.stderr).trim().slice(-300)}`);
+      throw new Error(
+        `softhsm2-util --init-token failed (${init.status ?? init.signal}): ${String(init.stderr).trim().slice(-300)}`,
+      );
     }
     const pkcs11 = createRequire(import.meta.url)('pkcs11js') as { PKCS11: new () => Pkcs11Admin };
     let slotId = '';
 
     /** Runs `fn` in a logged-in R/W session of this thread; initialises (and then finalises) the module only when nobody in the process has. */
-    const withSession = <T>(fn: (lib: Pkcs11Admin, session: Handle, slot: Handle) => T, loginFirst = true): T => {
+    const withSession = <T>(
+      fn: (lib: Pkcs11Admin, session: Handle, slot: Handle) => T,
+      loginFirst = true,
+    ): T => {
       const lib = new pkcs11.PKCS11();
       lib.load(module);
       let initializedHere = false;
@@ -315,7 +325,8 @@ export async function startSoftHsm(options: SoftHsmOptions = {}): Promise<SoftHs
           { type: CKA.LABEL, value: s.label },
         ];
         if (s.id !== undefined) template.push({ type: CKA.ID, value: Buffer.from(s.id, 'hex') });
-        if (s.endDate !== undefined) template.push({ type: CKA.END_DATE, value: Buffer.from(s.endDate, 'latin1') });
+        if (s.endDate !== undefined)
+          template.push({ type: CKA.END_DATE, value: Buffer.from(s.endDate, 'latin1') });
         lib.C_GenerateKey(session, { mechanism: CKM_AES_KEY_GEN }, template);
       });
     };
@@ -345,7 +356,8 @@ export async function startSoftHsm(options: SoftHsmOptions = {}): Promise<SoftHs
           if (change.wrap !== undefined) template.push({ type: CKA.WRAP, value: change.wrap });
           if (change.unwrap !== undefined) template.push({ type: CKA.UNWRAP, value: change.unwrap });
           if (change.label !== undefined) template.push({ type: CKA.LABEL, value: change.label });
-          if (change.endDate !== undefined) template.push({ type: CKA.END_DATE, value: Buffer.from(change.endDate, 'latin1') });
+          if (change.endDate !== undefined)
+            template.push({ type: CKA.END_DATE, value: Buffer.from(change.endDate, 'latin1') });
           lib.C_SetAttributeValue(session, findKey(lib, session, key), template);
         });
       },

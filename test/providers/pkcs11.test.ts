@@ -61,7 +61,8 @@ function seamState() {
   const seam: Pkcs11TestSeam = {
     beforeCall: () => {
       state.calls++;
-      const failWith = state.busy > 0 ? (state.busy--, CKR_FUNCTION_FAILED) : undefined;
+      const failWith = state.busy > 0 ? CKR_FUNCTION_FAILED : undefined;
+      if (state.busy > 0) state.busy--;
       return {
         ...(state.delayMs > 0 ? { delayMs: state.delayMs } : {}),
         ...(failWith !== undefined ? { failWith } : {}),
@@ -107,7 +108,12 @@ async function makeFixture(mechanism: Pkcs11Mechanism): Promise<ProviderFixture>
     cleanup: () => hsm.stop(),
     faults: {
       setKeyDisabled: (disabled) =>
-        hsm.setKeyAttributes('kek-a', { encrypt: !disabled, decrypt: !disabled, wrap: !disabled, unwrap: !disabled }),
+        hsm.setKeyAttributes('kek-a', {
+          encrypt: !disabled,
+          decrypt: !disabled,
+          wrap: !disabled,
+          unwrap: !disabled,
+        }),
       throttleNext: (count) => {
         state.busy = count;
       },
@@ -137,7 +143,10 @@ if (hasSoftHsm) {
   });
 }
 
-const ctx = (index = 'idx-1', extra: { signal?: AbortSignal; encryptionContext?: Record<string, string> } = {}) => ({
+const ctx = (
+  index = 'idx-1',
+  extra: { signal?: AbortSignal; encryptionContext?: Record<string, string> } = {},
+) => ({
   index: parseIndexName(index),
   slot: parseSlotName('hsm'),
   encryptionContext: extra.encryptionContext ?? { tenant: 't1' },
@@ -146,7 +155,10 @@ const ctx = (index = 'idx-1', extra: { signal?: AbortSignal; encryptionContext?:
 
 describe.skipIf(!hasSoftHsm)('pkcs11 against SoftHSM2', () => {
   async function withHsm<T>(
-    fn: (hsm: SoftHsmHandle, provider: (extra?: Record<string, unknown>, key?: string) => Promise<KmsProvider>) => Promise<T>,
+    fn: (
+      hsm: SoftHsmHandle,
+      provider: (extra?: Record<string, unknown>, key?: string) => Promise<KmsProvider>,
+    ) => Promise<T>,
     keys: Parameters<typeof startSoftHsm>[0] = { keys: ['kek-a', 'kek-other'] },
   ): Promise<T> {
     const hsm = await startSoftHsm(keys);
@@ -183,9 +195,9 @@ describe.skipIf(!hasSoftHsm)('pkcs11 against SoftHSM2', () => {
         expect((await p.unwrap(wrapped, ctx())).equals(kek)).toBe(true);
         // The binding is the AAD: another index or another context does not unwrap.
         await expect(p.unwrap(wrapped, ctx('idx-2'))).rejects.toThrow(UnwrapFailedError);
-        await expect(p.unwrap(wrapped, ctx('idx-1', { encryptionContext: { tenant: 't2' } }))).rejects.toThrow(
-          UnwrapFailedError,
-        );
+        await expect(
+          p.unwrap(wrapped, ctx('idx-1', { encryptionContext: { tenant: 't2' } })),
+        ).rejects.toThrow(UnwrapFailedError);
         // A slot of the other mode still unwraps it (the format byte says which).
         const other = await provider({ mechanism: mechanism === 'gcm' ? 'wrap-pad' : 'gcm' });
         expect((await other.unwrap(wrapped, ctx())).equals(kek)).toBe(true);
@@ -253,7 +265,9 @@ describe.skipIf(!hasSoftHsm)('pkcs11 against SoftHSM2', () => {
       clearInterval(timer);
       // With a deadline: DeadlineExceededError, and the pool is usable again once the token answers.
       state.delayMs = 3000;
-      const err = await p.unwrap(wrapped, ctx('idx-1', { signal: AbortSignal.timeout(200) })).catch((e: unknown) => e);
+      const err = await p
+        .unwrap(wrapped, ctx('idx-1', { signal: AbortSignal.timeout(200) }))
+        .catch((e: unknown) => e);
       expect(err).toBeInstanceOf(DeadlineExceededError);
       state.delayMs = 0;
       expect((await p.unwrap(wrapped, ctx())).equals(kek)).toBe(true);
@@ -306,9 +320,15 @@ describe.skipIf(!hasSoftHsm)('pkcs11 against SoftHSM2', () => {
   it('typed errors: key not found, a key with usage off, an extractable key, a token that is absent', async () => {
     await withHsm(
       async (hsm, provider) => {
-        await expect((await provider({}, 'no-such-key')).wrap(Kek.generate(), ctx())).rejects.toThrow(KeyNotFoundError);
-        await expect((await provider({}, 'no-encrypt')).wrap(Kek.generate(), ctx())).rejects.toThrow(KeyDisabledError);
-        await expect((await provider({}, 'exportable')).wrap(Kek.generate(), ctx())).rejects.toThrow(ConfigError);
+        await expect((await provider({}, 'no-such-key')).wrap(Kek.generate(), ctx())).rejects.toThrow(
+          KeyNotFoundError,
+        );
+        await expect((await provider({}, 'no-encrypt')).wrap(Kek.generate(), ctx())).rejects.toThrow(
+          KeyDisabledError,
+        );
+        await expect((await provider({}, 'exportable')).wrap(Kek.generate(), ctx())).rejects.toThrow(
+          ConfigError,
+        );
         const allowed = await provider({ allowExtractableKey: true }, 'exportable');
         expect((await allowed.wrap(Kek.generate(), ctx())).wrappedKek[0]).toBe(1);
         const absent = await provider({ tokenLabel: 'not-a-token' });
@@ -335,28 +355,42 @@ describe.skipIf(!hasSoftHsm)('pkcs11 against SoftHSM2', () => {
 
   it('the module cannot load: ConfigError; a bad slot: ConfigError naming the field', async () => {
     const pin = Uint8Array.from(Buffer.from('1234'));
-    const p = await createPkcs11Provider({ module: '/nonexistent/libpkcs11.so', tokenLabel: 't', key: 'k', pin });
+    const p = await createPkcs11Provider({
+      module: '/nonexistent/libpkcs11.so',
+      tokenLabel: 't',
+      key: 'k',
+      pin,
+    });
     await expect(p.wrap(Kek.generate(), ctx())).rejects.toThrow(ConfigError);
     await p.close?.();
-    await expect(createPkcs11Provider({ module: 'relative.so', tokenLabel: 't', key: 'k', pin })).rejects.toThrow(
-      /absolute path/,
-    );
+    await expect(
+      createPkcs11Provider({ module: 'relative.so', tokenLabel: 't', key: 'k', pin }),
+    ).rejects.toThrow(/absolute path/);
     await expect(createPkcs11Provider({ module: '/m.so', key: 'k', pin })).rejects.toThrow(/tokenLabel/);
     await expect(
       createPkcs11Provider({ module: '/m.so', tokenLabel: 't', key: 'k', pin, mechanism: 'cbc' as never }),
     ).rejects.toThrow(/mechanism/);
     const env = { secrets: {} };
     await expect(
-      createPkcs11ProviderForSlot(parseKmsSlot('s', { provider: 'pkcs11', keyId: 'k', options: { module: '/m.so', tokenLabel: 't' } }), env),
+      createPkcs11ProviderForSlot(
+        parseKmsSlot('s', { provider: 'pkcs11', keyId: 'k', options: { module: '/m.so', tokenLabel: 't' } }),
+        env,
+      ),
     ).rejects.toThrow(/options.pin/);
     await expect(
       createPkcs11ProviderForSlot(
-        parseKmsSlot('s', { provider: 'pkcs11', keyId: 'k', options: { module: '/m.so', tokenLabel: 't', pin: 'env:X', pim: 1 } }),
+        parseKmsSlot('s', {
+          provider: 'pkcs11',
+          keyId: 'k',
+          options: { module: '/m.so', tokenLabel: 't', pin: 'env:X', pim: 1 },
+        }),
         env,
       ),
     ).rejects.toThrow(/unknown pkcs11 slot option "pim"/);
     expect(() => parsePkcs11KeyRef('id:abc')).toThrow(ConfigError);
-    expect(pkcs11KeyUri('my token;x', { label: 'a/b c' })).toBe('pkcs11:token=my%20token%3Bx;object=a%2Fb%20c');
+    expect(pkcs11KeyUri('my token;x', { label: 'a/b c' })).toBe(
+      'pkcs11:token=my%20token%3Bx;object=a%2Fb%20c',
+    );
   });
 
   it('CKR codes map to the typed errors', () => {
@@ -377,7 +411,9 @@ describe.skipIf(!hasSoftHsm)('pkcs11 against SoftHSM2', () => {
       expect(err.retryable).toBe(true);
     }
     expect(ckr(0x70, 'C_EncryptInit', 'wrap')).toBeInstanceOf(ConfigError);
-    expect(mapPkcs11Failure({ kind: 'not-found', detail: '' }, 'wrap', where)).toBeInstanceOf(KeyNotFoundError);
+    expect(mapPkcs11Failure({ kind: 'not-found', detail: '' }, 'wrap', where)).toBeInstanceOf(
+      KeyNotFoundError,
+    );
   });
 
   it('doctor: ok on a good slot, AccessDenied advice naming the PIN on a wrong one', async () => {
