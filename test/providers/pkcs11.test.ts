@@ -274,6 +274,29 @@ describe.skipIf(!hasSoftHsm)('pkcs11 against SoftHSM2', () => {
     });
   });
 
+  it('a slow call holds one session only: a call behind it on the other session answers first', async () => {
+    await withHsm(async (_hsm, provider) => {
+      const { state, seam } = seamState();
+      const p = await provider({ testSeam: seam, sessions: 2 });
+      const kek = Kek.generate();
+      const wrapped = await p.wrap(kek, ctx());
+      const order: string[] = [];
+      state.delayMs = 2000;
+      const slow = p.unwrap(wrapped, ctx()).then((k) => {
+        order.push('slow');
+        return k;
+      });
+      state.delayMs = 0;
+      const fast = p.unwrap(wrapped, ctx()).then((k) => {
+        order.push('fast');
+        return k;
+      });
+      expect((await fast).equals(kek)).toBe(true);
+      expect((await slow).equals(kek)).toBe(true);
+      expect(order).toEqual(['fast', 'slow']);
+    });
+  });
+
   it('a wrong PIN is AccessDeniedError, and the PIN never appears in an error, a cause or a log', async () => {
     await withHsm(async (hsm, provider) => {
       const wrongPin = 'pin-5f3a9c-wrong';
