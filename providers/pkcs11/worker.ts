@@ -421,7 +421,7 @@ export function pkcs11WorkerMain(): void {
     decrypt: CKA_DECRYPT,
     wrapKey: CKA_WRAP,
     unwrapKey: CKA_UNWRAP,
-    probe: CKA_DECRYPT,
+    probe: CKA_ENCRYPT, // asked only before the first wrap of an `auto` slot
   };
   /** A copy in memory of its own (never a slice of Buffer's shared pool), which the caller wipes. */
   const unpooled = (bytes: Buffer): Buffer => {
