@@ -264,13 +264,19 @@ function rawX25519Private(key: KeyObject): Buffer {
   }
 }
 
-/** X25519 with a peer's raw public key; `undefined` when OpenSSL refuses (a low-order point). */
+/**
+ * X25519 with a peer's raw public key; `undefined` for a low-order point (an all-zero result,
+ * which OpenSSL refuses too: checked here as well rather than relied on).
+ */
 function x25519Agree(privateKey: KeyObject, peer: Uint8Array): Buffer | undefined {
+  let shared: Buffer;
   try {
-    return diffieHellman({ privateKey, publicKey: x25519PublicKeyObject(peer) });
+    shared = diffieHellman({ privateKey, publicKey: x25519PublicKeyObject(peer) });
   } catch {
     return undefined;
   }
+  if (shared.every((byte) => byte === 0)) return undefined;
+  return shared;
 }
 
 // --- the KDF ------------------------------------------------------------------------------------

@@ -227,6 +227,12 @@ describe.each(RECIPIENT_KINDS)('recipient %s', (kind) => {
         f.provider.unwrapOffline({ ...wrapped, wrappedKek: bytes.subarray(0, cut) }, ctx(), f.privateKey),
       ).rejects.toThrow(/not in the recipient/);
     }
+    // A low-order ephemeral point (all zeros) is refused, not agreed with.
+    const lowOrder = Buffer.from(bytes);
+    lowOrder.fill(0, 2, 34);
+    await expect(
+      f.provider.unwrapOffline({ ...wrapped, wrappedKek: lowOrder }, ctx(), f.privateKey),
+    ).rejects.toThrow(UnwrapFailedError);
     const longer = Buffer.concat([bytes, Buffer.of(0)]);
     await expect(
       f.provider.unwrapOffline({ ...wrapped, wrappedKek: longer }, ctx(), f.privateKey),
