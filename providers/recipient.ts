@@ -802,6 +802,7 @@ const REFUSAL =
  * {@link unwrapOffline} opens a wrap with the offline private key.
  */
 export class RecipientProvider implements KmsProvider {
+  /** Provider id, `recipient`. */
   readonly id = id;
   /** Always true: a wrap needs only the public key (see the module documentation). */
   readonly publicKeyWrap = true;
