@@ -20,6 +20,12 @@ import type { EnvelopeStore, PushOptions, RecordKind, RecordStore } from './stor
 /** One query as the store sends it (a subset of node-postgres' `QueryConfig`). */
 export interface PostgresQuery {
   readonly text: string;
+  /**
+   * A named (prepared) statement: node-postgres parses it once per connection and then only
+   * binds and executes it. Absent with `preparedStatements: false`, and for statements without
+   * parameters (the migration, which must stay one simple-protocol query).
+   */
+  readonly name?: string;
   readonly values?: unknown[];
   /** Rows as arrays of column values. */
   readonly rowMode: 'array';
@@ -72,6 +78,14 @@ export interface PostgresStoreOptions {
   readonly connectTimeoutMs?: number;
   /** Own pool: most connections open at once (default 10). */
   readonly maxConnections?: number;
+  /**
+   * Send each statement as a named prepared statement (default true): the server parses and
+   * plans it once per connection instead of on every call. Set false behind a pooler that does
+   * not keep named statements per client (PgBouncer in transaction mode before 1.21, or with
+   * `max_prepared_statements = 0`). Names are `kms_envelope_<hash of the text>`, so they never
+   * clash with a supplied pool's own statements.
+   */
+  readonly preparedStatements?: boolean;
 }
 
 /** The names of a store's tables, validated. */
@@ -278,6 +292,8 @@ export class PostgresStore implements EnvelopeStore, RecordStore {
   readonly #secrets: string[];
   readonly #timeoutMs: number;
   readonly #sql: ReturnType<typeof statements>;
+  /** Statement name per text of {@link statements}; empty with `preparedStatements: false`. */
+  readonly #statementNames: ReadonlyMap<string, string>;
   /** The pool once open (and the tables there), so the hot path skips awaiting a promise. */
   #ready: OpenPool | undefined;
   #opening: Promise<OpenPool> | undefined;
@@ -310,6 +326,14 @@ export class PostgresStore implements EnvelopeStore, RecordStore {
     this.#options = options;
     this.#timeoutMs = options.queryTimeoutMs ?? 5000;
     this.#sql = statements(this.#names);
+    this.#statementNames = new Map(
+      options.preparedStatements === false
+        ? []
+        : Object.values(this.#sql).map((text) => [
+            text,
+            `kms_envelope_${createHash('sha256').update(text).digest('hex').slice(0, 24)}`,
+          ]),
+    );
     this.description = `${this.#url ? redactConnectionString(this.#url) : 'postgres:(pool supplied)'} table ${this.#names.label}`;
   }
 
@@ -543,8 +567,12 @@ export class PostgresStore implements EnvelopeStore, RecordStore {
   }
 
   #send(pool: PostgresPoolLike, text: string, values: unknown[]) {
+    // Parameterless statements stay unnamed: the migration is several statements in one
+    // simple-protocol query (one transaction, which holds the advisory lock).
+    const name = values.length > 0 ? this.#statementNames.get(text) : undefined;
     const query: PostgresQuery = {
       text,
+      ...(name === undefined ? {} : { name }),
       rowMode: 'array',
       types: TEXT_COLUMNS,
       query_timeout: this.#timeoutMs,
