@@ -181,7 +181,7 @@ CREATE TABLE IF NOT EXISTS ${names.records} (
 `;
 }
 
-/** Every column is read as the text Postgres sends: the store parses it (see {@link hexBytes}). */
+/** Every column is read as the text Postgres sends: the store parses it (see {@link byteaBytes}). */
 const TEXT_COLUMNS: PostgresQuery['types'] = { getTypeParser: () => (value: string) => value };
 
 const LIMIT = KmsBlobLimits.maxEnvelopeBytes;
@@ -233,12 +233,38 @@ function decodeURIComponentSafe(text: string): string {
   }
 }
 
-/** Lower-case hex text (what `encode(…, 'hex')` sends) as bytes, or `undefined` if it is not. */
-function hexBytes(text: unknown): Buffer | undefined {
-  if (typeof text !== 'string' || text.length % 2 !== 0) return undefined;
-  const bytes = Buffer.from(text, 'hex');
-  // Buffer.from stops at the first non-hex character instead of failing.
-  return bytes.length * 2 === text.length ? bytes : undefined;
+/**
+ * A `bytea` column as the text Postgres sends it, as bytes, or `undefined` if it is not one: the
+ * hex format (`\x` then hex digits, the default `bytea_output`) or the escape format (a server or
+ * session with `bytea_output = escape`: `\\` for a backslash, `\ooo` for other bytes, printable
+ * ASCII as itself). Sent as is, the server does no `encode(…)` per read.
+ */
+export function byteaBytes(text: unknown): Buffer | undefined {
+  if (typeof text !== 'string') return undefined;
+  if (text.startsWith('\\x')) {
+    const digits = text.length - 2;
+    if (digits % 2 !== 0) return undefined;
+    const bytes = Buffer.from(text.slice(2), 'hex');
+    // Buffer.from stops at the first non-hex character instead of failing.
+    return bytes.length * 2 === digits ? bytes : undefined;
+  }
+  const out: number[] = [];
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code !== 0x5c) {
+      if (code < 0x20 || code > 0x7e) return undefined;
+      out.push(code);
+    } else if (text[i + 1] === '\\') {
+      out.push(0x5c);
+      i++;
+    } else if (/^[0-3][0-7]{2}$/.test(text.slice(i + 1, i + 4))) {
+      out.push(Number.parseInt(text.slice(i + 1, i + 4), 8));
+      i += 3;
+    } else {
+      return undefined;
+    }
+  }
+  return Buffer.from(out);
 }
 
 function hex(bytes: Uint8Array | undefined): string | null {
@@ -632,7 +658,11 @@ function creationIdOf(blob: KmsBlob): Buffer | null {
  */
 function verifiedEnvelope(name: IndexName, row: EnvelopeRow): KmsBlob {
   const blob = decodeStored(name, row.bytes);
-  if (row.version !== String(blob.version) || (row.creationId ?? null) !== hex(blob.creationId))
+  const storedId =
+    row.creationId === null || row.creationId === undefined
+      ? null
+      : (byteaBytes(row.creationId)?.toString('hex') ?? 'not bytes');
+  if (row.version !== String(blob.version) || storedId !== hex(blob.creationId))
     throw new MalformedEnvelopeError(
       'the stored row is inconsistent: its version or creation_id column differs from the envelope bytes',
       { index: name },
@@ -640,13 +670,13 @@ function verifiedEnvelope(name: IndexName, row: EnvelopeRow): KmsBlob {
   return blob;
 }
 
-/** A record value column pair (size, hex or NULL when over the limit) as bytes. */
+/** A record value column pair (size, bytea or NULL when over the limit) as bytes. */
 function recordValue(name: IndexName, size: unknown, value: unknown): Buffer {
   return sizedValue(name, size, value, MAX_RECORD_BYTES, 'a stored record');
 }
 
 /**
- * A (size, hex or NULL when over `limit`) column pair as bytes: the server sends a value only
+ * A (size, bytea or NULL when over `limit`) column pair as bytes: the server sends a value only
  * within the limit, so a larger one is refused without having been transferred.
  * @throws MalformedEnvelopeError
  */
@@ -658,7 +688,7 @@ function sizedValue(name: IndexName, size: unknown, value: unknown, limit: numbe
       `${what} is larger than ${limit} bytes (refused by the server before it was sent)`,
       { index: name },
     );
-  const bytes = hexBytes(value);
+  const bytes = byteaBytes(value);
   if (bytes === undefined || bytes.length !== Number(size))
     throw new MalformedEnvelopeError(`${what} did not arrive as bytes`, { index: name });
   return bytes;
@@ -676,13 +706,13 @@ function statements(names: ReturnType<typeof tableNames>) {
 ON CONFLICT (index_name) DO UPDATE SET envelope = EXCLUDED.envelope, version = EXCLUDED.version, creation_id = EXCLUDED.creation_id, updated_at = now()`,
     compareAndSet: `UPDATE ${e} SET envelope = $2, version = $3, creation_id = $4, updated_at = now()
 WHERE index_name = $1 AND sha256(envelope) = $5 AND version = $6 AND creation_id IS NOT DISTINCT FROM $7`,
-    get: `SELECT octet_length(envelope), CASE WHEN octet_length(envelope) <= ${LIMIT} THEN encode(envelope, 'hex') END, version, encode(creation_id, 'hex') FROM ${e} WHERE index_name = $1`,
+    get: `SELECT octet_length(envelope), CASE WHEN octet_length(envelope) <= ${LIMIT} THEN envelope END, version, creation_id FROM ${e} WHERE index_name = $1`,
     delete: `DELETE FROM ${e} WHERE index_name = $1`,
     createRecord: `INSERT INTO ${r} (index_name, kind, id, value) VALUES ($1, $2, $3, $4) ON CONFLICT (index_name, kind, id) DO NOTHING`,
     putRecords: `INSERT INTO ${r} (index_name, kind, id, value) SELECT $1, $2, t.id, t.value FROM unnest($3::text[], $4::bytea[]) AS t(id, value)
 ON CONFLICT (index_name, kind, id) DO UPDATE SET value = EXCLUDED.value`,
-    getRecord: `SELECT octet_length(value), CASE WHEN octet_length(value) <= ${MAX_RECORD_BYTES} THEN encode(value, 'hex') END FROM ${r} WHERE index_name = $1 AND kind = $2 AND id = $3`,
+    getRecord: `SELECT octet_length(value), CASE WHEN octet_length(value) <= ${MAX_RECORD_BYTES} THEN value END FROM ${r} WHERE index_name = $1 AND kind = $2 AND id = $3`,
     deleteRecord: `DELETE FROM ${r} WHERE index_name = $1 AND kind = $2 AND id = $3`,
-    listRecords: `SELECT id, octet_length(value), CASE WHEN octet_length(value) <= ${MAX_RECORD_BYTES} THEN encode(value, 'hex') END FROM ${r} WHERE index_name = $1 AND kind = $2 ORDER BY id COLLATE "C"`,
+    listRecords: `SELECT id, octet_length(value), CASE WHEN octet_length(value) <= ${MAX_RECORD_BYTES} THEN value END FROM ${r} WHERE index_name = $1 AND kind = $2 ORDER BY id COLLATE "C"`,
   };
 }

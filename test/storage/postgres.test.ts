@@ -14,7 +14,7 @@ import {
 } from '../../src/errors.js';
 import { parseIndexName } from '../../src/names.js';
 import { StorageConfig } from '../../src/storage/config.js';
-import { PostgresStore, postgresStoreDdl } from '../../src/storage/postgres.js';
+import { byteaBytes, PostgresStore, postgresStoreDdl } from '../../src/storage/postgres.js';
 import { type PostgresServerHandle, startPostgres } from '../../src/testing/postgres-server.js';
 import { sampleBlob } from '../helpers/blobs.js';
 import { findSecret } from '../helpers/find-secret.js';
@@ -209,6 +209,38 @@ describe.skipIf(!available)('Postgres store against a real PostgreSQL', () => {
     await own.stop();
     await own.stop();
     await expect(own.start()).rejects.toThrow(/removed/);
+  });
+
+  it('bytea arrives as sent, in the hex or the escape output format (a session with bytea_output = escape), and prepared statements can be off', async () => {
+    const table = freshTable();
+    const escapePool = new pg.Pool({
+      connectionString: server.connectionString,
+      max: 1,
+      options: '-c bytea_output=escape',
+    });
+    escapePool.on('error', () => {});
+    try {
+      const store = new PostgresStore({ pool: escapePool, table, preparedStatements: false });
+      const blob = sampleBlob(idx, { version: 3 });
+      await store.create(idx, blob);
+      expect(await store.get(idx)).toEqual(blob);
+      expect(Buffer.from(await store.getEncoded(idx)).equals(Buffer.from(encodeKmsBlob(blob)))).toBe(true);
+      const record = new Uint8Array([0, 0x5c, 0x7f, 0x80, 0xff, 0x41, 0x0a]);
+      await store.putRecord(idx, 'dek', 'r1', record);
+      expect(await store.getRecord(idx, 'dek', 'r1')).toEqual(record);
+      expect((await store.listRecords(idx, 'dek')).get('r1')).toEqual(record);
+      // The same rows through a store with named statements, over the default (hex) format.
+      const named = new PostgresStore({ connectionString: server.connectionString, table });
+      expect(await named.get(idx)).toEqual(blob);
+      expect(await named.getRecord(idx, 'dek', 'r1')).toEqual(record);
+      await named.close();
+    } finally {
+      await escapePool.end();
+    }
+    expect(byteaBytes('\\x00ff5c')).toEqual(Buffer.from([0, 0xff, 0x5c]));
+    expect(byteaBytes('A\\\\\\000\\377')).toEqual(Buffer.from([0x41, 0x5c, 0, 0xff]));
+    for (const bad of ['\\x0', '\\xzz', '\\9', 'a\\', '\u00e9', '\n', 7, null])
+      expect(byteaBytes(bad)).toBeUndefined();
   });
 
   it('the tables: created on first use as documented; the stored value is exactly encodeKmsBlob(blob), version and creation_id beside it', async () => {
