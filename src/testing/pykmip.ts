@@ -79,6 +79,8 @@ export interface PyKmipHandle {
    * of two operations counts two). For "exactly one call" assertions.
    */
   operations(): number;
+  /** Request messages the server has received so far (one per call, whatever its batch holds). */
+  requests(): number;
   /** Kills the server (it refuses connections from then on) and keeps the folder. Idempotent. */
   kill(): Promise<void>;
   /** Kills the server and removes its folder. Idempotent. */
@@ -399,6 +401,13 @@ export async function startPyKmip(options: PyKmipOptions = {}): Promise<PyKmipHa
       operations: () => {
         try {
           return (readFileSync(logPath, 'utf8').match(/Processing operation: /g) ?? []).length;
+        } catch {
+          return 0;
+        }
+      },
+      requests: () => {
+        try {
+          return (readFileSync(logPath, 'utf8').match(/Received request at time: /g) ?? []).length;
         } catch {
           return 0;
         }
