@@ -213,12 +213,17 @@ class RedisClusterInvalidationFeed implements InvalidationFeed {
   }
 
   /**
-   * The masters holding slots, asked of a tracked node whose connection is up, else of each
+   * The masters holding slots, asked of a tracked node whose connection is up (starting at a random
+   * one), else of each
    * startup node and last-known master in turn (a short-lived connection).
    * @throws StoreUnavailableError when no node answers.
    */
   async #readMasters(): Promise<RedisClusterFeedNode[]> {
-    for (const { node, tracking } of this.#nodes.values()) {
+    // From a different node each time, so one node's stale view (a partitioned old master) does
+    // not hide a failover for long.
+    const tracked = [...this.#nodes.values()];
+    const first = Math.floor(Math.random() * tracked.length);
+    for (const { node, tracking } of [...tracked.slice(first), ...tracked.slice(0, first)]) {
       const reply = tracking.query('CLUSTER', 'SLOTS');
       if (reply === undefined) continue;
       try {
