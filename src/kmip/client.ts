@@ -35,6 +35,7 @@ import {
   UnsupportedAlgorithmError,
   UnwrapFailedError,
 } from '../errors.js';
+import { isAbort } from '../providers/support.js';
 import {
   BatchErrorContinuationOption,
   BlockCipherMode,
@@ -255,7 +256,8 @@ export function kmipConnectionError(
   if (err instanceof KmsEnvelopeError) return err;
   const code = String((err as { code?: unknown } | null)?.code ?? '');
   const ctx = { ...where, cause: err };
-  if (signal?.aborted || code === 'ABORT_ERR')
+  // A call without a signal runs under the client's own timeout signal (reason: a TimeoutError).
+  if (isAbort(err, signal) || code === 'ABORT_ERR')
     return new DeadlineExceededError('the KMIP call was aborted (deadline)', ctx);
   if (
     /ALERT_(UNKNOWN_CA|BAD_CERTIFICATE|CERTIFICATE_UNKNOWN|CERTIFICATE_REQUIRED|ACCESS_DENIED|UNSUPPORTED_CERTIFICATE|CERTIFICATE_EXPIRED|CERTIFICATE_REVOKED|DECRYPT_ERROR)/.test(
@@ -616,6 +618,8 @@ class KmipConnection {
     socket.on('data', (chunk: Buffer) => this.#onData(chunk));
     socket.on('error', (err) => this.#fail(err));
     socket.on('close', () => this.#fail(new ConnectionClosed('the KMIP server closed the connection')));
+    // Armed only while idle (the pool sets and clears the timeout): an idle connection goes.
+    socket.on('timeout', () => this.destroy(new ConnectionClosed('idle')));
   }
 
   get usable(): boolean {
@@ -1036,7 +1040,7 @@ export class KmipClient {
     }
     // Idle: it must not keep the process alive, and it goes after idleTimeoutMs.
     connection.socket.unref();
-    connection.socket.setTimeout(this.#idleTimeoutMs, () => connection.destroy(new ConnectionClosed('idle')));
+    connection.socket.setTimeout(this.#idleTimeoutMs);
     this.#idle.push(connection);
   }
 

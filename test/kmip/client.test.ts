@@ -198,9 +198,15 @@ describe.skipIf(!hasPyKmip())('KmipClient against PyKMIP', () => {
     await expect(client.get(id)).rejects.toThrow(KeyNotFoundError);
   });
 
-  it('concurrent calls share a small pool', async () => {
+  it('concurrent calls share a small pool; connections are reused (no listener build-up)', async () => {
     const ids = await Promise.all(Array.from({ length: 6 }, () => client.createSymmetricKey()));
     expect(new Set(ids).size).toBe(6);
+    const warnings: Error[] = [];
+    const onWarning = (w: Error) => warnings.push(w);
+    process.on('warning', onWarning);
+    for (let i = 0; i < 25; i++) await client.getAttributes(ids[0]!, ['State']);
+    process.removeListener('warning', onWarning);
+    expect(warnings.filter((w) => w.name === 'MaxListenersExceededWarning')).toEqual([]);
   });
 
   it('TLS: a certificate from an untrusted CA is refused (AccessDeniedError); a wrong CA here is a ConfigError', async () => {
@@ -241,6 +247,9 @@ describe.skipIf(!hasPyKmip())('KmipClient against PyKMIP', () => {
     const c = new KmipClient(optionsFor({ port }));
     try {
       await expect(c.get('1', { signal: AbortSignal.timeout(200) })).rejects.toThrow(DeadlineExceededError);
+      const own = new KmipClient(optionsFor({ port, requestTimeoutMs: 200 }));
+      await expect(own.get('1')).rejects.toThrow(DeadlineExceededError);
+      await own.close();
     } finally {
       await c.close();
       silent.close();
