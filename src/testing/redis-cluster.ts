@@ -185,3 +185,20 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
     stop,
   };
 }
+
+/**
+ * ioredis `Cluster` options for a test that kills a master: each command bounded (1 s), one
+ * retry, slot-map refreshes and reconnects every 200 ms, so a client rides out a failover of
+ * {@link startRedisCluster}'s nodes (node timeout 2 s) and recovers without being made again.
+ * A plain object (`new Cluster(handle.startupNodes, failoverClusterOptions())`): it names no
+ * ioredis type.
+ */
+export function failoverClusterOptions() {
+  return {
+    redisOptions: { maxRetriesPerRequest: 1, commandTimeout: 1000 },
+    clusterRetryStrategy: () => 200,
+    retryDelayOnFailover: 200,
+    retryDelayOnClusterDown: 200,
+    slotsRefreshTimeout: 1000,
+  };
+}

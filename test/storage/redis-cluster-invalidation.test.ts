@@ -16,6 +16,7 @@ import {
   redisClusterInvalidationFeed,
 } from '../../src/storage/redis-cluster-invalidation.js';
 import {
+  failoverClusterOptions,
   type RedisClusterHandle,
   redisClusterAvailable,
   startRedisCluster,
@@ -68,13 +69,7 @@ describe.skipIf(!available)('invalidation feed over a real Redis Cluster', () =>
 
   /** A store client that rides out a failover (as in the store's own failover test). */
   const connect = () => {
-    const client = new Cluster([...cluster.startupNodes], {
-      redisOptions: { maxRetriesPerRequest: 1, commandTimeout: 1000 },
-      clusterRetryStrategy: () => 200,
-      retryDelayOnFailover: 200,
-      retryDelayOnClusterDown: 200,
-      slotsRefreshTimeout: 1000,
-    });
+    const client = new Cluster([...cluster.startupNodes], failoverClusterOptions());
     client.on('error', () => {});
     connections.push(client);
     return client;

@@ -6,6 +6,7 @@ import { StoreUnavailableError } from '../../src/errors.js';
 import { type IndexName, parseIndexName } from '../../src/names.js';
 import { RedisStore, ReplicasNotConfirmedError } from '../../src/storage/redis.js';
 import {
+  failoverClusterOptions,
   type RedisClusterHandle,
   redisClusterAvailable,
   startRedisCluster,
@@ -219,13 +220,7 @@ describe.skipIf(!available)(
 
     // Last: it changes the cluster (one master is killed and its replica takes over).
     it('a master killed: its replica takes over, every failure meanwhile is a typed StoreUnavailableError bounded in time, no acknowledged waitReplicas write is lost, and the same client recovers', async () => {
-      const client = new Cluster([...cluster.startupNodes], {
-        redisOptions: { maxRetriesPerRequest: 1, commandTimeout: 1000 },
-        clusterRetryStrategy: () => 200,
-        retryDelayOnFailover: 200,
-        retryDelayOnClusterDown: 200,
-        slotsRefreshTimeout: 1000,
-      });
+      const client = new Cluster([...cluster.startupNodes], failoverClusterOptions());
       client.on('error', () => {});
       clients.push(client);
       const durable = new RedisStore({ client, keyPrefix: 'failover:', waitReplicas: 1, waitTimeoutMs: 500 });
