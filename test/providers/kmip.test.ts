@@ -128,6 +128,14 @@ const faultClientOptions = {
   kmsCalls: { deadlineMs: 1500, retries: 2, minBackoffMs: 5, maxBackoffMs: 20, breaker: false },
 };
 
+/** A client over a memory store with slot `a` on object `uid`, no provider key cache, fault options. */
+const faultClient = (server: PyKmipHandle, uid: string, endpoint = server.endpoint) =>
+  new KmsEnvelopeClient({
+    store: StorageConfig.memory(),
+    kms: registry(server, { a: slotOf(server, uid, { keyCacheMs: 0 }, endpoint) }),
+    ...faultClientOptions,
+  });
+
 /** A TCP proxy that forwards to `port`, holding every byte while `hold` is set. */
 async function holdingProxy(
   port: number,
@@ -166,11 +174,7 @@ describe.skipIf(!available)('kmip faults PyKMIP can produce (key mode, no key ca
     const { server, admin } = await pykmip();
     const uid = await activeKey(admin);
     const proxy = await holdingProxy(server.port);
-    const client = new KmsEnvelopeClient({
-      store: StorageConfig.memory(),
-      kms: registry(server, { a: slotOf(server, uid, { keyCacheMs: 0 }, proxy.endpoint) }),
-      ...faultClientOptions,
-    });
+    const client = faultClient(server, uid, proxy.endpoint);
     try {
       await client.createIndex('idx-1', { slot: 'a' });
       proxy.hold(true);
@@ -186,11 +190,7 @@ describe.skipIf(!available)('kmip faults PyKMIP can produce (key mode, no key ca
   it('a revoked (Deactivated) or never activated key fails with KeyDisabledError after one request, not retried', async () => {
     const { server, admin } = await pykmip();
     const uid = await activeKey(admin);
-    const client = new KmsEnvelopeClient({
-      store: StorageConfig.memory(),
-      kms: registry(server, { a: slotOf(server, uid, { keyCacheMs: 0 }) }),
-      ...faultClientOptions,
-    });
+    const client = faultClient(server, uid);
     try {
       const kek = await client.createIndex('idx-1', { slot: 'a' });
       expect((await client.unwrap('idx-1')).equals(kek)).toBe(true);
@@ -245,11 +245,7 @@ describe.skipIf(!available)('kmip faults PyKMIP can produce (key mode, no key ca
   it('a key that does not exist (destroyed) fails with KeyNotFoundError after one request', async () => {
     const { server, admin } = await pykmip();
     const uid = await activeKey(admin);
-    const client = new KmsEnvelopeClient({
-      store: StorageConfig.memory(),
-      kms: registry(server, { a: slotOf(server, uid, { keyCacheMs: 0 }) }),
-      ...faultClientOptions,
-    });
+    const client = faultClient(server, uid);
     try {
       await client.createIndex('idx-1', { slot: 'a' });
       await admin.revoke(uid);
@@ -279,11 +275,7 @@ describe.skipIf(!available)('kmip faults PyKMIP can produce (key mode, no key ca
     });
     const uid = await activeKey(admin);
     await admin.close();
-    const client = new KmsEnvelopeClient({
-      store: StorageConfig.memory(),
-      kms: registry(server, { a: slotOf(server, uid, { keyCacheMs: 0 }) }),
-      ...faultClientOptions,
-    });
+    const client = faultClient(server, uid);
     try {
       await client.createIndex('idx-1', { slot: 'a' });
       await server.kill();
