@@ -122,6 +122,7 @@ class KmipProvider implements KmsProvider {
   readonly #keys = new Map<string, CachedKey>();
   #located: { uid: string; expires: number } | undefined;
   #aadChecked: Promise<void> | undefined;
+  #closed = false;
 
   constructor(client: KmipClient, ownsClient: boolean, keyId: string, mode: KmipMode, cacheMs: number) {
     this.#client = client;
@@ -140,6 +141,8 @@ class KmipProvider implements KmsProvider {
     const aad = bindingBytes(context, id);
     if (this.#mode === 'key') {
       const { key, transient } = await this.#wrappingKey(uid, call);
+      // close() wipes cached keys at once: never seal under a wiped (all-zero) key.
+      if (this.#closed) throw new ConfigError('the kmip provider was closed', where);
       try {
         const sealed = sealAes256Gcm(key, kek.expose(), aad);
         return { wrappedKek: Buffer.concat([Uint8Array.of(FORMAT.key), sealed]), keyId: uid, region: '' };
@@ -197,6 +200,7 @@ class KmipProvider implements KmsProvider {
     const aad = bindingBytes(context, id);
     if (this.#mode === 'key') {
       const { key, transient } = await this.#wrappingKey(uid, call);
+      if (this.#closed) throw new ConfigError('the kmip provider was closed', where);
       let plaintext: Buffer | undefined;
       try {
         plaintext = openAes256Gcm(key, bytes.subarray(1), aad);
@@ -227,6 +231,7 @@ class KmipProvider implements KmsProvider {
   }
 
   async close(): Promise<void> {
+    this.#closed = true;
     for (const cached of this.#keys.values()) cached.key.fill(0);
     this.#keys.clear();
     this.#located = undefined;
@@ -258,10 +263,7 @@ class KmipProvider implements KmsProvider {
     const now = Date.now();
     const cached = this.#keys.get(uid);
     if (cached !== undefined && cached.expires > now) return { key: cached.key, transient: false };
-    if (cached !== undefined) {
-      cached.key.fill(0);
-      this.#keys.delete(uid);
-    }
+    if (cached !== undefined) this.#evict(uid, cached);
     const names = this.#name !== undefined ? ['State', 'Name'] : ['State'];
     const secret = await this.#client.batch(
       [kmipItems.getAttributes(uid, names), kmipItems.get(uid)],
@@ -274,17 +276,36 @@ class KmipProvider implements KmsProvider {
       call,
     );
     const key = keyBytesOf(secret, call.where);
+    if (this.#closed) {
+      key.fill(0);
+      throw new ConfigError('the kmip provider was closed', call.where);
+    }
     if (this.#cacheMs > 0) {
+      // A concurrent cold call may have cached the same key meanwhile: keep one copy.
+      const raced = this.#keys.get(uid);
+      if (raced !== undefined && raced.expires > Date.now()) {
+        key.fill(0);
+        return { key: raced.key, transient: false };
+      }
+      if (raced !== undefined) this.#evict(uid, raced);
       if (this.#keys.size >= MAX_CACHED_KEYS) {
         const [oldest, entry] = this.#keys.entries().next().value as [string, CachedKey];
-        entry.key.fill(0);
-        this.#keys.delete(oldest);
+        this.#evict(oldest, entry);
       }
       this.#keys.set(uid, { key, expires: now + this.#cacheMs });
       return { key, transient: false };
     }
     // Not cached: the caller wipes it right after its seal or open.
     return { key, transient: true };
+  }
+
+  /**
+   * Drops a cached key and wipes it once the current turn is over: a caller that was handed it
+   * in this turn seals or opens with it synchronously when its await resumes, before then.
+   */
+  #evict(uid: string, entry: CachedKey): void {
+    if (this.#keys.get(uid) === entry) this.#keys.delete(uid);
+    setImmediate(() => entry.key.fill(0));
   }
 
   /** The state check of a Get Attributes result: Active, or `KeyDisabledError`. */

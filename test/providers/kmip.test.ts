@@ -319,6 +319,17 @@ describe.skipIf(!available)('kmip provider details', () => {
     expect(server.requests()).toBe(mark);
   });
 
+  it('key mode: concurrent cold wraps all unwrap; a closed provider refuses to wrap (never under a wiped key)', async () => {
+    const { admin } = await pykmip();
+    const uid = await activeKey(admin);
+    const p = createKmipProvider({ keyId: uid, client: admin });
+    const kek = Kek.generate();
+    const wrapped = await Promise.all(Array.from({ length: 5 }, (_, i) => p.wrap(kek, ctx(`idx-${i}`))));
+    for (const [i, w] of wrapped.entries()) expect((await p.unwrap(w, ctx(`idx-${i}`))).equals(kek)).toBe(true);
+    await p.close();
+    await expect(p.wrap(kek, ctx())).rejects.toThrow(/closed/);
+  });
+
   it('a key that is not AES-256 is a ConfigError; delegated mode over KMIP 1.2 is refused as unsupported', async () => {
     const { server, admin } = await pykmip();
     const small = await admin.createSymmetricKey({ lengthBits: 128 });
