@@ -325,7 +325,8 @@ describe.skipIf(!available)('kmip provider details', () => {
     const p = createKmipProvider({ keyId: uid, client: admin });
     const kek = Kek.generate();
     const wrapped = await Promise.all(Array.from({ length: 5 }, (_, i) => p.wrap(kek, ctx(`idx-${i}`))));
-    for (const [i, w] of wrapped.entries()) expect((await p.unwrap(w, ctx(`idx-${i}`))).equals(kek)).toBe(true);
+    for (const [i, w] of wrapped.entries())
+      expect((await p.unwrap(w, ctx(`idx-${i}`))).equals(kek)).toBe(true);
     await p.close();
     await expect(p.wrap(kek, ctx())).rejects.toThrow(/closed/);
   });
