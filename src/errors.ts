@@ -51,6 +51,7 @@ export const ErrorCode = {
   slotNotAllowed: 'KMS_ENVELOPE_SLOT_NOT_ALLOWED',
   rollback: 'KMS_ENVELOPE_ROLLBACK',
   weakKdf: 'KMS_ENVELOPE_WEAK_KDF',
+  allWrapsFailed: 'KMS_ENVELOPE_ALL_WRAPS_FAILED',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -292,4 +293,33 @@ export class NonceLimitError extends KmsEnvelopeError {
  */
 export class WeakKdfParamsError extends KmsEnvelopeError {
   override readonly code = ErrorCode.weakKdf;
+}
+
+/** Why one wrap of a multi-wrap envelope did not serve an unwrap: its slot and its typed error. */
+export interface WrapFailure {
+  /** The slot (`kms_name`) of the wrap. */
+  readonly slot: string;
+  /** The error of that wrap: the KMS's, a `SlotNotAllowedError` or `CircuitOpenError` for a
+   * wrap that was skipped, a `KekMismatchError` for a wrap (or share) that did not match the
+   * envelope's KEK check, a `DeadlineExceededError` for one the deadline left untried. */
+  readonly error: KmsEnvelopeError;
+}
+
+/**
+ * No wrap of a multi-wrap envelope could unwrap the KEK (or, for a threshold envelope, fewer than
+ * the needed shares could): `failures` says, per slot, what its typed error was, in the order the
+ * wraps were tried. Retryable when any failure is (a KMS that was down may be back). Neither the
+ * message nor a failure carries key material.
+ */
+export class AllWrapsFailedError extends KmsEnvelopeError {
+  override readonly code = ErrorCode.allWrapsFailed;
+  override readonly retryable: boolean;
+  /** Each wrap's failure, in the order they were tried (skipped ones included). */
+  readonly failures: readonly WrapFailure[];
+  constructor(message: string, failures: readonly WrapFailure[], ctx: ErrorContext = {}) {
+    const each = failures.map((f) => `${f.slot}: ${f.error.code} (${f.error.detail})`).join('; ');
+    super(`${message}${each === '' ? '' : `: ${each}`}`, ctx);
+    this.failures = failures;
+    this.retryable = failures.some((f) => f.error.retryable);
+  }
 }

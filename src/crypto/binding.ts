@@ -9,6 +9,22 @@
 const LABEL = 'kms-envelope/kek-binding/v1';
 /** Schema 2 envelopes: the same fields, then the version and the creation id. */
 const LABEL_V2 = 'kms-envelope/kek-binding/v2';
+/** Schema 3 (threshold) envelopes: the v2 fields, then the policy and the wrap's share number. */
+const LABEL_V3 = 'kms-envelope/kek-binding/v3';
+
+/**
+ * The policy of a threshold envelope as one wrap is bound to it: any `threshold` of the `shares`
+ * Shamir shares recover the KEK, and this wrap holds share number `share` (its x coordinate:
+ * 1 for the primary, i + 2 for `wraps[i]`).
+ */
+export interface SharePolicy {
+  /** k: how many shares recover the KEK (2 … shares). */
+  readonly threshold: number;
+  /** n: how many wraps (shares) the envelope has. */
+  readonly shares: number;
+  /** This wrap's share number, 1 … n. */
+  readonly share: number;
+}
 
 /** What a wrapped KEK is bound to. */
 export interface KekBinding {
@@ -28,13 +44,20 @@ export interface KekBinding {
    * creation of the index) replayed into the store does not unwrap as the current one.
    */
   readonly creationId?: Uint8Array | undefined;
+  /**
+   * Threshold envelopes (schema 3, always with a creation id): the policy and this wrap's share.
+   * When present the binding is the v3 form, so a store writer who changes the threshold, the
+   * number of wraps or a wrap's position makes the wraps fail to unwrap.
+   */
+  readonly policy?: SharePolicy | undefined;
 }
 
 /**
  * The binding as an unambiguous byte string: a label, then each field as a 4-byte big-endian
  * length and its UTF-8 bytes, the extra context sorted by key; in the v2 form (with a creation
- * id) then the version as decimal text and the creation id's bytes, each length-prefixed too.
- * Two different bindings never give the same bytes. The returned buffer may be shared: do not
+ * id) then the version as decimal text and the creation id's bytes, each length-prefixed too; in
+ * the v3 form (with a policy) then the threshold, the number of shares and the share number as
+ * decimal text, each length-prefixed. Two different bindings never give the same bytes. The returned buffer may be shared: do not
  * modify it.
  */
 export function bindingAad(binding: KekBinding): Buffer {
@@ -50,7 +73,7 @@ export function bindingAadOf(provider: string, context: Omit<KekBinding, 'provid
   // index) finds them without building a key string. Bindings with an extra context are rarer
   // and are encoded each time. A v2 binding is cached as the last one seen for its triple and
   // used again only for the same version and creation id.
-  if (!hasKeys(context.encryptionContext)) {
+  if (!hasKeys(context.encryptionContext) && context.policy === undefined) {
     const cached = aadCache.get(provider)?.get(context.slot)?.get(context.index);
     if (cached !== undefined && sameGeneration(cached, context)) return cached.aad;
     const aad = encodeBinding(provider, context);
@@ -108,7 +131,9 @@ function remember(provider: string, slot: string, index: string, aad: CachedAad)
 
 function encodeBinding(provider: string, binding: Omit<KekBinding, 'provider'>): Buffer {
   const v2 = binding.creationId !== undefined;
-  const parts: Buffer[] = [v2 ? LABEL_V2 : LABEL, provider, binding.slot, binding.index].map((part) =>
+  const policy = v2 ? binding.policy : undefined;
+  const label = policy !== undefined ? LABEL_V3 : v2 ? LABEL_V2 : LABEL;
+  const parts: Buffer[] = [label, provider, binding.slot, binding.index].map((part) =>
     Buffer.from(part, 'utf8'),
   );
   for (const key of Object.keys(binding.encryptionContext).sort()) {
@@ -116,6 +141,10 @@ function encodeBinding(provider: string, binding: Omit<KekBinding, 'provider'>):
   }
   if (v2) {
     parts.push(Buffer.from(String(binding.version ?? 0), 'utf8'), Buffer.from(binding.creationId!));
+  }
+  if (policy !== undefined) {
+    for (const n of [policy.threshold, policy.shares, policy.share])
+      parts.push(Buffer.from(String(n), 'utf8'));
   }
   const out = Buffer.allocUnsafe(parts.reduce((n, b) => n + 4 + b.length, 0));
   let at = 0;

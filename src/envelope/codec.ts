@@ -15,10 +15,14 @@ import {
   CREATION_ID_LENGTH,
   KmsBlobField as F,
   KMS_BLOB_FILE_IDENTIFIER,
+  KMS_BLOB_MAX_SCHEMA_VERSION,
   KMS_BLOB_MIN_SCHEMA_VERSION,
   KMS_BLOB_SCHEMA_VERSION,
+  KMS_BLOB_THRESHOLD_SCHEMA_VERSION,
   type KmsBlob,
   KmsBlobLimits,
+  type KmsWrap,
+  MAX_WRAPS,
   PROVIDER_ID_PATTERN,
 } from './kms-blob.js';
 import { malformed, readVerifiedKmsBlob } from './verify.js';
@@ -74,9 +78,9 @@ function checkFields(blob: KmsBlob, fail: Fail): void {
   checkTimestamp('created_at', blob.createdAt, fail);
   checkTimestamp('updated_at', blob.updatedAt, fail);
   if (blob.updatedAt < blob.createdAt) fail('updated_at is before created_at');
-  if (blob.schemaVersion < KMS_BLOB_MIN_SCHEMA_VERSION || blob.schemaVersion > KMS_BLOB_SCHEMA_VERSION) {
+  if (blob.schemaVersion < KMS_BLOB_MIN_SCHEMA_VERSION || blob.schemaVersion > KMS_BLOB_MAX_SCHEMA_VERSION) {
     fail(
-      blob.schemaVersion > KMS_BLOB_SCHEMA_VERSION
+      blob.schemaVersion > KMS_BLOB_MAX_SCHEMA_VERSION
         ? `schema_version ${blob.schemaVersion} was written by a newer kms-envelope`
         : `schema_version ${blob.schemaVersion} is not supported`,
     );
@@ -94,6 +98,44 @@ function checkFields(blob: KmsBlob, fail: Fail): void {
     }
   } else if (creationId !== undefined) {
     fail(`schema_version ${blob.schemaVersion} has no creation_id`);
+  }
+  checkWraps(blob, fail);
+}
+
+/**
+ * The rules on `wraps` and `threshold` (schemas/README.md): at most {@link MAX_WRAPS} wraps in
+ * all, each slot once, valid names and sizes, never provider `none`; an envelope with wraps is
+ * schema 2 or 3 and has `kek_check` (what tells a good wrap from a forged one); a threshold
+ * 2 ≤ k ≤ n exactly in schema 3.
+ */
+function checkWraps(blob: KmsBlob, fail: Fail): void {
+  const wraps = blob.wraps ?? [];
+  const threshold = blob.threshold ?? 0;
+  if (wraps.length > MAX_WRAPS - 1) fail(`wraps has more than ${MAX_WRAPS - 1} entries`);
+  if (wraps.length > 0) {
+    if (blob.schemaVersion < 2) fail('schema_version 1 has no wraps');
+    if (blob.kekCheck === undefined) fail('an envelope with wraps needs kek_check');
+    if (blob.provider === 'none') fail('an envelope of provider "none" has no wraps');
+  }
+  const slots = new Set([blob.kmsName]);
+  for (const wrap of wraps) {
+    checkName('a wrap kms_name', wrap.kmsName, fail);
+    if (!PROVIDER_ID_PATTERN.test(wrap.provider)) fail('a wrap provider is not a valid provider id');
+    if (wrap.provider === 'none') fail('a wrap of provider "none" wraps nothing');
+    checkLength('a wrap key_id', wrap.keyId, KmsBlobLimits.maxKeyIdLength, fail);
+    checkLength('a wrap region', wrap.region, KmsBlobLimits.maxRegionLength, fail);
+    if (wrap.wrappedKek.length > KmsBlobLimits.maxWrappedKekBytes) {
+      fail(`a wrap wrapped_kek is larger than ${KmsBlobLimits.maxWrappedKekBytes} bytes`);
+    }
+    if (slots.has(wrap.kmsName)) fail('two wraps name the same slot');
+    slots.add(wrap.kmsName);
+  }
+  if (blob.schemaVersion === KMS_BLOB_THRESHOLD_SCHEMA_VERSION) {
+    if (!Number.isInteger(threshold) || threshold < 2 || threshold > 1 + wraps.length) {
+      fail('schema_version 3 needs a threshold from 2 to the number of wraps');
+    }
+  } else if (threshold !== 0) {
+    fail(`schema_version ${blob.schemaVersion} has no threshold`);
   }
 }
 
@@ -166,6 +208,8 @@ interface Prepared {
   readonly region: Text;
   /** Context entries sorted by key in UTF-8 byte order. */
   readonly context: ReadonlyArray<readonly [Text, Text]>;
+  /** The wraps with their measured key ids and regions, in stored order. */
+  readonly wraps: ReadonlyArray<{ readonly wrap: KmsWrap; readonly keyId: Text; readonly region: Text }>;
   /** Size of the FlatBuffer, without the trailer. */
   readonly size: number;
   readonly layout: Layout;
@@ -221,13 +265,20 @@ function snapshot(input: KmsBlobInput): KmsBlob {
       input.schemaVersion === undefined
         ? creationId === undefined
           ? 1
-          : KMS_BLOB_SCHEMA_VERSION
+          : input.threshold === undefined || input.threshold === 0
+            ? KMS_BLOB_SCHEMA_VERSION
+            : KMS_BLOB_THRESHOLD_SCHEMA_VERSION
         : input.schemaVersion,
     // The decoder's default for an envelope written without updated_at.
     updatedAt: input.updatedAt === undefined ? createdAt : input.updatedAt,
     kekCheck: input.kekCheck,
     creationId,
+    wraps: snapshotWraps(input.wraps),
+    // 0 is how the schema stores anyOf; in memory it is undefined.
+    threshold: input.threshold === 0 ? undefined : input.threshold,
   };
+  if (blob.threshold !== undefined && typeof blob.threshold !== 'number')
+    invalid('threshold must be a number');
   // Unrolled: a loop over field names costs a keyed load per field on every encode.
   if (
     typeof blob.kmsName !== 'string' ||
@@ -258,6 +309,35 @@ function snapshot(input: KmsBlobInput): KmsBlob {
     invalid('encryptionContext must be a plain object of strings');
   }
   return blob;
+}
+
+/** A checked copy of `wraps` (`undefined` when absent or empty). */
+function snapshotWraps(input: KmsBlobInput['wraps']): KmsWrap[] | undefined {
+  if (input === undefined) return undefined;
+  if (!Array.isArray(input)) invalid('wraps must be an array');
+  if (input.length > MAX_WRAPS - 1) invalid(`wraps has more than ${MAX_WRAPS - 1} entries`);
+  const out: KmsWrap[] = [];
+  for (const raw of input as readonly KmsWrap[]) {
+    if (typeof raw !== 'object' || raw === null) invalid('each wrap must be an object');
+    const wrap: KmsWrap = {
+      kmsName: raw.kmsName,
+      provider: raw.provider,
+      keyId: raw.keyId,
+      region: raw.region,
+      wrappedKek: raw.wrappedKek,
+    };
+    if (
+      typeof wrap.kmsName !== 'string' ||
+      typeof wrap.provider !== 'string' ||
+      typeof wrap.keyId !== 'string' ||
+      typeof wrap.region !== 'string'
+    ) {
+      invalid('a wrap kmsName, provider, keyId and region must be strings');
+    }
+    if (!(wrap.wrappedKek instanceof Uint8Array)) invalid('a wrap wrappedKek must be a Uint8Array');
+    out.push(wrap);
+  }
+  return out.length === 0 ? undefined : out;
 }
 
 /** Checked, sorted and measured context entries. */
@@ -313,10 +393,18 @@ function layout(slots: number, tablePos: number, tableSize: number, inline: read
 
 const LAYOUT_V1 = layout(12, 36, 60, [24, 28, 32, 36, 40, 20, 4, 44, 48, 56, 12, 52]);
 const LAYOUT_V2 = layout(13, 40, 64, [24, 28, 32, 36, 40, 4, 8, 44, 48, 60, 16, 52, 56]);
+// Multi-wrap: schema 2 with `wraps` (14 slots), schema 3 with `threshold` too (15 slots; the
+// 34-byte vtable ends at 42, so the table starts at 48 to keep its longs 8-aligned).
+const LAYOUT_V2_WRAPS = layout(14, 40, 68, [24, 28, 32, 36, 40, 4, 8, 44, 48, 64, 16, 52, 56, 60]);
+const LAYOUT_V3 = layout(15, 48, 68, [24, 28, 32, 36, 40, 4, 8, 44, 48, 64, 16, 52, 56, 60, 66]);
 
 // Per context entry: its vtable (2 slots), its table (soffset + 2 uoffsets).
 const ENTRY_VTABLE_SIZE = 8;
 const ENTRY_TABLE_SIZE = 12;
+// Per wrap: its vtable (5 slots: 14 bytes, then 2 of padding), its table (soffset + 5 uoffsets).
+const WRAP_VTABLE_SIZE = 14;
+const WRAP_VTABLE_ROOM = 16;
+const WRAP_TABLE_SIZE = 24;
 
 /** Checks `input` completely and measures what the writer will write. */
 function prepare(input: KmsBlobInput): Prepared {
@@ -325,7 +413,19 @@ function prepare(input: KmsBlobInput): Prepared {
   const keyId = { value: blob.keyId, bytes: utf8Length('key_id', blob.keyId) };
   const region = { value: blob.region, bytes: utf8Length('region', blob.region) };
   const context = prepareContext(blob.encryptionContext);
-  const layout = blob.creationId === undefined ? LAYOUT_V1 : LAYOUT_V2;
+  const wraps = (blob.wraps ?? []).map((wrap) => ({
+    wrap,
+    keyId: { value: wrap.keyId, bytes: utf8Length('a wrap key_id', wrap.keyId) },
+    region: { value: wrap.region, bytes: utf8Length('a wrap region', wrap.region) },
+  }));
+  const layout =
+    blob.threshold !== undefined
+      ? LAYOUT_V3
+      : wraps.length > 0
+        ? LAYOUT_V2_WRAPS
+        : blob.creationId === undefined
+          ? LAYOUT_V1
+          : LAYOUT_V2;
   let size =
     layout.dataPos +
     stringSize(blob.kmsName.length) +
@@ -340,10 +440,21 @@ function prepare(input: KmsBlobInput): Prepared {
   for (const [key, value] of context) {
     size += ENTRY_VTABLE_SIZE + ENTRY_TABLE_SIZE + stringSize(key.bytes) + stringSize(value.bytes);
   }
+  if (wraps.length > 0) size += 4 + 4 * wraps.length;
+  for (const { wrap, keyId, region } of wraps) {
+    size +=
+      WRAP_VTABLE_ROOM +
+      WRAP_TABLE_SIZE +
+      stringSize(wrap.kmsName.length) +
+      stringSize(wrap.provider.length) +
+      (keyId.bytes > 0 ? stringSize(keyId.bytes) : 0) +
+      (region.bytes > 0 ? stringSize(region.bytes) : 0) +
+      vectorSize(wrap.wrappedKek.length);
+  }
   if (size + CHECKSUM_LENGTH > KmsBlobLimits.maxEnvelopeBytes) {
     invalid(`the envelope would be ${size + CHECKSUM_LENGTH} bytes, over ${KmsBlobLimits.maxEnvelopeBytes}`);
   }
-  return { blob, keyId, region, context, size, layout };
+  return { blob, keyId, region, context, wraps, size, layout };
 }
 
 const textEncoder = new TextEncoder();
@@ -433,6 +544,7 @@ function writeHeader(w: Writer, p: Prepared): void {
   w.u64(w.at(F.updatedAt), blob.updatedAt);
   w.u32(w.at(F.version), blob.version);
   w.u16(w.at(F.schemaVersion), blob.schemaVersion);
+  if (layout.slots > F.threshold) w.out[w.at(F.threshold)] = blob.threshold ?? 0;
 }
 
 /** Writes the context vector and its entries (each: vtable, table, key, value). */
@@ -454,6 +566,34 @@ function writeContext(w: Writer, context: Prepared['context']): void {
     w.next = table + ENTRY_TABLE_SIZE;
     w.string(table + 4, key);
     w.string(table + 8, value);
+  });
+}
+
+/** Writes the wraps vector and each wrap (vtable, table, then its strings and vector). */
+function writeWraps(w: Writer, wraps: Prepared['wraps']): void {
+  w.link(w.at(F.wraps));
+  const vector = w.next;
+  w.u32(vector, wraps.length);
+  w.next += 4 + 4 * wraps.length;
+  wraps.forEach(({ wrap, keyId, region }, i) => {
+    const vtable = w.next;
+    w.u16(vtable, WRAP_VTABLE_SIZE);
+    w.u16(vtable + 2, WRAP_TABLE_SIZE);
+    w.u16(vtable + 4, 4);
+    w.u16(vtable + 6, 8);
+    w.u16(vtable + 8, keyId.bytes > 0 ? 12 : 0);
+    w.u16(vtable + 10, region.bytes > 0 ? 16 : 0);
+    w.u16(vtable + 12, 20);
+    const table = vtable + WRAP_VTABLE_ROOM;
+    w.u32(table, table - vtable);
+    const element = vector + 4 + 4 * i;
+    w.u32(element, table - element);
+    w.next = table + WRAP_TABLE_SIZE;
+    w.string(table + 4, { value: wrap.kmsName, bytes: wrap.kmsName.length });
+    w.string(table + 8, { value: wrap.provider, bytes: wrap.provider.length });
+    if (keyId.bytes > 0) w.string(table + 12, keyId);
+    if (region.bytes > 0) w.string(table + 16, region);
+    w.vector(table + 20, wrap.wrappedKek);
   });
 }
 
@@ -487,6 +627,7 @@ export function encodeKmsBlob(blob: KmsBlobInput): Uint8Array {
   if (p.blob.kekCheck !== undefined) w.vector(w.at(F.kekCheck), p.blob.kekCheck);
   if (p.blob.creationId !== undefined) w.vector(w.at(F.creationId), p.blob.creationId);
   if (p.context.length > 0) writeContext(w, p.context);
+  if (p.wraps.length > 0) writeWraps(w, p.wraps);
   w.u32(p.size, crc32c(w.out, 0, p.size));
   return w.out;
 }

@@ -14,6 +14,20 @@
  */
 export const KMS_BLOB_SCHEMA_VERSION = 2;
 
+/**
+ * `schema_version` of a threshold envelope: the KEK is split into Shamir shares, one per wrap,
+ * and each wrap is bound (binding v3) to the policy too. Readers that know only schema 2 refuse
+ * it as written by a newer kms-envelope instead of unwrapping a share as if it were the KEK.
+ * Envelopes whose wraps each hold the whole KEK (`anyOf`) stay at {@link KMS_BLOB_SCHEMA_VERSION}.
+ */
+export const KMS_BLOB_THRESHOLD_SCHEMA_VERSION = 3;
+
+/** The highest `schema_version` this release reads. */
+export const KMS_BLOB_MAX_SCHEMA_VERSION = KMS_BLOB_THRESHOLD_SCHEMA_VERSION;
+
+/** Most wraps of one envelope, the primary included (so `wraps` holds at most 7). */
+export const MAX_WRAPS = 8;
+
 /** The oldest `schema_version` still read (and pushed back, e.g. to repair a store). */
 export const KMS_BLOB_MIN_SCHEMA_VERSION = 1;
 
@@ -65,10 +79,34 @@ export const KmsBlobField = {
   updatedAt: 10,
   kekCheck: 11,
   creationId: 12,
+  wraps: 13,
+  threshold: 14,
 } as const;
 
 /** Field slots of table `ContextEntry`. */
 export const ContextEntryField = { key: 0, value: 1 } as const;
+
+/** Field slots of table `Wrap`. */
+export const WrapField = { kmsName: 0, provider: 1, keyId: 2, region: 3, wrappedKek: 4 } as const;
+
+/**
+ * One further wrap of an envelope's KEK (table `Wrap`): the KEK (or, in a threshold envelope, one
+ * Shamir share of it) wrapped by another slot, bound to the index, its own slot and the
+ * envelope's version and creation id (and, for a threshold envelope, the policy and its share
+ * number).
+ */
+export interface KmsWrap {
+  /** The slot that made this wrap; no two wraps of an envelope (primary included) share one. */
+  readonly kmsName: string;
+  /** That slot's provider id (never `none`). */
+  readonly provider: string;
+  /** The provider's key reference; may be ''. */
+  readonly keyId: string;
+  /** Region or location; may be ''. */
+  readonly region: string;
+  /** The wrapped KEK or share. */
+  readonly wrappedKek: Uint8Array;
+}
 
 /** Provider ids: lower-case letters, digits and '-', starting with a letter. */
 export const PROVIDER_ID_PATTERN = /^[a-z][a-z0-9-]{0,63}$/;
@@ -113,4 +151,16 @@ export interface KmsBlob {
    * re-create (which starts again at version 1) is never mistaken for the envelope read before.
    */
   readonly creationId?: Uint8Array | undefined;
+  /**
+   * Further wraps of the same KEK by other slots, after the primary (the fields above); absent
+   * (or empty) for a single-wrap envelope. At most {@link MAX_WRAPS} − 1. An envelope with wraps is
+   * schema 2 or 3 and always carries `kekCheck`, which is what tells a good wrap from a forged one.
+   */
+  readonly wraps?: readonly KmsWrap[] | undefined;
+  /**
+   * The policy: `undefined` (stored 0) when any one wrap unwraps the KEK (`anyOf`); k ≥ 2 in a
+   * threshold envelope (schema 3), where the primary holds Shamir share 1 and `wraps[i]` share
+   * i + 2, and any k of the 1 + `wraps.length` shares recover the KEK.
+   */
+  readonly threshold?: number | undefined;
 }

@@ -19,6 +19,9 @@ import {
   KMS_BLOB_FILE_IDENTIFIER,
   type KmsBlob,
   KmsBlobLimits,
+  type KmsWrap,
+  MAX_WRAPS,
+  WrapField,
 } from './kms-blob.js';
 
 /** Smallest stored envelope: root offset, file identifier, a 4-byte vtable, then the trailer. */
@@ -68,6 +71,7 @@ const latin1Slice: Latin1Slice =
 // Fields this reader knows (and reads, each checked by Reader#field); later slots are unknown.
 const KMS_BLOB_FIELDS = Object.keys(F).length;
 const CONTEXT_ENTRY_FIELDS = Object.keys(ContextEntryField).length;
+const WRAP_FIELDS = Object.keys(WrapField).length;
 
 // Envelopes up to this size are turned into text once (see Reader#ascii); typical ones are ~500.
 // Decoded strings of 13 characters or more may then be slices of that text and keep it alive:
@@ -258,6 +262,12 @@ class Reader {
     return pos === 0 ? fallback : u16(this.bytes, pos);
   }
 
+  /** A ubyte field; `fallback` when absent. */
+  ubyteField(t: Table, slot: number, fallback: number, what: string): number {
+    const pos = this.field(t, slot, 1, what);
+    return pos === 0 ? fallback : this.bytes[pos]!;
+  }
+
   /**
    * A long field that must be non-negative and below 2^53, so that a number holds it exactly
    * (the codec then checks the real range); 0 when absent.
@@ -325,6 +335,34 @@ function readContext(r: Reader, root: Table): Record<string, string> {
   return context;
 }
 
+/**
+ * The further wraps: a vector of at most {@link MAX_WRAPS} − 1 Wrap tables, each verified like the
+ * root table; `undefined` when absent or empty. Names, duplicates and policy are value rules,
+ * checked by the codec.
+ */
+function readWraps(r: Reader, root: Table): KmsWrap[] | undefined {
+  const pos = r.field(root, F.wraps, 4, 'wraps');
+  if (pos === 0) return undefined;
+  const vector = r.follow(pos, 'wraps');
+  const count = u32(r.bytes, vector);
+  if (count > MAX_WRAPS - 1) malformed('wraps has too many entries');
+  r.need(vector + 4, 4 * count, 'wraps');
+  const wraps: KmsWrap[] = [];
+  for (let i = 0; i < count; i++) {
+    const t = r.table(r.follow(vector + 4 + 4 * i, 'a wrap'), 'a wrap', WRAP_FIELDS);
+    wraps.push({
+      kmsName: r.stringField(t, WrapField.kmsName, MAX_STRING_BYTES.name, 'a wrap kms_name', true),
+      provider: r.stringField(t, WrapField.provider, MAX_STRING_BYTES.provider, 'a wrap provider', true),
+      keyId: r.stringField(t, WrapField.keyId, MAX_STRING_BYTES.keyId, 'a wrap key_id', false),
+      region: r.stringField(t, WrapField.region, MAX_STRING_BYTES.region, 'a wrap region', false),
+      wrappedKek:
+        r.bytesField(t, WrapField.wrappedKek, KmsBlobLimits.maxWrappedKekBytes, 'a wrap wrapped_kek') ??
+        new Uint8Array(0),
+    });
+  }
+  return wraps.length === 0 ? undefined : wraps;
+}
+
 /** Fails unless the size, the CRC32C trailer and the file identifier are right. */
 function checkFrame(bytes: Uint8Array): number {
   if (!(bytes instanceof Uint8Array)) malformed('input is not a Uint8Array');
@@ -357,6 +395,7 @@ export function readVerifiedKmsBlob(bytes: Uint8Array): KmsBlob {
   const updatedAt = r.longField(t, F.updatedAt, 'updated_at');
   const kekCheck = r.bytesField(t, F.kekCheck, KmsBlobLimits.maxKekCheckBytes, 'kek_check');
   const creationId = r.bytesField(t, F.creationId, CREATION_ID_LENGTH, 'creation_id');
+  const threshold = r.ubyteField(t, F.threshold, 0, 'threshold');
   return {
     kmsName: r.stringField(t, F.kmsName, MAX_STRING_BYTES.name, 'kms_name', true),
     provider: r.stringField(t, F.provider, MAX_STRING_BYTES.provider, 'provider', true),
@@ -374,5 +413,7 @@ export function readVerifiedKmsBlob(bytes: Uint8Array): KmsBlob {
     updatedAt: updatedAt === 0 ? createdAt : updatedAt,
     kekCheck: kekCheck === undefined || kekCheck.length === 0 ? undefined : kekCheck,
     creationId,
+    wraps: readWraps(r, t),
+    threshold: threshold === 0 ? undefined : threshold,
   };
 }

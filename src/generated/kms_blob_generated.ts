@@ -63,6 +63,121 @@ static createContextEntry(builder:flatbuffers.Builder, keyOffset:flatbuffers.Off
 }
 }
 
+export class Wrap {
+  bb: flatbuffers.ByteBuffer|null = null;
+  bb_pos = 0;
+  __init(i:number, bb:flatbuffers.ByteBuffer):Wrap {
+  this.bb_pos = i;
+  this.bb = bb;
+  return this;
+}
+
+static getRootAsWrap(bb:flatbuffers.ByteBuffer, obj?:Wrap):Wrap {
+  return (obj || new Wrap()).__init(bb.readInt32(bb.position()) + bb.position(), bb);
+}
+
+static getSizePrefixedRootAsWrap(bb:flatbuffers.ByteBuffer, obj?:Wrap):Wrap {
+  bb.setPosition(bb.position() + flatbuffers.SIZE_PREFIX_LENGTH);
+  return (obj || new Wrap()).__init(bb.readInt32(bb.position()) + bb.position(), bb);
+}
+
+kmsName():string|null
+kmsName(optionalEncoding:flatbuffers.Encoding):string|Uint8Array|null
+kmsName(optionalEncoding?:any):string|Uint8Array|null {
+  const offset = this.bb!.__offset(this.bb_pos, 4);
+  return offset ? this.bb!.__string(this.bb_pos + offset, optionalEncoding) : null;
+}
+
+provider():string|null
+provider(optionalEncoding:flatbuffers.Encoding):string|Uint8Array|null
+provider(optionalEncoding?:any):string|Uint8Array|null {
+  const offset = this.bb!.__offset(this.bb_pos, 6);
+  return offset ? this.bb!.__string(this.bb_pos + offset, optionalEncoding) : null;
+}
+
+keyId():string|null
+keyId(optionalEncoding:flatbuffers.Encoding):string|Uint8Array|null
+keyId(optionalEncoding?:any):string|Uint8Array|null {
+  const offset = this.bb!.__offset(this.bb_pos, 8);
+  return offset ? this.bb!.__string(this.bb_pos + offset, optionalEncoding) : null;
+}
+
+region():string|null
+region(optionalEncoding:flatbuffers.Encoding):string|Uint8Array|null
+region(optionalEncoding?:any):string|Uint8Array|null {
+  const offset = this.bb!.__offset(this.bb_pos, 10);
+  return offset ? this.bb!.__string(this.bb_pos + offset, optionalEncoding) : null;
+}
+
+wrappedKek(index: number):number|null {
+  const offset = this.bb!.__offset(this.bb_pos, 12);
+  return offset ? this.bb!.readUint8(this.bb!.__vector(this.bb_pos + offset) + index) : 0;
+}
+
+wrappedKekLength():number {
+  const offset = this.bb!.__offset(this.bb_pos, 12);
+  return offset ? this.bb!.__vector_len(this.bb_pos + offset) : 0;
+}
+
+wrappedKekArray():Uint8Array|null {
+  const offset = this.bb!.__offset(this.bb_pos, 12);
+  return offset ? new Uint8Array(this.bb!.bytes().buffer, this.bb!.bytes().byteOffset + this.bb!.__vector(this.bb_pos + offset), this.bb!.__vector_len(this.bb_pos + offset)) : null;
+}
+
+static startWrap(builder:flatbuffers.Builder) {
+  builder.startObject(5);
+}
+
+static addKmsName(builder:flatbuffers.Builder, kmsNameOffset:flatbuffers.Offset) {
+  builder.addFieldOffset(0, kmsNameOffset, 0);
+}
+
+static addProvider(builder:flatbuffers.Builder, providerOffset:flatbuffers.Offset) {
+  builder.addFieldOffset(1, providerOffset, 0);
+}
+
+static addKeyId(builder:flatbuffers.Builder, keyIdOffset:flatbuffers.Offset) {
+  builder.addFieldOffset(2, keyIdOffset, 0);
+}
+
+static addRegion(builder:flatbuffers.Builder, regionOffset:flatbuffers.Offset) {
+  builder.addFieldOffset(3, regionOffset, 0);
+}
+
+static addWrappedKek(builder:flatbuffers.Builder, wrappedKekOffset:flatbuffers.Offset) {
+  builder.addFieldOffset(4, wrappedKekOffset, 0);
+}
+
+static createWrappedKekVector(builder:flatbuffers.Builder, data:number[]|Uint8Array):flatbuffers.Offset {
+  builder.startVector(1, data.length, 1);
+  for (let i = data.length - 1; i >= 0; i--) {
+    builder.addInt8(data[i]!);
+  }
+  return builder.endVector();
+}
+
+static startWrappedKekVector(builder:flatbuffers.Builder, numElems:number) {
+  builder.startVector(1, numElems, 1);
+}
+
+static endWrap(builder:flatbuffers.Builder):flatbuffers.Offset {
+  const offset = builder.endObject();
+  builder.requiredField(offset, 4) // kms_name
+  builder.requiredField(offset, 6) // provider
+  return offset;
+}
+
+static createWrap(builder:flatbuffers.Builder, kmsNameOffset:flatbuffers.Offset, providerOffset:flatbuffers.Offset, keyIdOffset:flatbuffers.Offset, regionOffset:flatbuffers.Offset, wrappedKekOffset:flatbuffers.Offset):flatbuffers.Offset {
+  Wrap.startWrap(builder);
+  Wrap.addKmsName(builder, kmsNameOffset);
+  Wrap.addProvider(builder, providerOffset);
+  Wrap.addKeyId(builder, keyIdOffset);
+  Wrap.addRegion(builder, regionOffset);
+  Wrap.addWrappedKek(builder, wrappedKekOffset);
+  return Wrap.endWrap(builder);
+}
+}
+
 export class KMSBlob {
   bb: flatbuffers.ByteBuffer|null = null;
   bb_pos = 0;
@@ -195,8 +310,23 @@ creationIdArray():Uint8Array|null {
   return offset ? new Uint8Array(this.bb!.bytes().buffer, this.bb!.bytes().byteOffset + this.bb!.__vector(this.bb_pos + offset), this.bb!.__vector_len(this.bb_pos + offset)) : null;
 }
 
+wraps(index: number, obj?:Wrap):Wrap|null {
+  const offset = this.bb!.__offset(this.bb_pos, 30);
+  return offset ? (obj || new Wrap()).__init(this.bb!.__indirect(this.bb!.__vector(this.bb_pos + offset) + index * 4), this.bb!) : null;
+}
+
+wrapsLength():number {
+  const offset = this.bb!.__offset(this.bb_pos, 30);
+  return offset ? this.bb!.__vector_len(this.bb_pos + offset) : 0;
+}
+
+threshold():number {
+  const offset = this.bb!.__offset(this.bb_pos, 32);
+  return offset ? this.bb!.readUint8(this.bb_pos + offset) : 0;
+}
+
 static startKMSBlob(builder:flatbuffers.Builder) {
-  builder.startObject(13);
+  builder.startObject(15);
 }
 
 static addKmsName(builder:flatbuffers.Builder, kmsNameOffset:flatbuffers.Offset) {
@@ -299,6 +429,26 @@ static startCreationIdVector(builder:flatbuffers.Builder, numElems:number) {
   builder.startVector(1, numElems, 1);
 }
 
+static addWraps(builder:flatbuffers.Builder, wrapsOffset:flatbuffers.Offset) {
+  builder.addFieldOffset(13, wrapsOffset, 0);
+}
+
+static createWrapsVector(builder:flatbuffers.Builder, data:flatbuffers.Offset[]):flatbuffers.Offset {
+  builder.startVector(4, data.length, 4);
+  for (let i = data.length - 1; i >= 0; i--) {
+    builder.addOffset(data[i]!);
+  }
+  return builder.endVector();
+}
+
+static startWrapsVector(builder:flatbuffers.Builder, numElems:number) {
+  builder.startVector(4, numElems, 4);
+}
+
+static addThreshold(builder:flatbuffers.Builder, threshold:number) {
+  builder.addFieldInt8(14, threshold, 0);
+}
+
 static endKMSBlob(builder:flatbuffers.Builder):flatbuffers.Offset {
   const offset = builder.endObject();
   builder.requiredField(offset, 4) // kms_name
@@ -315,7 +465,7 @@ static finishSizePrefixedKMSBlobBuffer(builder:flatbuffers.Builder, offset:flatb
   builder.finish(offset, 'KMSB', true);
 }
 
-static createKMSBlob(builder:flatbuffers.Builder, kmsNameOffset:flatbuffers.Offset, providerOffset:flatbuffers.Offset, keyIdOffset:flatbuffers.Offset, regionOffset:flatbuffers.Offset, wrappedKekOffset:flatbuffers.Offset, version:number, createdAt:bigint, indexNameOffset:flatbuffers.Offset, encryptionContextOffset:flatbuffers.Offset, schemaVersion:number, updatedAt:bigint, kekCheckOffset:flatbuffers.Offset, creationIdOffset:flatbuffers.Offset):flatbuffers.Offset {
+static createKMSBlob(builder:flatbuffers.Builder, kmsNameOffset:flatbuffers.Offset, providerOffset:flatbuffers.Offset, keyIdOffset:flatbuffers.Offset, regionOffset:flatbuffers.Offset, wrappedKekOffset:flatbuffers.Offset, version:number, createdAt:bigint, indexNameOffset:flatbuffers.Offset, encryptionContextOffset:flatbuffers.Offset, schemaVersion:number, updatedAt:bigint, kekCheckOffset:flatbuffers.Offset, creationIdOffset:flatbuffers.Offset, wrapsOffset:flatbuffers.Offset, threshold:number):flatbuffers.Offset {
   KMSBlob.startKMSBlob(builder);
   KMSBlob.addKmsName(builder, kmsNameOffset);
   KMSBlob.addProvider(builder, providerOffset);
@@ -330,6 +480,8 @@ static createKMSBlob(builder:flatbuffers.Builder, kmsNameOffset:flatbuffers.Offs
   KMSBlob.addUpdatedAt(builder, updatedAt);
   KMSBlob.addKekCheck(builder, kekCheckOffset);
   KMSBlob.addCreationId(builder, creationIdOffset);
+  KMSBlob.addWraps(builder, wrapsOffset);
+  KMSBlob.addThreshold(builder, threshold);
   return KMSBlob.endKMSBlob(builder);
 }
 }

@@ -1,3 +1,4 @@
+import type { SharePolicy } from '../crypto/binding.js';
 import type { Kek } from '../keys/kek.js';
 import type { SecretRefOptions } from '../keys/secret-ref.js';
 import type { IndexName, SlotName } from '../names.js';
@@ -23,6 +24,11 @@ export interface WrapContext {
    * it). When present the wrap is bound to it and to {@link version} as well.
    */
   readonly creationId?: Uint8Array;
+  /**
+   * Threshold envelopes (schema 3): the policy and the share this wrap holds. Bound too (binding
+   * v3): `bindingBytes` includes it; the wrapped 32 bytes are then a Shamir share, not the KEK.
+   */
+  readonly policy?: SharePolicy;
 }
 
 /** The provider's output, recorded in the envelope. */
@@ -73,6 +79,20 @@ export interface KmsProvider {
    * slot unless the slot sets `allowPublicKeyWrap: true`.
    */
   readonly publicKeyWrap?: boolean;
+  /**
+   * Optional, for break-glass providers whose private key is kept offline (`recipient`): unwraps
+   * `wrapped` with `privateKey` (the private key file's bytes, which the caller owns and zeroes),
+   * checking the binding of `context` exactly as {@link unwrap} would. A provider that has it is
+   * never asked to unwrap on the request path: its wrap needs only a public key, so anyone could
+   * have made it (a store writer's forgery), and {@link unwrap} refuses with
+   * `SlotNotAllowedError`.
+   *
+   * Never called on the request path; only by `recover` (`KmsEnvelopeClient.recover`, CLI
+   * `kms-envelope recover`), where an operator holds the private key and the KEK it yields is
+   * checked against the envelope's `kek_check` before it is re-wrapped under working slots.
+   * The caller owns (and zeroes) the returned KEK.
+   */
+  unwrapOffline?(wrapped: WrappedKek, context: WrapContext, privateKey: Uint8Array): Promise<Kek>;
   /** Releases clients the provider created itself. */
   close?(): Promise<void>;
 }

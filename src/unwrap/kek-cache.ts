@@ -45,6 +45,11 @@ export interface CachedKek {
   /** The envelope the KEK was unwrapped from. */
   readonly blob: KmsBlob;
   /**
+   * The slot that served the unwrap (for a threshold envelope the shares' slots joined by `+`);
+   * the envelope's `kms_name` when absent.
+   */
+  readonly servedBy?: string;
+  /**
    * The stored bytes `blob` was decoded from, when the loader had them: `readEnvelope:
    * 'every-call'` compares the bytes it reads with these and decodes only when they differ.
    */
@@ -100,8 +105,27 @@ export function sameEnvelope(a: KmsBlob, b: KmsBlob): boolean {
     (a.kekCheck === undefined
       ? b.kekCheck === undefined
       : b.kekCheck !== undefined && bytesEqual(a.kekCheck, b.kekCheck)) &&
-    sameContext(a.encryptionContext, b.encryptionContext)
+    sameContext(a.encryptionContext, b.encryptionContext) &&
+    a.threshold === b.threshold &&
+    sameWraps(a.wraps, b.wraps)
   );
+}
+
+/** Whether two envelopes have the same further wraps, in the same order. */
+function sameWraps(a: KmsBlob['wraps'], b: KmsBlob['wraps']): boolean {
+  const x = a ?? [];
+  const y = b ?? [];
+  if (x.length !== y.length) return false;
+  return x.every((w, i) => {
+    const v = y[i]!;
+    return (
+      w.kmsName === v.kmsName &&
+      w.provider === v.provider &&
+      w.keyId === v.keyId &&
+      w.region === v.region &&
+      bytesEqual(w.wrappedKek, v.wrappedKek)
+    );
+  });
 }
 
 /** Whether two byte strings are equal (envelope bytes: public, no constant time needed). */

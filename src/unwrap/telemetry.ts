@@ -19,11 +19,24 @@ export const Channels = {
   cache: 'kms-envelope:cache',
   /** `{ slot, provider, index, attempt, durationMs, outcome: 'ok' | code }` */
   kms: 'kms-envelope:kms',
+  /**
+   * One wrap of a multi-wrap envelope tried (or skipped) by an unwrap, a verify or a recover:
+   * `{ index, slot, provider, version, share, outcome: 'ok' | 'tampered' | code, skipped, durationMs }`.
+   */
+  wrap: 'kms-envelope:wrap',
+  /**
+   * A tamper signal: a wrap (or a combination of threshold shares) that unwrapped to a KEK that
+   * does not match the envelope's `kek_check`; it was refused and never used.
+   * `{ index, version, slots, providers, reason: 'kek-check' | 'share' | 'combination' }`.
+   */
+  tamper: 'kms-envelope:tamper',
 } as const;
 
 const unwrapChannel = diagnosticsChannel.channel(Channels.unwrap);
 const cacheChannel = diagnosticsChannel.channel(Channels.cache);
 const kmsChannel = diagnosticsChannel.channel(Channels.kms);
+const wrapChannel = diagnosticsChannel.channel(Channels.wrap);
+const tamperChannel = diagnosticsChannel.channel(Channels.tamper);
 
 /** The structural subset of an OpenTelemetry `Meter` used here. */
 export interface MeterLike {
@@ -58,6 +71,10 @@ export interface SlotStats {
   kmsErrors: Record<string, number>;
   retries: number;
   circuitOpenRejections: number;
+  /** Unwraps of a multi-wrap envelope this slot served (alone, or with others' shares). */
+  served: number;
+  /** Wraps of this slot refused as tampered (KEK check mismatch, or a forged share). */
+  tampered: number;
 }
 
 /** What `client.stats()` returns. */
@@ -70,6 +87,31 @@ export interface UnwrapStats {
   coalesced: number;
   errors: Record<string, number>;
   slots: Record<string, SlotStats>;
+  /** Unwraps of a multi-wrap envelope served without the primary wrap. */
+  failovers: number;
+  /** Tamper signals: wraps or share combinations that did not match the KEK check. */
+  tampered: number;
+}
+
+/** A tried or skipped wrap (see {@link Channels.wrap}). */
+export interface WrapEvent {
+  readonly index: string;
+  readonly slot: string;
+  readonly provider: string;
+  readonly version: number;
+  readonly share: number;
+  readonly outcome: string;
+  readonly skipped: boolean;
+  readonly durationMs: number;
+}
+
+/** A tamper signal (see {@link Channels.tamper}). */
+export interface TamperEvent {
+  readonly index: string;
+  readonly version: number;
+  readonly slots: readonly string[];
+  readonly providers: readonly string[];
+  readonly reason: 'kek-check' | 'share' | 'combination';
 }
 
 /** Collects the numbers and publishes the events. */
@@ -82,6 +124,8 @@ export class Telemetry {
     coalesced: 0,
     errors: {},
     slots: {},
+    failovers: 0,
+    tampered: 0,
   };
   readonly #meter?: {
     unwraps: ReturnType<MeterLike['createCounter']>;
@@ -89,6 +133,8 @@ export class Telemetry {
     latency: ReturnType<MeterLike['createHistogram']>;
     kmsCalls: ReturnType<MeterLike['createCounter']>;
     evictions: ReturnType<MeterLike['createCounter']>;
+    served: ReturnType<MeterLike['createCounter']>;
+    tampered: ReturnType<MeterLike['createCounter']>;
   };
 
   constructor(meter?: MeterLike) {
@@ -108,6 +154,12 @@ export class Telemetry {
         evictions: meter.createCounter('kms_envelope.cache.evictions', {
           description: 'cached KEKs dropped',
         }),
+        served: meter.createCounter('kms_envelope.wraps.served', {
+          description: 'multi-wrap unwraps by the slot that served them and whether it was the primary',
+        }),
+        tampered: meter.createCounter('kms_envelope.wraps.tampered', {
+          description: 'wraps refused because they did not match the KEK check (a tamper signal)',
+        }),
       };
     }
   }
@@ -115,7 +167,7 @@ export class Telemetry {
   #slot(slot: string): SlotStats {
     let s = this.#stats.slots[slot];
     if (s === undefined) {
-      s = { kmsCalls: 0, kmsErrors: {}, retries: 0, circuitOpenRejections: 0 };
+      s = { kmsCalls: 0, kmsErrors: {}, retries: 0, circuitOpenRejections: 0, served: 0, tampered: 0 };
       this.#stats.slots[slot] = s;
     }
     return s;
@@ -190,6 +242,34 @@ export class Telemetry {
       });
     }
     this.#meter?.kmsCalls.add(1, { slot: target.slot, provider: target.provider, outcome });
+  }
+
+  /** A wrap of a multi-wrap envelope tried or skipped. */
+  wrapTried(event: WrapEvent): void {
+    if (wrapChannel.hasSubscribers) wrapChannel.publish(event);
+  }
+
+  /** A multi-wrap unwrap served by `slots` (one, or the shares' slots); `failover`: not the primary. */
+  served(slots: readonly string[], providers: readonly string[], failover: boolean): void {
+    if (failover) this.#stats.failovers++;
+    slots.forEach((slot, i) => {
+      this.#slot(slot).served++;
+      this.#meter?.served.add(1, {
+        slot,
+        provider: providers[i] ?? '',
+        role: failover ? 'failover' : 'primary',
+      });
+    });
+  }
+
+  /** A tamper signal: counted per slot and in total, published, and metered. */
+  tampered(event: TamperEvent): void {
+    this.#stats.tampered++;
+    event.slots.forEach((slot, i) => {
+      this.#slot(slot).tampered++;
+      this.#meter?.tampered.add(1, { slot, provider: event.providers[i] ?? '', reason: event.reason });
+    });
+    if (tamperChannel.hasSubscribers) tamperChannel.publish(event);
   }
 
   circuitOpen(slot: string): void {

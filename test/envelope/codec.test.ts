@@ -128,8 +128,8 @@ function buildWithFlatc(blob: KmsBlob, extra?: (b: Builder) => void): Uint8Array
   const wrapped = KMSBlob.createWrappedKekVector(b, blob.wrappedKek);
   const check = blob.kekCheck ? KMSBlob.createKekCheckVector(b, blob.kekCheck) : 0;
   const creation = blob.creationId ? KMSBlob.createCreationIdVector(b, blob.creationId) : 0;
-  // startKMSBlob() makes room for the 13 known fields only; endObject() would drop field 14.
-  if (extra) b.startObject(16);
+  // startKMSBlob() makes room for the known fields only; endObject() would drop later ones.
+  if (extra) b.startObject(18);
   else KMSBlob.startKMSBlob(b);
   KMSBlob.addKmsName(b, strings[0]!);
   KMSBlob.addProvider(b, strings[1]!);
@@ -216,14 +216,14 @@ describe('KMSBlob codec', () => {
 
   it('a buffer with a field from a newer schema still decodes (forward compatibility)', () => {
     const blob = sampleBlob('orders');
-    // Fields 13 and 14, unknown to this schema: an int32 and an int64.
+    // Fields 15 and 16, unknown to this schema: an int32 and an int64.
     const bytes = buildWithFlatc(blob, (b) => {
-      b.addFieldInt32(13, 42, 0);
-      b.addFieldInt64(14, 7n, 0n);
+      b.addFieldInt32(15, 42, 0);
+      b.addFieldInt64(16, 7n, 0n);
     });
     const view = new DataView(bytes.buffer, bytes.byteOffset);
     const root = view.getUint32(0, true);
-    expect(view.getUint16(root - view.getInt32(root, true), true)).toBe(4 + 2 * 15); // really there
+    expect(view.getUint16(root - view.getInt32(root, true), true)).toBe(4 + 2 * 17); // really there
     expect(decodeKmsBlob(bytes)).toEqual(blob);
   });
 

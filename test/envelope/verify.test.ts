@@ -210,25 +210,25 @@ describe('decode: tables and vtables', () => {
       patched((_, v) => v.setUint16(VTABLE, 30, true)),
       /creation_id/,
     );
-    // With a flatc-built buffer: an unknown field 14, then the same buffer with it pointing out.
+    // With a flatc-built buffer: an unknown field 15, then the same buffer with it pointing out.
     const b = new Builder(128);
     const s = b.createString('orders');
     const provider = b.createString('local');
-    b.startObject(16); // startKMSBlob() has room for 13 fields: field 14 would be dropped
+    b.startObject(16); // startKMSBlob() has room for 15 fields: field 15 would be dropped
 
     KMSBlob.addKmsName(b, s);
     KMSBlob.addProvider(b, provider);
     KMSBlob.addVersion(b, 1);
     KMSBlob.addIndexName(b, s);
-    b.addFieldInt32(14, 42, 0);
+    b.addFieldInt32(15, 42, 0);
     KMSBlob.finishKMSBlobBuffer(b, KMSBlob.endKMSBlob(b));
     const fb = b.asUint8Array().slice();
     expect(decodeKmsBlob(withTrailer(fb)).indexName).toBe('orders');
     const view = new DataView(fb.buffer);
     const root = view.getUint32(0, true);
     const vtable = root - view.getInt32(root, true);
-    expect(view.getUint16(vtable, true)).toBe(4 + 2 * 15);
-    view.setUint16(vtable + 4 + 2 * 14, 0x7ff0, true);
+    expect(view.getUint16(vtable, true)).toBe(4 + 2 * 16);
+    view.setUint16(vtable + 4 + 2 * 15, 0x7ff0, true);
     malformed(withTrailer(fb), /a field of root table is out of its table/);
   });
 });
@@ -320,8 +320,8 @@ describe('decode: values', () => {
 
   it('rejects a schema_version from a newer kms-envelope, and 0; reads an absent one as 1', () => {
     malformed(
-      patched((_, v) => v.setUint16(at.schemaVersion, 3, true)),
-      /schema_version 3 was written by a newer kms-envelope/,
+      patched((_, v) => v.setUint16(at.schemaVersion, 4, true)),
+      /schema_version 4 was written by a newer kms-envelope/,
     );
     // Schema 2 binds a creation id: a schema 1 layout relabelled as 2 lacks it.
     malformed(
