@@ -34,20 +34,53 @@ export function formatBlob(blob: KmsBlob): string {
   return rows.map(([k, v]) => `  ${k.padEnd(19)} ${v}`).join('\n');
 }
 
-/** The envelope as JSON-ready data: snake_case names of the schema, bytes in base64. */
+/** Further wraps and a threshold, in a build whose envelopes have them (multi-slot envelopes). */
+interface MultiWrapFields {
+  readonly wraps?: readonly {
+    readonly kmsName: string;
+    readonly provider: string;
+    readonly keyId: string;
+    readonly region: string;
+    readonly wrappedKek: Uint8Array;
+  }[];
+  readonly threshold?: number;
+}
+
+const base64 = (bytes: Uint8Array) => Buffer.from(bytes).toString('base64');
+
+/**
+ * The envelope as JSON-ready data: the camelCase field names of {@link KmsBlob} (the one key
+ * style of every `--json` output), bytes in base64, `kekCheck` and `creationId` null when absent.
+ * Further wraps (`wraps`) and `threshold` appear only on an envelope that has them.
+ */
 export function blobToJson(blob: KmsBlob): Record<string, unknown> {
+  const multi = blob as KmsBlob & MultiWrapFields;
   return {
-    index_name: blob.indexName,
-    kms_name: blob.kmsName,
+    indexName: blob.indexName,
+    kmsName: blob.kmsName,
     provider: blob.provider,
-    key_id: blob.keyId,
+    keyId: blob.keyId,
     region: blob.region,
-    wrapped_kek: Buffer.from(blob.wrappedKek).toString('base64'),
+    wrappedKek: base64(blob.wrappedKek),
     version: blob.version,
-    created_at: blob.createdAt,
-    updated_at: blob.updatedAt,
-    encryption_context: blob.encryptionContext,
-    kek_check: blob.kekCheck === undefined ? null : Buffer.from(blob.kekCheck).toString('base64'),
-    schema_version: blob.schemaVersion,
+    createdAt: blob.createdAt,
+    updatedAt: blob.updatedAt,
+    encryptionContext: blob.encryptionContext,
+    kekCheck: blob.kekCheck === undefined ? null : base64(blob.kekCheck),
+    creationId:
+      blob.creationId === undefined || blob.creationId.length === 0 ? null : base64(blob.creationId),
+    schemaVersion: blob.schemaVersion,
+    ...(multi.wraps && multi.wraps.length > 0
+      ? {
+          wraps: multi.wraps.map((w) => ({
+            kmsName: w.kmsName,
+            provider: w.provider,
+            keyId: w.keyId,
+            region: w.region,
+            wrappedKek: base64(w.wrappedKek),
+          })),
+        }
+      : {}),
+    ...(multi.threshold !== undefined && multi.threshold > 0 ? { threshold: multi.threshold } : {}),
   };
 }
