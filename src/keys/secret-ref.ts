@@ -8,7 +8,7 @@ import { ConfigError } from '../errors.js';
  *
  * | reference | meaning |
  * |---|---|
- * | `env:NAME` | the environment variable, which is then removed from `process.env` |
+ * | `env:NAME` | the environment variable, removed from `process.env` once read and kept for the process (see {@link forgetEnvSecrets}) |
  * | `file:/abs/path` | a file under one of the allowed prefixes (symlinks resolved first) |
  * | `secret:name` | `$CREDENTIALS_DIRECTORY/name` (systemd), `/run/secrets/name`, `/var/run/secrets/name` |
  * | `literal:<text>` | the value itself: refused unless {@link SecretRefOptions.allowLiteral} (tests) |
@@ -146,6 +146,37 @@ function unpooledUtf8(text: string): Buffer {
   return out;
 }
 
+/** `bytes` copied into a buffer of its own. */
+function unpooledCopy(bytes: Uint8Array): Buffer {
+  const out = Buffer.allocUnsafeSlow(bytes.length);
+  out.set(bytes);
+  return out;
+}
+
+/**
+ * The bytes of every `env:` variable read so far, per environment object (`process.env`, or the
+ * {@link SecretRefOptions.env} a caller passed): the variable is removed from the environment
+ * on the first read, and every later read in the process (a second client, a CLI subcommand
+ * that opens another) gets a copy of these bytes instead of "not set".
+ */
+const envReads = new WeakMap<NodeJS.ProcessEnv, Map<string, Buffer>>();
+
+/**
+ * Zeroes and drops what `env:` references read from `env` (default `process.env`): the named
+ * variables only, or all of them. A later `env:` reference to a dropped variable fails with
+ * "not set" (the variable was removed from the environment on its first read), unless it was set
+ * again. Call it once every client that needs the secret has been created, to keep no copy of
+ * it in this module.
+ */
+export function forgetEnvSecrets(env: NodeJS.ProcessEnv = process.env, names?: readonly string[]): void {
+  const reads = envReads.get(env);
+  if (reads === undefined) return;
+  for (const name of names ?? [...reads.keys()]) {
+    reads.get(name)?.fill(0);
+    reads.delete(name);
+  }
+}
+
 function underPrefix(path: string, prefixes: readonly string[]): boolean {
   return prefixes.some((prefix) => {
     let real: string;
@@ -172,12 +203,24 @@ export async function resolveSecretRef(ref: string, options: SecretRefOptions = 
   switch (scheme) {
     case 'env': {
       const value = env[rest];
-      if (value === undefined || value === '')
+      let reads = envReads.get(env);
+      if (value === undefined || value === '') {
+        // Read (and removed) earlier in this process: a second client gets the same bytes.
+        const kept = reads?.get(rest);
+        if (kept !== undefined) return unpooledCopy(kept);
         throw new ConfigError(`environment variable ${rest} is not set`);
+      }
       // Removed so child processes and later diagnostics never see it. (The string itself stays
       // in the heap until collected: environment values reach JS only as strings.)
       delete env[rest];
-      return unpooledUtf8(value);
+      const bytes = unpooledUtf8(value);
+      if (reads === undefined) {
+        reads = new Map();
+        envReads.set(env, reads);
+      }
+      reads.get(rest)?.fill(0); // set again since the last read: the new value wins
+      reads.set(rest, unpooledCopy(bytes));
+      return bytes;
     }
     case 'file': {
       if (!isAbsolute(rest)) throw new ConfigError(`file: secret references need an absolute path: ${rest}`);
