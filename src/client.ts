@@ -300,7 +300,7 @@ export class KmsEnvelopeClient {
       const key = fastKey(indexName, options.tenant);
       const entry = key === undefined ? undefined : cache.get(key);
       if (entry !== undefined) {
-        this.#telemetry.hit();
+        this.#telemetry.hit(indexName, entry);
         return Promise.resolve(Kek.fromBytes(entry.kek.expose()));
       }
       const joined = key === undefined || options.signal !== undefined ? undefined : cache.join(key);
@@ -334,7 +334,7 @@ export class KmsEnvelopeClient {
       const key = fastKey(indexName, options.tenant);
       const entry = key === undefined ? undefined : cache.get(key);
       if (entry !== undefined) {
-        this.#telemetry.hit();
+        this.#telemetry.hit(indexName, entry);
         return runLeased(cache, cache.acquire(entry), fn);
       }
       const joined = key === undefined || options.signal !== undefined ? undefined : cache.join(key);
@@ -431,7 +431,7 @@ export class KmsEnvelopeClient {
     if (!cache.readEveryCall) {
       const entry = cache.get(key);
       if (entry !== undefined) {
-        this.#telemetry.hit();
+        this.#telemetry.hit(index, entry);
         return cache.acquire(entry);
       }
       const joined = cache.join(key);
@@ -534,7 +534,7 @@ export class KmsEnvelopeClient {
     return this.#readEncoded(index).then((encoded) => {
       const entry = cache.get(key);
       if (entry?.encoded !== undefined && bytesEqual(entry.encoded, encoded)) {
-        this.#telemetry.hit();
+        this.#telemetry.hit(index, entry);
         return finish(cache.acquire(entry));
       }
       return this.#acquireFor(index, key, decodeStored(index, encoded), encoded, entry, options).then(finish);
@@ -558,7 +558,7 @@ export class KmsEnvelopeClient {
       // The same envelope in other bytes (rewritten with a new timestamp, or loaded by a
       // refresh-ahead that read through get): compare with these from now on.
       if (encoded !== undefined) entry.encoded = ownBytes(encoded);
-      this.#telemetry.hit();
+      this.#telemetry.hit(index, entry);
       return cache.acquire(entry);
     }
     if (entry !== undefined) cache.delete(key, 'changed');

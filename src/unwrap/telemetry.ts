@@ -38,6 +38,12 @@ const kmsChannel = diagnosticsChannel.channel(Channels.kms);
 const wrapChannel = diagnosticsChannel.channel(Channels.wrap);
 const tamperChannel = diagnosticsChannel.channel(Channels.tamper);
 
+/** What a cache hit event says about the cached entry (a `CachedKek`). */
+export interface HitEntry {
+  readonly blob: { readonly kmsName: string; readonly provider: string };
+  readonly servedBy?: string | undefined;
+}
+
 /** The structural subset of an OpenTelemetry `Meter` used here. */
 export interface MeterLike {
   createCounter(
@@ -184,11 +190,25 @@ export class Telemetry {
     this.#stats.cacheMisses++;
   }
 
-  /** A cache hit: the hot path, so only counters. */
-  hit(): void {
+  /**
+   * A cache hit: the hot path, so counters, and an event on {@link Channels.unwrap} only while
+   * someone subscribes (`hasSubscribers` is one property read). A hit is not timed: its
+   * `durationMs` is 0 (timing every hit would cost two clock reads on the hottest path).
+   */
+  hit(index: string, entry: HitEntry): void {
     this.#stats.unwraps++;
     this.#stats.cacheHits++;
     this.#meter?.hits.add(1);
+    if (unwrapChannel.hasSubscribers) {
+      unwrapChannel.publish({
+        index,
+        slot: entry.servedBy ?? entry.blob.kmsName,
+        provider: entry.blob.provider,
+        cache: 'hit',
+        durationMs: 0,
+        outcome: 'ok',
+      });
+    }
   }
 
   unwrapped(event: {

@@ -144,6 +144,36 @@ describe('KEK cache', () => {
     );
   });
 
+  it('cache hits are published on the unwrap channel while someone subscribes, through every hit path', async () => {
+    const { client } = setup();
+    (await client.createIndex('idx', { slot: 'a' })).zero();
+    (await client.unwrap('idx')).zero(); // the miss that fills the cache
+    const events: Array<Record<string, unknown>> = [];
+    const listener = (e: unknown) => events.push(e as Record<string, unknown>);
+    diagnosticsChannel.subscribe(Channels.unwrap, listener);
+    try {
+      (await client.unwrap('idx')).zero();
+      await client.withKek('idx', () => undefined);
+      (await client.lease('idx')).release();
+    } finally {
+      diagnosticsChannel.unsubscribe(Channels.unwrap, listener);
+    }
+    expect(events).toEqual(
+      Array.from({ length: 3 }, () => ({
+        index: 'idx',
+        slot: 'a',
+        provider: 'fault',
+        cache: 'hit',
+        durationMs: 0,
+        outcome: 'ok',
+      })),
+    );
+    // Nobody subscribed: a hit publishes nothing (and the stats still count it).
+    (await client.unwrap('idx')).zero();
+    expect(events).toHaveLength(3);
+    expect(client.stats().cacheHits).toBe(4);
+  });
+
   it('an expired KEK is zeroed on time, even if its index is never asked for again', async () => {
     const reasons: unknown[] = [];
     const listener = (event: unknown) => reasons.push(event);
