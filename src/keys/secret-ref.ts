@@ -157,7 +157,14 @@ function unpooledCopy(bytes: Uint8Array): Buffer {
  * The bytes of every `env:` variable read so far, per environment object (`process.env`, or the
  * {@link SecretRefOptions.env} a caller passed): the variable is removed from the environment
  * on the first read, and every later read in the process (a second client, a CLI subcommand
- * that opens another) gets a copy of these bytes instead of "not set".
+ * that opens another) gets a copy of these bytes instead of "not set". A variable set again
+ * (to a new value, or to the empty string, which reads as "not set") replaces what was kept.
+ *
+ * Why a copy is acceptable: removing the variable protects child processes and environment
+ * dumps, not code in this process (which could read `process.env` before us). The copy lives in
+ * a buffer of its own that this module never logs, returns only as a fresh copy, and zeroes on
+ * {@link forgetEnvSecrets} or when the variable is set again; the JS string the value arrived
+ * in cannot be wiped either way.
  */
 const envReads = new WeakMap<NodeJS.ProcessEnv, Map<string, Buffer>>();
 
@@ -204,10 +211,16 @@ export async function resolveSecretRef(ref: string, options: SecretRefOptions = 
     case 'env': {
       const value = env[rest];
       let reads = envReads.get(env);
-      if (value === undefined || value === '') {
+      if (value === undefined) {
         // Read (and removed) earlier in this process: a second client gets the same bytes.
         const kept = reads?.get(rest);
         if (kept !== undefined) return unpooledCopy(kept);
+        throw new ConfigError(`environment variable ${rest} is not set`);
+      }
+      if (value === '') {
+        // Set again, to nothing: that wins over what an earlier read kept, as any new value does.
+        delete env[rest];
+        forgetEnvSecrets(env, [rest]);
         throw new ConfigError(`environment variable ${rest} is not set`);
       }
       // Removed so child processes and later diagnostics never see it. (The string itself stays
@@ -324,6 +337,8 @@ function decodeBase64(text: Uint8Array, length: number): Buffer | undefined {
 /**
  * Interprets secret bytes as a key of `length` bytes: either exactly `length` raw bytes, or text
  * (surrounding whitespace ignored) in base64, base64url or hex that decodes to exactly `length`.
+ * Text that is valid hex of `length` bytes is read as hex: the forms can only collide for a
+ * 1-byte value (two base64url digits without padding), never for a key of 16 bytes or more.
  *
  * The key is returned in a buffer of its own (`buf.buffer.byteLength === length`, never a slice
  * of Node's shared `Buffer` pool, so wiping it leaves no copy behind), and the text is decoded

@@ -1,10 +1,18 @@
+import { randomBytes } from 'node:crypto';
 import { chmodSync, chownSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { KmsEnvelopeClient } from '../../src/client.js';
 import { ConfigError } from '../../src/errors.js';
-import { decodeKeyMaterial, registerSecretScheme, resolveSecretRef } from '../../src/keys/secret-ref.js';
+import {
+  decodeKeyMaterial,
+  forgetEnvSecrets,
+  registerSecretScheme,
+  resolveSecretRef,
+} from '../../src/keys/secret-ref.js';
+import { StorageConfig } from '../../src/storage/config.js';
 
 const key = Buffer.from(Array.from({ length: 32 }, (_, i) => i + 100));
 /** `key` raw and as text in every accepted form. */
@@ -16,12 +24,94 @@ const keyForms = [
 ];
 
 describe('resolveSecretRef', () => {
-  it('reads env: and then removes the variable', async () => {
+  it('reads env:, removes the variable, and keeps the value for later reads in the process', async () => {
     const env: NodeJS.ProcessEnv = { MY_KEY: key.toString('base64url') };
     const bytes = await resolveSecretRef('env:MY_KEY', { env });
     expect(decodeKeyMaterial(bytes, 32, 'k')).toEqual(key);
     expect(env.MY_KEY).toBeUndefined();
-    await expect(resolveSecretRef('env:MY_KEY', { env })).rejects.toThrow(ConfigError);
+    expect(Object.keys(env)).toEqual([]);
+    // A second reader gets a copy of its own: wiping the first leaves it intact, and vice versa.
+    bytes.fill(0);
+    const again = await resolveSecretRef('env:MY_KEY', { env });
+    expect(decodeKeyMaterial(again, 32, 'k')).toEqual(key);
+    expect(again.buffer).not.toBe(bytes.buffer);
+    again.fill(0);
+    expect(decodeKeyMaterial(await resolveSecretRef('env:MY_KEY', { env }), 32, 'k')).toEqual(key);
+    // Kept per environment object: another environment never sees it.
+    await expect(resolveSecretRef('env:MY_KEY', { env: {} })).rejects.toThrow(/MY_KEY is not set/);
+    forgetEnvSecrets(env);
+  });
+
+  it('env: a variable never set is "not set", naming the variable and nothing else', async () => {
+    const err = await resolveSecretRef('env:NEVER_SET', { env: {} }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as Error).message).toBe('environment variable NEVER_SET is not set');
+  });
+
+  it('forgetEnvSecrets zeroes and drops the kept bytes: "not set" afterwards', async () => {
+    const env: NodeJS.ProcessEnv = { A: key.toString('hex'), B: key.toString('base64') };
+    await resolveSecretRef('env:A', { env });
+    await resolveSecretRef('env:B', { env });
+    const fill = vi.spyOn(Buffer.prototype, 'fill');
+    forgetEnvSecrets(env, ['A']);
+    // The kept copy of A was zeroed (fill(0) on a buffer of A's text length), not just dropped.
+    expect(fill.mock.calls.some(([value]) => value === 0)).toBe(true);
+    fill.mockRestore();
+    await expect(resolveSecretRef('env:A', { env })).rejects.toThrow(/A is not set/);
+    expect(decodeKeyMaterial(await resolveSecretRef('env:B', { env }), 32, 'k')).toEqual(key);
+    forgetEnvSecrets(env);
+    await expect(resolveSecretRef('env:B', { env })).rejects.toThrow(/B is not set/);
+    // Forgetting what was never read, or twice, is a no-op.
+    forgetEnvSecrets(env, ['B', 'NEVER']);
+    forgetEnvSecrets({});
+  });
+
+  it('env: a variable set again wins over the kept value, and set to empty reads as not set', async () => {
+    const other = Buffer.from(Array.from({ length: 32 }, (_, i) => 255 - i));
+    const env: NodeJS.ProcessEnv = { ROTATED: key.toString('hex') };
+    expect(decodeKeyMaterial(await resolveSecretRef('env:ROTATED', { env }), 32, 'k')).toEqual(key);
+    env.ROTATED = other.toString('base64');
+    expect(decodeKeyMaterial(await resolveSecretRef('env:ROTATED', { env }), 32, 'k')).toEqual(other);
+    expect(env.ROTATED).toBeUndefined();
+    expect(decodeKeyMaterial(await resolveSecretRef('env:ROTATED', { env }), 32, 'k')).toEqual(other);
+    env.ROTATED = '';
+    await expect(resolveSecretRef('env:ROTATED', { env })).rejects.toThrow(/ROTATED is not set/);
+    expect('ROTATED' in env).toBe(false);
+    await expect(resolveSecretRef('env:ROTATED', { env })).rejects.toThrow(/ROTATED is not set/);
+  });
+
+  it('env: on process.env by default: two clients in one process both unwrap, none after forgetting', async () => {
+    const name = `KMS_ENVELOPE_TEST_MASTER_${process.pid}`;
+    const master = randomBytes(32);
+    process.env[name] = master.toString('base64');
+    const options = () => ({
+      store: StorageConfig.memory(),
+      kms: { slots: { dev: { provider: 'local' as const, masterKey: `env:${name}` } } },
+    });
+    const first = new KmsEnvelopeClient(options());
+    const second = new KmsEnvelopeClient({ ...options(), store: first.store });
+    try {
+      const kek = await first.createIndex('orders', { slot: 'dev' });
+      expect(process.env[name]).toBeUndefined();
+      const unwrapped = await second.unwrap('orders');
+      expect(unwrapped.equals(kek)).toBe(true);
+      unwrapped.zero();
+      kek.zero();
+      forgetEnvSecrets(process.env, [name]);
+      const third = new KmsEnvelopeClient({ ...options(), store: StorageConfig.memory() });
+      const err = await third.createIndex('orders', { slot: 'dev' }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(ConfigError);
+      expect((err as Error).message).toMatch(new RegExp(`${name} is not set`));
+      for (const form of ['hex', 'base64', 'base64url'] as const) {
+        expect(String(err)).not.toContain(master.toString(form));
+      }
+      await third.close();
+    } finally {
+      forgetEnvSecrets(process.env, [name]);
+      delete process.env[name];
+      await second.close();
+      await first.close().catch(() => {});
+    }
   });
 
   it('reads file: only under an allowed prefix, after resolving symlinks', async () => {
@@ -145,7 +235,12 @@ describe('key hygiene', () => {
         (bytes, encoding, space) => {
           const raw = Buffer.from(bytes);
           const text = Buffer.from(`${space}${raw.toString(encoding as BufferEncoding)}${space}`);
-          if (text.length !== raw.length) expect(decodeKeyMaterial(text, raw.length, 'k')).toEqual(raw);
+          // Text that is also hex of the same length reads as hex (documented; only a 1-byte
+          // value in unpadded base64url can be both).
+          const hex =
+            /^[0-9a-fA-F]*$/.test(text.toString().trim()) && text.toString().trim().length === raw.length * 2;
+          const expected = hex ? Buffer.from(text.toString().trim(), 'hex') : raw;
+          if (text.length !== raw.length) expect(decodeKeyMaterial(text, raw.length, 'k')).toEqual(expected);
           const other = raw.length === 32 ? 31 : 32;
           if (text.length !== other) expect(() => decodeKeyMaterial(text, other, 'k')).toThrow(ConfigError);
         },
