@@ -71,10 +71,10 @@ const PERMISSIONS: Record<string, string> = {
   'azure-kv':
     'the "Key Vault Crypto User" role (or an access policy with get, wrapKey and unwrapKey) on the key',
   pkcs11:
-    'the token user PIN (CKU_USER login) and an AES key on the token whose CKA_ENCRYPT and CKA_DECRYPT are true (CKA_WRAP/CKA_UNWRAP for the wrap-pad mode)',
-  kmip: 'a client certificate the KMIP server accepts, and Get (key mode) or Encrypt/Decrypt (delegated mode) on an Active key object',
+    'the token PIN (CKU_USER login) and an AES-256 key on the token with CKA_ENCRYPT and CKA_DECRYPT true (CKA_WRAP and CKA_UNWRAP for mechanism wrap-pad), CKA_SENSITIVE true and CKA_EXTRACTABLE false; a login is per process, so check a PIN with doctor in a process of its own',
+  kmip: "for the client certificate's identity, on the KMIP key: Get and Get Attributes (mode key; also Locate for name: key ids), or Encrypt, Decrypt and Get Attributes with the Encrypt and Decrypt usage-mask bits (mode delegated); the server must trust the client certificate's CA (PyKMIP: extendedKeyUsage clientAuth)",
   'vault-transit':
-    'a Vault policy with "update" on transit/encrypt/<key>, transit/decrypt/<key> and transit/rewrap/<key>, and "read" on transit/keys/<key>',
+    'a Vault policy with path "transit/encrypt/<key>" { capabilities = ["update"] }, path "transit/decrypt/<key>" { capabilities = ["update"] } and path "transit/keys/<key>" { capabilities = ["read"] } (no "create", so a missing key is not upserted); with AppRole, a role whose token has that policy',
   recipient:
     'only the public key in the slot: the private key stays offline (used by `kms-envelope recover`)',
 };
@@ -130,7 +130,9 @@ function asTyped(err: unknown, slot: KmsSlot): KmsEnvelopeError {
 
 /**
  * Checks slot `slotName` of `registry`: configuration, provider, then a wrap and an unwrap of a
- * throwaway KEK bound to the index `kms-envelope-doctor`. Never throws for what it diagnoses.
+ * throwaway KEK bound to the index `kms-envelope-doctor`. A slot whose provider unwraps only
+ * offline (`recipient`) gets the wrap check and an unwrap check marked "not tried". Never throws
+ * for what it diagnoses.
  */
 export async function diagnoseSlot(
   registry: KmsRegistry,
@@ -216,6 +218,16 @@ export async function diagnoseSlot(
       summary: `a throwaway KEK was wrapped (key ${wrapped.keyId}${wrapped.region ? `, ${wrapped.region}` : ''})`,
       ms: performance.now() - started,
     });
+    // A break-glass slot (recipient) never unwraps on the request path: anyone with its public
+    // key could have made the wrap. Its private key is offline, so there is nothing to try here.
+    if (provider.unwrapOffline !== undefined) {
+      checks.push({
+        name: 'unwrap',
+        ok: true,
+        summary: 'not tried: this slot unwraps only offline, with its private key (kms-envelope recover)',
+      });
+      return report(provider.id);
+    }
     started = performance.now();
     try {
       const unwrapped = await caller.run(target, async (signal) => {

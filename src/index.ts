@@ -143,6 +143,12 @@ export {
   ReplicasNotConfirmedError,
 } from './storage/redis.js';
 export {
+  DEFAULT_TOPOLOGY_REFRESH_MS,
+  type RedisClusterFeedNode,
+  type RedisClusterInvalidationOptions,
+  redisClusterInvalidationFeed,
+} from './storage/redis-cluster-invalidation.js';
+export {
   indexOfEnvelopeKey,
   type RedisInvalidationOptions,
   redisInvalidationFeed,

@@ -42,6 +42,18 @@ export {
   startFakeGcpKms,
 } from './fake-gcp-kms.js';
 export {
+  type FakeVaultAppRole,
+  type FakeVaultFailure,
+  type FakeVaultKeyInfo,
+  type FakeVaultKeyOptions,
+  type FakeVaultKeyType,
+  type FakeVaultOperation,
+  type FakeVaultRequest,
+  type FakeVaultTransit,
+  type FakeVaultTransitOptions,
+  startFakeVaultTransit,
+} from './fake-vault-transit.js';
+export {
   findPostgresBinDir,
   type PostgresServerHandle,
   type PostgresServerOptions,
@@ -49,6 +61,15 @@ export {
   startPostgres,
 } from './postgres-server.js';
 export {
+  type PyKmipClientCertificate,
+  type PyKmipClientCertificateOptions,
+  type PyKmipHandle,
+  type PyKmipOptions,
+  pyKmipAvailable,
+  startPyKmip,
+} from './pykmip.js';
+export {
+  failoverClusterOptions,
   type RedisClusterHandle,
   type RedisClusterNode,
   type RedisClusterOptions,
@@ -63,4 +84,13 @@ export {
   startRedisReplica,
   startRedisServer,
 } from './redis-server.js';
+export {
+  SOFTHSM_MODULE,
+  type SoftHsmHandle,
+  type SoftHsmKeyChange,
+  type SoftHsmKeySpec,
+  type SoftHsmOptions,
+  softHsmAvailable,
+  startSoftHsm,
+} from './softhsm.js';
 export { makeTestTls, sharedTestTls, type TestTls, type TestTlsOptions } from './test-ca.js';
