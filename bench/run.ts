@@ -26,6 +26,7 @@ import { decryptString, encryptString, type KeyContext } from '../src/wire/field
 import { newKeyId } from '../src/wire/key-id.js';
 import { invalidationCases } from './invalidation.js';
 import { postgresCases } from './postgres.js';
+import { redisClusterCases } from './redis-cluster.js';
 
 const index = parseIndexName('orders-2026');
 const slot = parseSlotName('prod-kms');
@@ -514,7 +515,7 @@ async function cloudCases(): Promise<{ rows: CaseResult[]; notes: string[] }> {
   }
 }
 
-// BENCH_ONLY=unwrap,cloud,local,redis,invalidation,postgres runs only those sections (default: all).
+// BENCH_ONLY=unwrap,cloud,local,redis,invalidation,postgres,redis-cluster,codec,wire,disk,rotate runs only those sections (default: all).
 const only = process.env.BENCH_ONLY?.split(',').map((part) => part.trim());
 const wanted = (section: string) => only === undefined || only.includes(section);
 const none = { rows: [] as CaseResult[], notes: [] as string[] };
@@ -525,6 +526,7 @@ const localResults = wanted('local') ? await localCases() : [];
 const redisResults = wanted('redis') ? await redisCases() : none;
 const invalidationResults = wanted('invalidation') ? await invalidationCases() : none;
 const postgresResults = wanted('postgres') ? await postgresCases() : none;
+const redisClusterResults = wanted('redis-cluster') ? await redisClusterCases() : none;
 const results = [
   ...unwrapResults.rows,
   ...cloudResults.rows,
@@ -532,6 +534,7 @@ const results = [
   ...redisResults.rows,
   ...invalidationResults.rows,
   ...postgresResults.rows,
+  ...redisClusterResults.rows,
   ...(wanted('codec') ? await codecCases() : []),
   ...(wanted('wire') ? await wireCases() : []),
   ...(wanted('disk') ? await diskCases() : []),
@@ -547,6 +550,7 @@ for (const note of [
   ...redisResults.notes,
   ...invalidationResults.notes,
   ...postgresResults.notes,
+  ...redisClusterResults.notes,
 ])
   console.log(`- ${note}`);
 if (wanted('rotate')) {
