@@ -5,11 +5,11 @@
  *
  * @module
  */
-import { createReadStream } from 'node:fs';
+import { createReadStream, openSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
-import { ConfigError } from '../errors.js';
+import { ConfigError, InvalidArgumentError } from '../errors.js';
 import { IndexKeyring, recordStoreOf } from '../keyring/keyring.js';
 import type { Kek } from '../keys/kek.js';
 import { type MigratedKind, migrateValue } from '../legacy/migrate.js';
@@ -21,17 +21,41 @@ import {
   legacyPoolKey,
 } from '../legacy/v2.js';
 import { parseIndexName } from '../names.js';
-import { clientFromOptions, type GlobalOptions, kekFromRef, parseContextFlags } from './context.js';
+import { type CliContext, clientFromOptions, contextOf, type GlobalOptions, kekFromRef } from './context.js';
+import type { CliOutput } from './output.js';
+import { contextPair, dekIdArg, indexArg, repeatable } from './parsers.js';
+import { readAll, readValue } from './prompt.js';
 
-const collect = (value: string, previous: string[] = []) => [...previous, value];
+/** The terminal's streams: the prompt reads stdin and writes to stderr, so stdout holds only results. */
+const terminal = () => ({ input: process.stdin, output: process.stderr });
 
-/** Reads all of stdin as UTF-8, without the one trailing newline a shell adds. */
-async function readStdin(): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks)
-    .toString('utf8')
-    .replace(/\r?\n$/, '');
+/** A progress bar on stderr when the output may draw one (a terminal, no --quiet or --json). */
+function progressBar(out: CliOutput, format: string): cliProgress.SingleBar | undefined {
+  return out.progress
+    ? new cliProgress.SingleBar({ format, stream: process.stderr }, cliProgress.Presets.shades_classic)
+    : undefined;
+}
+
+/**
+ * Opens the input file of `migrate` now, so a missing or unreadable file is a clean usage error
+ * before any store or KMS is touched.
+ * @throws InvalidArgumentError naming the file and the reason.
+ */
+function openInput(file: string): number {
+  try {
+    return openSync(file, 'r');
+  } catch (cause) {
+    const code = (cause as NodeJS.ErrnoException).code;
+    const why =
+      code === 'ENOENT'
+        ? 'no such file'
+        : code === 'EACCES'
+          ? 'permission denied'
+          : code === 'EISDIR'
+            ? 'a folder'
+            : 'unreadable';
+    throw new InvalidArgumentError(`cannot read ${file}: ${why}`, { cause });
+  }
 }
 
 interface IndexOptions {
@@ -55,24 +79,30 @@ async function openKeyring(globals: GlobalOptions, opts: IndexOptions) {
 }
 
 /** Adds the DEK-layer commands to `program`. */
-export function addDekCommands(program: Command, print: (line: string) => void): void {
-  const globals = (): GlobalOptions => program.opts<GlobalOptions>();
+export function addDekCommands(program: Command, ctx: CliContext): void {
+  const { out, globals } = ctx;
   const indexOption = (cmd: Command) =>
     cmd
-      .requiredOption('--index <name>', 'the index whose DEKs to use')
+      .requiredOption('--index <name>', 'the index whose DEKs to use', indexArg)
       .option(
         '--kek <ref>',
         'the KEK of a provider none envelope, as env:NAME | file:/abs/path | secret:name, not the key',
       );
 
   indexOption(program.command('encrypt'))
-    .description('encrypt the value on stdin under the index’s active DEK; prints the wire token')
-    .option('--context <key=value>', 'bind the value to this context (repeatable)', collect)
+    .description(
+      'encrypt the value on stdin (asked for without echo on a terminal) under the index’s active DEK; prints the wire token',
+    )
+    .option('--context <key=value>', 'bind the value to this context (repeatable)', repeatable(contextPair))
     .action(async (opts: IndexOptions & { context?: string[] }) => {
+      // Asked for before the store and KMS are opened: a typo costs nothing.
+      const value = await readValue('value to encrypt', terminal());
       const { keyring, close } = await openKeyring(globals(), opts);
       try {
-        const context = opts.context ? parseContextFlags(opts.context) : undefined;
-        print(await keyring.encryptValue(await readStdin(), context ? { context } : {}));
+        const context = opts.context ? contextOf(opts.context) : undefined;
+        const token = await keyring.encryptValue(value, context ? { context } : {});
+        if (out.json) out.printJson({ index: opts.index, token });
+        else out.print(token);
       } finally {
         await close();
       }
@@ -80,12 +110,19 @@ export function addDekCommands(program: Command, print: (line: string) => void):
 
   indexOption(program.command('decrypt'))
     .description('decrypt the wire token on stdin; prints the value')
-    .option('--context <key=value>', 'the context the value is bound to (repeatable)', collect)
+    .option(
+      '--context <key=value>',
+      'the context the value is bound to (repeatable)',
+      repeatable(contextPair),
+    )
     .action(async (opts: IndexOptions & { context?: string[] }) => {
+      const token = (await readAll(process.stdin)).trim();
       const { keyring, close } = await openKeyring(globals(), opts);
       try {
-        const context = opts.context ? parseContextFlags(opts.context) : undefined;
-        print(await keyring.decryptValue((await readStdin()).trim(), context ? { context } : {}));
+        const context = opts.context ? contextOf(opts.context) : undefined;
+        const value = await keyring.decryptValue(token, context ? { context } : {});
+        if (out.json) out.printJson({ index: opts.index, value });
+        else out.print(value);
       } finally {
         await close();
       }
@@ -99,33 +136,36 @@ export function addDekCommands(program: Command, print: (line: string) => void):
       const { keyring, close } = await openKeyring(globals(), opts);
       try {
         const created = await keyring.createDek({ activate: opts.activate });
-        print(`created DEK ${created.keyid} (${created.alg})${opts.activate ? ', active' : ''}`);
+        if (out.json)
+          out.printJson({ index: opts.index, id: created.keyid, alg: created.alg, active: opts.activate });
+        else out.print(`created DEK ${created.keyid} (${created.alg})${opts.activate ? ', active' : ''}`);
       } finally {
         await close();
       }
     });
   indexOption(dek.command('list'))
     .description('list the index’s DEKs (ids and states, never keys)')
-    .option('--json', 'print as JSON')
-    .action(async (opts: IndexOptions & { json?: boolean }) => {
+    .action(async (opts: IndexOptions) => {
       const { keyring, close } = await openKeyring(globals(), opts);
       try {
         const deks = await keyring.listDeks();
-        if (opts.json) print(JSON.stringify(deks, null, 2));
+        if (out.json) out.printJson(deks);
         else
           for (const d of deks)
-            print(`${d.id}  ${d.alg}  ${d.state}${d.active ? '  active' : ''}  kek-slot ${d.kekSlotId}`);
+            out.print(`${d.id}  ${d.alg}  ${d.state}${d.active ? '  active' : ''}  kek-slot ${d.kekSlotId}`);
       } finally {
         await close();
       }
     });
-  indexOption(dek.command('deactivate <id>'))
+  indexOption(dek.command('deactivate'))
     .description('stop a DEK from encrypting new values (it still decrypts)')
+    .argument('<id>', 'the DEK id (a UUID)', dekIdArg)
     .action(async (id: string, opts: IndexOptions) => {
       const { keyring, close } = await openKeyring(globals(), opts);
       try {
         await keyring.deactivateDek(id);
-        print(`deactivated DEK ${id}`);
+        if (out.json) out.printJson({ index: opts.index, id, deactivated: true });
+        else out.print(`deactivated DEK ${id}`);
       } finally {
         await close();
       }
@@ -141,12 +181,7 @@ export function addDekCommands(program: Command, print: (line: string) => void):
     .action(async (opts: IndexOptions & { dryRun?: boolean; newKek?: string }) => {
       const { keyring, close } = await openKeyring(globals(), opts);
       const newKek = opts.newKek ? await kekFromRef(opts.newKek, globals()) : undefined;
-      const bar = process.stderr.isTTY
-        ? new cliProgress.SingleBar(
-            { format: 'rotate-kek [{bar}] {value}/{total} DEKs', stream: process.stderr },
-            cliProgress.Presets.shades_classic,
-          )
-        : undefined;
+      const bar = progressBar(out, 'rotate-kek [{bar}] {value}/{total} DEKs');
       let started = false;
       try {
         const report = await keyring.rotateKek({
@@ -160,13 +195,14 @@ export function addDekCommands(program: Command, print: (line: string) => void):
           },
         });
         bar?.stop();
-        if (report.dryRun) {
-          print(
+        if (out.json) out.printJson({ index: opts.index, ...report });
+        else if (report.dryRun) {
+          out.print(
             `dry run: would re-wrap ${report.deks.length} of ${report.totalDeks} DEKs under a new KEK (envelope version ${report.version})`,
           );
-          for (const id of report.deks) print(`  ${id}`);
+          for (const id of report.deks) out.print(`  ${id}`);
         } else {
-          print(
+          out.print(
             `rotated the KEK of "${opts.index}": ${report.rewrapped} DEKs re-wrapped${report.alreadyDone ? `, ${report.alreadyDone} already done` : ''}${report.resumed ? ' (resumed)' : ''}; envelope version ${report.version}`,
           );
         }
@@ -177,10 +213,11 @@ export function addDekCommands(program: Command, print: (line: string) => void):
       }
     });
 
-  indexOption(program.command('migrate [file]'))
+  indexOption(program.command('migrate'))
     .description(
       'convert newline-delimited values (file or stdin) to wire tokens: plaintext and v2: are encrypted, tokens kept',
     )
+    .argument('[file]', 'the values, one a line (default: stdin)')
     .option('--v2-user <id>', 'v2: values are under this user’s key (needs API_KEY_MASTER_KEY)')
     .option('--v2-pool', 'v2: values are under the pool key (needs API_KEY_MASTER_KEY)')
     .option(
@@ -194,6 +231,7 @@ export function addDekCommands(program: Command, print: (line: string) => void):
         file: string | undefined,
         opts: IndexOptions & { v2User?: string; v2Pool?: boolean; v2Salt: string; v2KeysIndex: string },
       ) => {
+        const fd = file === undefined ? undefined : openInput(file);
         const { keyring, client, close } = await openKeyring(globals(), opts);
         let legacyKey: LegacyKey | undefined;
         const counts: Record<MigratedKind, number> = { plaintext: 0, v2: 0, wire: 0 };
@@ -213,28 +251,28 @@ export function addDekCommands(program: Command, print: (line: string) => void):
             state.key.zero();
           }
           const input = createInterface({
-            input: file ? createReadStream(file) : process.stdin,
+            input: fd === undefined ? process.stdin : createReadStream('', { fd }),
             crlfDelay: Number.POSITIVE_INFINITY,
           });
           let lines = 0;
           for await (const line of input) {
             const result = await migrateValue(line, { keyring, ...(legacyKey ? { legacyKey } : {}) });
             counts[result.kind]++;
-            print(result.value);
+            if (out.json) out.printJson({ kind: result.kind, value: result.value }, true);
+            else out.print(result.value);
             lines++;
+            // Nobody reads the tokens any more (`… | head`): stop converting.
+            if (out.closed) break;
             // A progress bar (on stderr) once the input turns out to be large.
-            if (lines === 1000 && process.stderr.isTTY) {
-              bar = new cliProgress.SingleBar(
-                { format: 'migrate {value} values', stream: process.stderr },
-                cliProgress.Presets.shades_classic,
-              );
-              bar.start(0, lines);
+            if (lines === 1000) {
+              bar = progressBar(out, 'migrate {value} values');
+              bar?.start(0, lines);
             }
             bar?.update(lines);
           }
           bar?.stop();
-          process.stderr.write(
-            `migrated ${lines} values: ${counts.plaintext} plaintext encrypted, ${counts.v2} v2: re-encrypted, ${counts.wire} already wire tokens\n`,
+          out.info(
+            `migrated ${lines} values: ${counts.plaintext} plaintext encrypted, ${counts.v2} v2: re-encrypted, ${counts.wire} already wire tokens`,
           );
         } finally {
           bar?.stop();

@@ -12,7 +12,10 @@ function isoTime(seconds: number): string {
   return `${new Date(seconds * 1000).toISOString()} (${seconds})`;
 }
 
-/** The envelope's fields as aligned text lines. Wrapped bytes are shown by length and fingerprint. */
+/**
+ * The envelope's fields as aligned text lines. Wrapped bytes are shown by length and fingerprint;
+ * a multi-wrap envelope adds its policy and one line per further wrap (slot, provider, key id).
+ */
 export function formatBlob(blob: KmsBlob): string {
   const context = Object.entries(blob.encryptionContext)
     .map(([k, v]) => `${k}=${v}`)
@@ -31,19 +34,22 @@ export function formatBlob(blob: KmsBlob): string {
     ['kek_check', blob.kekCheck === undefined ? '(none)' : `${blob.kekCheck.length} bytes`],
     ['schema_version', String(blob.schemaVersion)],
   ];
+  const wraps = blob.wraps ?? [];
+  if (wraps.length > 0) {
+    rows.push([
+      'policy',
+      blob.threshold
+        ? `any ${blob.threshold} of ${wraps.length + 1} wraps (Shamir shares)`
+        : `any one of ${wraps.length + 1} wraps`,
+    ]);
+    wraps.forEach((wrap, i) => {
+      rows.push([
+        `wraps[${i}]`,
+        `slot ${wrap.kmsName}, provider ${wrap.provider}, key_id ${wrap.keyId || '(none)'}${wrap.region ? `, region ${wrap.region}` : ''}, ${wrap.wrappedKek.length} bytes, ${fingerprint(wrap.wrappedKek)}`,
+      ]);
+    });
+  }
   return rows.map(([k, v]) => `  ${k.padEnd(19)} ${v}`).join('\n');
-}
-
-/** Further wraps and a threshold, in a build whose envelopes have them (multi-slot envelopes). */
-interface MultiWrapFields {
-  readonly wraps?: readonly {
-    readonly kmsName: string;
-    readonly provider: string;
-    readonly keyId: string;
-    readonly region: string;
-    readonly wrappedKek: Uint8Array;
-  }[];
-  readonly threshold?: number;
 }
 
 const base64 = (bytes: Uint8Array) => Buffer.from(bytes).toString('base64');
@@ -54,7 +60,6 @@ const base64 = (bytes: Uint8Array) => Buffer.from(bytes).toString('base64');
  * Further wraps (`wraps`) and `threshold` appear only on an envelope that has them.
  */
 export function blobToJson(blob: KmsBlob): Record<string, unknown> {
-  const multi = blob as KmsBlob & MultiWrapFields;
   return {
     indexName: blob.indexName,
     kmsName: blob.kmsName,
@@ -70,9 +75,9 @@ export function blobToJson(blob: KmsBlob): Record<string, unknown> {
     creationId:
       blob.creationId === undefined || blob.creationId.length === 0 ? null : base64(blob.creationId),
     schemaVersion: blob.schemaVersion,
-    ...(multi.wraps && multi.wraps.length > 0
+    ...(blob.wraps && blob.wraps.length > 0
       ? {
-          wraps: multi.wraps.map((w) => ({
+          wraps: blob.wraps.map((w) => ({
             kmsName: w.kmsName,
             provider: w.provider,
             keyId: w.keyId,
@@ -81,6 +86,6 @@ export function blobToJson(blob: KmsBlob): Record<string, unknown> {
           })),
         }
       : {}),
-    ...(multi.threshold !== undefined && multi.threshold > 0 ? { threshold: multi.threshold } : {}),
+    ...(blob.threshold !== undefined && blob.threshold > 0 ? { threshold: blob.threshold } : {}),
   };
 }

@@ -87,7 +87,11 @@ export function errorReport(err: unknown): CliErrorReport {
   if (err instanceof CommanderError) {
     return {
       code: ErrorCode.invalidArgument,
-      message: err.message.replace(/^error: /, '').trim(),
+      // 'commander.help': no command given, and commander's message is its help marker.
+      message:
+        err.code === 'commander.help'
+          ? 'a command is needed (kms-envelope --help lists them)'
+          : err.message.replace(/^error: /, '').trim(),
       exitCode: ExitCode.usage,
     };
   }

@@ -9,17 +9,24 @@ import { InvalidArgumentError, KmsEnvelopeError } from '../errors.js';
 import { RedisStore } from '../storage/redis.js';
 import { DEFAULT_KEY_PREFIX } from '../storage/redis-keys.js';
 import type { RedisMigrationReport } from '../storage/redis-migrate.js';
-import type { GlobalOptions } from './context.js';
+import { type CliContext, storeSpec } from './context.js';
+import type { CliOutput } from './output.js';
+import { redisPrefixArg } from './parsers.js';
 
 interface MigrateStoreOptions {
-  keyPrefix: string;
+  keyPrefix?: string;
   dryRun?: boolean;
-  json?: boolean;
 }
 
-/** Progress on stderr: a bar on a terminal, otherwise a line every 1,000 indexes and at the end. */
-function progressReporter(): { update: (done: number, total: number) => void; stop: () => void } {
-  if (process.stderr.isTTY) {
+/**
+ * Progress on stderr: a bar on a terminal, otherwise a line every 1,000 indexes and at the end;
+ * nothing with --quiet or --json.
+ */
+function progressReporter(out: CliOutput): {
+  update: (done: number, total: number) => void;
+  stop: () => void;
+} {
+  if (out.progress) {
     const bar = new cliProgress.SingleBar(
       { format: 'migrate-store [{bar}] {value}/{total} indexes', stream: process.stderr },
       cliProgress.Presets.shades_classic,
@@ -36,8 +43,7 @@ function progressReporter(): { update: (done: number, total: number) => void; st
   }
   return {
     update: (done, total) => {
-      if (done % 1000 === 0 || done === total)
-        process.stderr.write(`migrate-store: ${done}/${total} indexes\n`);
+      if (done % 1000 === 0 || done === total) out.info(`migrate-store: ${done}/${total} indexes`);
     },
     stop: () => {},
   };
@@ -49,23 +55,27 @@ function summary(report: RedisMigrationReport): string {
 }
 
 /** Adds `migrate-store` to `program`. */
-export function addStoreCommands(program: Command, print: (line: string) => void): void {
-  const globals = (): GlobalOptions => program.opts<GlobalOptions>();
+export function addStoreCommands(program: Command, ctx: CliContext): void {
+  const { out, globals } = ctx;
 
   program
     .command('migrate-store')
     .description(
       'move a Redis store from the old key layout (<prefix><index>:kmsblob) to <prefix>{<index>}:kmsblob (resumable; run it again after an interruption)',
     )
-    .option('--key-prefix <prefix>', 'the key prefix of the store', DEFAULT_KEY_PREFIX)
+    .option(
+      '--key-prefix <prefix>',
+      `the key prefix of the store (default: --redis-prefix, else ${DEFAULT_KEY_PREFIX})`,
+      redisPrefixArg,
+    )
     .option('--dry-run', 'report what would be moved, change nothing')
-    .option('--json', 'print the report as JSON')
     .action(async (opts: MigrateStoreOptions) => {
-      const spec = globals().store ?? process.env.KMS_ENVELOPE_STORE;
-      if (spec === undefined || !/^rediss?:\/\//.test(spec))
+      const spec = storeSpec(globals());
+      if (!/^rediss?:\/\//.test(spec))
         throw new InvalidArgumentError('migrate-store needs a Redis store: --store redis://host:port');
-      const store = new RedisStore({ url: spec, keyPrefix: opts.keyPrefix });
-      const progress = progressReporter();
+      const keyPrefix = opts.keyPrefix ?? globals().redisPrefix ?? DEFAULT_KEY_PREFIX;
+      const store = new RedisStore({ url: spec, keyPrefix });
+      const progress = progressReporter(out);
       // Ctrl-C stops between two indexes, so the next run resumes from a clean point.
       const abort = new AbortController();
       const onSignal = () => abort.abort();
@@ -77,9 +87,12 @@ export function addStoreCommands(program: Command, print: (line: string) => void
           signal: abort.signal,
         });
         progress.stop();
-        for (const problem of report.problems)
-          process.stderr.write(`migrate-store: left ${problem.key} (${problem.kind}): ${problem.detail}\n`);
-        print(opts.json ? JSON.stringify(report, null, 2) : summary(report));
+        // Not information but what the failure below is about: shown even with --quiet.
+        if (!out.json)
+          for (const problem of report.problems)
+            process.stderr.write(`migrate-store: left ${problem.key} (${problem.kind}): ${problem.detail}\n`);
+        if (out.json) out.printJson(report);
+        else out.print(summary(report));
         if (!report.complete)
           throw new KmsEnvelopeError('migrate-store was interrupted: run it again to finish');
         if (report.problems.length > 0)

@@ -38,11 +38,11 @@ describe('kms-envelope CLI', () => {
     expect(got.code).toBe(0);
     const json = JSON.parse(got.stdout) as Record<string, unknown>;
     expect(json).toMatchObject({
-      index_name: 'orders',
-      kms_name: 'dev',
+      indexName: 'orders',
+      kmsName: 'dev',
       provider: 'local',
       version: 1,
-      encryption_context: { tenant: 'acme' },
+      encryptionContext: { tenant: 'acme' },
     });
 
     const verified = cli([...base, 'verify', 'orders'], env);
@@ -70,7 +70,7 @@ describe('kms-envelope CLI', () => {
     const file = join(genDir, readdirSync(genDir).filter((f) => f.endsWith('.kmsb'))[0]!);
     const inspected = cli(['inspect', file, '--json']);
     expect(inspected.code).toBe(0);
-    expect(JSON.parse(inspected.stdout)).toMatchObject({ index_name: 'files', version: 1 });
+    expect(JSON.parse(inspected.stdout)).toMatchObject({ indexName: 'files', version: 1 });
     const junk = join(dir, 'junk.kmsb');
     writeFileSync(junk, randomBytes(100));
     expect(cli(['inspect', junk]).code).toBe(ExitCode.malformed);

@@ -24,7 +24,7 @@ describe.skipIf(!hasPostgres())('kms-envelope CLI with --store postgres://', () 
       runCli([...localSlotFlags(short), 'verify', 'orders'], { env }),
     ];
     for (const run of runs) expect(run.code, run.stderr).toBe(0);
-    expect(JSON.parse(runs[1]!.stdout)).toMatchObject({ index_name: 'orders', version: 1 });
+    expect(JSON.parse(runs[1]!.stdout)).toMatchObject({ indexName: 'orders', version: 1 });
     expect(runs[2]!.stdout).toMatch(/rotated "orders" to version 2/);
     expect(await server.psql('SELECT version FROM public.kms_envelopes')).toBe('2');
     expect(runCli([...localSlotFlags(url), 'delete', 'orders'], { env }).code).toBe(0);
