@@ -12,6 +12,18 @@ import { CircuitOpenError, DeadlineExceededError, KmsEnvelopeError } from '../er
 import type { Kek } from '../keys/kek.js';
 import type { KmsProvider, UnwrapContext, WrappedKek } from '../providers/provider.js';
 import type { Telemetry } from './telemetry.js';
+import {
+  type KmsOperation,
+  kmsSpanOptions,
+  outcomeOf,
+  SpanKindValue,
+  type SpanLike,
+  SpanNames,
+  TraceAttribute,
+  type TracerLike,
+  traceAsync,
+  traceSync,
+} from './tracing.js';
 
 /** Options of the KMS call policy. */
 export interface KmsCallOptions {
@@ -56,6 +68,8 @@ export interface KmsCallTarget {
   readonly slot: string;
   readonly provider: string;
   readonly index: string;
+  /** What the call does: names its span (`kms-envelope.kms.unwrap`; `.call` when absent). */
+  readonly operation?: KmsOperation;
 }
 
 /**
@@ -145,8 +159,13 @@ export class KmsCaller {
   readonly #options: Required<Omit<KmsCallOptions, 'breaker'>> & { breaker: boolean };
   readonly #breakers = new Map<string, CircuitBreaker<[() => Promise<unknown>], unknown>>();
   readonly #telemetry: Telemetry;
+  readonly #tracer: TracerLike | undefined;
 
-  constructor(options: KmsCallOptions, telemetry: Telemetry) {
+  /**
+   * @param tracer where a span per call goes (see `./tracing.ts`); none when `undefined`, and
+   * then tracing costs nothing.
+   */
+  constructor(options: KmsCallOptions, telemetry: Telemetry, tracer?: TracerLike) {
     this.#options = {
       deadlineMs: options.deadlineMs ?? 3000,
       retries: options.retries ?? 3,
@@ -159,6 +178,7 @@ export class KmsCaller {
       breaker: options.breaker ?? true,
     };
     this.#telemetry = telemetry;
+    this.#tracer = tracer;
   }
 
   #breaker(slot: string): CircuitBreaker<[() => Promise<unknown>], unknown> {
@@ -195,6 +215,18 @@ export class KmsCaller {
    * still fails the call.
    */
   runSync<T>(target: KmsCallTarget, call: () => T, signal?: AbortSignal): T {
+    const tracer = this.#tracer;
+    if (tracer === undefined) return this.#runSync(target, call, signal);
+    return traceSync(
+      tracer,
+      SpanNames.kms(target.operation),
+      // Local CPU work: no service is called.
+      kmsSpanOptions(target, SpanKindValue.internal),
+      () => this.#runSync(target, call, signal),
+    );
+  }
+
+  #runSync<T>(target: KmsCallTarget, call: () => T, signal: AbortSignal | undefined): T {
     if (signal?.aborted) {
       throw new DeadlineExceededError('the KMS call was aborted before it started', {
         index: target.index,
@@ -223,10 +255,23 @@ export class KmsCaller {
    * `AbortSignal.any` each cost several microseconds, more than a local unwrap): one
    * AbortController and one timer per call; retries start only after a retryable failure.
    */
-  async run<T>(
+  run<T>(target: KmsCallTarget, call: (signal: AbortSignal) => Promise<T>, signal?: AbortSignal): Promise<T> {
+    const tracer = this.#tracer;
+    // Not async: without a tracer, the same promise as before and no extra frame.
+    if (tracer === undefined) return this.#run(target, call, signal, undefined);
+    return traceAsync(
+      tracer,
+      SpanNames.kms(target.operation),
+      kmsSpanOptions(target, SpanKindValue.client),
+      (span) => this.#run(target, call, signal, span),
+    );
+  }
+
+  async #run<T>(
     target: KmsCallTarget,
     call: (signal: AbortSignal) => Promise<T>,
-    signal?: AbortSignal,
+    signal: AbortSignal | undefined,
+    span: SpanLike | undefined,
   ): Promise<T> {
     const where = { index: target.index, slot: target.slot, provider: target.provider };
     const deadlineError = () =>
@@ -243,7 +288,7 @@ export class KmsCaller {
     const expired = bucket.expired;
     try {
       try {
-        return await this.#attempt(target, call, overall, expired, 1, deadlineError);
+        return await this.#attempt(target, call, overall, expired, 1, deadlineError, span);
       } catch (first) {
         if (!isRetryable(first) || overall.aborted || this.#options.retries === 0) throw first;
         await sleep(
@@ -254,22 +299,25 @@ export class KmsCaller {
           ),
           overall,
         );
-        return await pRetry((n) => this.#attempt(target, call, overall, expired, n + 1, deadlineError), {
-          retries: this.#options.retries - 1,
-          factor: 2,
-          minTimeout: this.#options.minBackoffMs * 2,
-          maxTimeout: this.#options.maxBackoffMs,
-          randomize: true,
-          signal: overall,
-          shouldRetry: ({ error }) => isRetryable(error) && !overall.aborted,
-          onFailedAttempt: async ({ error }) => {
-            // Honour the service's retry-after (beyond p-retry's own backoff).
-            const wait = (error as { retryAfterMs?: number }).retryAfterMs;
-            if (isRetryable(error) && wait !== undefined && wait > 0) {
-              await sleep(Math.min(wait, this.#options.maxBackoffMs * 4), overall);
-            }
+        return await pRetry(
+          (n) => this.#attempt(target, call, overall, expired, n + 1, deadlineError, span),
+          {
+            retries: this.#options.retries - 1,
+            factor: 2,
+            minTimeout: this.#options.minBackoffMs * 2,
+            maxTimeout: this.#options.maxBackoffMs,
+            randomize: true,
+            signal: overall,
+            shouldRetry: ({ error }) => isRetryable(error) && !overall.aborted,
+            onFailedAttempt: async ({ error }) => {
+              // Honour the service's retry-after (beyond p-retry's own backoff).
+              const wait = (error as { retryAfterMs?: number }).retryAfterMs;
+              if (isRetryable(error) && wait !== undefined && wait > 0) {
+                await sleep(Math.min(wait, this.#options.maxBackoffMs * 4), overall);
+              }
+            },
           },
-        });
+        );
       }
     } catch (err) {
       if (err instanceof KmsEnvelopeError) throw err;
@@ -291,9 +339,11 @@ export class KmsCaller {
     expired: Promise<never>,
     attempt: number,
     deadlineError: () => Error,
+    span: SpanLike | undefined,
   ): Promise<T> {
     if (overall.aborted) throw deadlineError();
     const started = performance.now();
+    span?.setAttribute(TraceAttribute.attempts, attempt);
     try {
       const thunk = () => Promise.race([call(overall), expired]);
       const result = this.#options.breaker
@@ -311,12 +361,14 @@ export class KmsCaller {
           provider: target.provider,
         });
       }
-      this.#telemetry.kmsCall(
-        target,
-        attempt,
-        performance.now() - started,
-        err instanceof KmsEnvelopeError ? err.code : 'UNKNOWN',
-      );
+      const durationMs = performance.now() - started;
+      const outcome = outcomeOf(err);
+      this.#telemetry.kmsCall(target, attempt, durationMs, outcome);
+      span?.addEvent?.(SpanNames.kmsAttemptFailed, {
+        [TraceAttribute.attempt]: attempt,
+        [TraceAttribute.outcome]: outcome,
+        [TraceAttribute.durationMs]: durationMs,
+      });
       throw err;
     }
   }
