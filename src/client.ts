@@ -1,6 +1,22 @@
 import { randomBytes } from 'node:crypto';
-import { CREATION_ID_LENGTH, KMS_BLOB_SCHEMA_VERSION, type KmsBlob } from './envelope/kms-blob.js';
 import {
+  CREATION_ID_LENGTH,
+  KMS_BLOB_SCHEMA_VERSION,
+  KMS_BLOB_THRESHOLD_SCHEMA_VERSION,
+  type KmsBlob,
+  type KmsWrap,
+} from './envelope/kms-blob.js';
+import {
+  checkPolicy,
+  isMultiWrap,
+  slotsOf,
+  splitKek,
+  type WrapEntry,
+  wrapBindingOf,
+  wrapsOf,
+} from './envelope/wraps.js';
+import {
+  AllWrapsFailedError,
   ConfigError,
   DeadlineExceededError,
   InvalidArgumentError,
@@ -30,6 +46,7 @@ import {
 } from './unwrap/kek-cache.js';
 import { callLeased, KekLease, runLeased } from './unwrap/kek-lease.js';
 import { hasSyncUnwrap, KmsCaller, type KmsCallOptions } from './unwrap/kms-calls.js';
+import { unwrapWraps, type WrapOutcome, type WrapUnwrapper } from './unwrap/multi-wrap.js';
 import { type MeterLike, openTelemetryMeter, Telemetry, type UnwrapStats } from './unwrap/telemetry.js';
 
 /** Options of {@link KmsEnvelopeClient}. */
@@ -76,8 +93,20 @@ export interface KmsEnvelopeClientOptions {
 
 /** Options of {@link KmsEnvelopeClient.createIndex}. */
 export interface CreateIndexOptions {
-  /** The KMS slot that wraps the new KEK. */
-  readonly slot: string;
+  /** The KMS slot that wraps the new KEK (or give {@link slots}). */
+  readonly slot?: string;
+  /**
+   * Several slots that each wrap the new KEK (at most 8): the first is the primary wrap (the
+   * envelope's own fields, which readers try first), the others go into the envelope's `wraps`.
+   * An unwrap then succeeds through any one of them (or {@link threshold} of them). The primary
+   * cannot be a slot that unwraps only offline (`recipient`).
+   */
+  readonly slots?: readonly string[];
+  /**
+   * With {@link slots}: split the KEK with Shamir's secret sharing so that any `threshold` of the
+   * wraps (2 … slots.length) recover it and fewer reveal nothing. Absent: any one wrap suffices.
+   */
+  readonly threshold?: number;
   /** Extra context bound to the wrap and stored in the envelope. */
   readonly encryptionContext?: Readonly<Record<string, string>>;
   /** Use this KEK instead of a fresh random one (BYOK import); it is copied, not consumed. */
@@ -116,10 +145,16 @@ const SETTLED = Promise.resolve();
 const asLeased = (entry: CachedKek) => entry;
 
 /** An unwrap event of a cache miss. */
-function missEvent(index: string, blob: KmsBlob | undefined, started: number, outcome: string) {
+function missEvent(
+  index: string,
+  entry: { readonly blob: KmsBlob; readonly servedBy?: string | undefined } | undefined,
+  started: number,
+  outcome: string,
+) {
+  const blob = entry?.blob;
   return {
     index,
-    slot: blob?.kmsName ?? '',
+    slot: entry?.servedBy ?? blob?.kmsName ?? '',
     provider: blob?.provider ?? '',
     cache: 'miss' as const,
     durationMs: performance.now() - started,
@@ -133,13 +168,51 @@ function codeOf(err: unknown): string {
 
 /** Options of {@link KmsEnvelopeClient.rotate}. */
 export interface RotateOptions extends UnwrapOptions {
-  /** Re-wrap under this slot instead of the envelope's current one. */
+  /** Re-wrap under this slot instead of the envelope's current (primary) one. */
   readonly toSlot?: string;
+  /** Slots to add to the envelope's wraps (each then wraps the KEK too). */
+  readonly addSlot?: string | readonly string[];
+  /** Slots whose wraps leave the envelope (the primary's place goes to the next slot). */
+  readonly removeSlot?: string | readonly string[];
+  /**
+   * A new policy: k of the wraps recover the KEK (2 … number of slots), or 0 for any one wrap.
+   * Absent: the envelope's own policy.
+   */
+  readonly threshold?: number;
+}
+
+/** Options of {@link KmsEnvelopeClient.recover}. */
+export interface RecoverOptions {
+  /**
+   * The offline private key of the break-glass slot, as its key file's bytes (`kms-envelope
+   * keygen recipient`). The caller owns and zeroes it.
+   */
+  readonly privateKey: Uint8Array;
+  /** The break-glass slot whose wrap to open; default: the envelope's first offline-only slot. */
+  readonly slot?: string;
+  /**
+   * The slots to re-wrap the recovered KEK under, primary first; default: every slot of the
+   * envelope (replace the ones that are gone).
+   */
+  readonly toSlots?: readonly string[];
+  /**
+   * The envelope's KEK check as recorded outside the store (`kms-envelope inspect --json` at
+   * create time): when given, recovery refuses an envelope whose check differs, so a store
+   * writer cannot make you adopt a KEK of their own (see docs/threat-model.md).
+   */
+  readonly expectedKekCheck?: Uint8Array;
+  /** Deadline for the KMS calls. */
+  readonly signal?: AbortSignal;
 }
 
 /** Options of {@link KmsEnvelopeClient.prepareEnvelope}. */
 export interface PrepareEnvelopeOptions {
-  readonly slot: string;
+  /** The slot that wraps the KEK (or give {@link slots}). */
+  readonly slot?: string;
+  /** Several slots, as {@link CreateIndexOptions.slots}. */
+  readonly slots?: readonly string[];
+  /** The policy over {@link slots}, as {@link CreateIndexOptions.threshold}. */
+  readonly threshold?: number;
   readonly version: number;
   readonly createdAt?: number;
   /**
@@ -159,6 +232,11 @@ export interface VerifyReport {
   readonly version: number;
   /** Whether the envelope carries a KEK check value that the unwrapped KEK matched. */
   readonly kekChecked: boolean;
+  /**
+   * A multi-wrap envelope: how every wrap fared, each tried on its own (primary first). A wrap
+   * that failed while the policy was still met does not fail `verify`; check `ok` here.
+   */
+  readonly wraps?: readonly WrapOutcome[];
 }
 
 /**
@@ -184,6 +262,8 @@ export class KmsEnvelopeClient {
   /** Envelope reads not yet sent, per index (see {@link #readEncoded}). */
   readonly #pendingReads = new Map<IndexName, Promise<Uint8Array>>();
   readonly #caller: KmsCaller;
+  /** The deadline of a KMS call, and of a whole multi-wrap unwrap. */
+  readonly #deadlineMs: number;
   /** Providers the registry built, by slot (forgotten on close). */
   readonly #providers = new Map<string, KmsProvider>();
   /** Per index, the newest envelope this client unwrapped or wrote (see {@link unwrap}). */
@@ -208,6 +288,7 @@ export class KmsEnvelopeClient {
             (key) => () => this.#load(indexOfKey(key) as IndexName, NO_OPTIONS),
           );
     this.#caller = new KmsCaller(options.kmsCalls ?? {}, this.#telemetry);
+    this.#deadlineMs = options.kmsCalls?.deadlineMs ?? 3000;
     this.#minVersion = options.minVersion;
     this.#feed = options.invalidation;
     this.#feedStarted =
@@ -241,16 +322,19 @@ export class KmsEnvelopeClient {
    */
   async createIndex(indexName: string, options: CreateIndexOptions): Promise<Kek> {
     const index = parseIndexName(indexName);
-    const slot = parseSlotName(options.slot);
+    const slots = slotsOption(options, index);
     const kek = options.kek === undefined ? Kek.generate() : Kek.fromBytes(options.kek.expose());
     try {
       const now = this.#now();
-      const blob = await this.#wrapInto(kek, index, slot, options.encryptionContext ?? {}, options.signal, {
-        version: 1,
-        createdAt: now,
-        updatedAt: now,
-        creationId: newCreationId(),
-      });
+      const blob = await this.#wrapAll(
+        kek,
+        index,
+        slots,
+        options.threshold,
+        options.encryptionContext ?? {},
+        options.signal,
+        { version: 1, createdAt: now, updatedAt: now, creationId: newCreationId() },
+      );
       try {
         await this.store.create(index, blob);
       } catch (err) {
@@ -387,7 +471,7 @@ export class KmsEnvelopeClient {
     const started = performance.now();
     return joined.then(
       (entry) => {
-        this.#telemetry.unwrapped(missEvent(index, entry.blob, started, 'ok'));
+        this.#telemetry.unwrapped(missEvent(index, entry, started, 'ok'));
         return entry;
       },
       (err: unknown) => {
@@ -612,7 +696,7 @@ export class KmsEnvelopeClient {
     const started = performance.now();
     try {
       const entry = await loading;
-      this.#telemetry.unwrapped(missEvent(index, entry.blob, started, 'ok'));
+      this.#telemetry.unwrapped(missEvent(index, entry, started, 'ok'));
       return entry;
     } catch (err) {
       this.#telemetry.unwrapped(missEvent(index, undefined, started, codeOf(err)));
@@ -636,21 +720,23 @@ export class KmsEnvelopeClient {
     encoded?: Uint8Array,
   ): Promise<CachedKek> {
     let blob = first;
-    let kek: Kek;
+    let unwrapped: { kek: Kek; servedBy?: string };
     try {
-      kek = await this.#unwrapBlob(index, blob, options, true);
+      unwrapped = await this.#unwrapServed(index, blob, options, true);
     } catch (err) {
-      if (!(err instanceof UnwrapFailedError)) throw err;
+      if (!(err instanceof UnwrapFailedError || err instanceof AllWrapsFailedError)) throw err;
       // The envelope may have been rotated by another process between read and unwrap.
       const again = await this.store.get(index);
       if (again.version === blob.version && again.kmsName === blob.kmsName) throw err;
       blob = again;
       encoded = undefined;
-      kek = await this.#unwrapBlob(index, blob, options, true);
+      unwrapped = await this.#unwrapServed(index, blob, options, true);
     }
+    const { kek, servedBy } = unwrapped;
     return {
       kek,
       blob,
+      ...(servedBy === undefined ? {} : { servedBy }),
       encoded: encoded && ownBytes(encoded),
       loadedAt: Date.now(),
       uses: 0,
@@ -682,6 +768,14 @@ export class KmsEnvelopeClient {
   async rotate(indexName: string, options: RotateOptions = {}): Promise<KmsBlob> {
     const index = parseIndexName(indexName);
     const current = await this.store.get(index);
+    if (
+      isMultiWrap(current) ||
+      options.addSlot !== undefined ||
+      options.removeSlot !== undefined ||
+      (options.threshold !== undefined && options.threshold !== 0)
+    ) {
+      return this.#rotateWraps(index, current, options);
+    }
     if (options.toSlot === undefined || options.toSlot === current.kmsName) {
       const rewrapped = await this.#rewrapInSlot(index, current, options.signal);
       if (rewrapped !== undefined) return rewrapped;
@@ -696,6 +790,181 @@ export class KmsEnvelopeClient {
         // A schema 1 envelope is upgraded here: it gets a creation id, and the v2 binding.
         creationId: current.creationId ?? newCreationId(),
       });
+      await this.#pushRotated(index, current, next);
+      return next;
+    } finally {
+      kek.zero();
+    }
+  }
+
+  /**
+   * Rotation of a multi-wrap envelope, or one that changes its slots or policy: the KEK is
+   * unwrapped by the envelope's policy and wrapped again under every slot of the new set (a
+   * threshold envelope gets fresh shares), version + 1, as one compare-and-set. In-KMS rewrap is
+   * not used here: each slot wraps anew.
+   */
+  async #rotateWraps(index: IndexName, current: KmsBlob, options: RotateOptions): Promise<KmsBlob> {
+    const where = { index };
+    const slots = slotsOf(current);
+    if (options.toSlot !== undefined) {
+      // Another slot takes the primary's place; a slot that already wraps becomes the primary.
+      const to = parseSlotName(options.toSlot);
+      const at = slots.indexOf(to);
+      if (at === -1) slots[0] = to;
+      else slots.unshift(...slots.splice(at, 1));
+    }
+    for (const name of asList(options.removeSlot)) {
+      const slot = parseSlotName(name);
+      const at = slots.indexOf(slot);
+      if (at === -1)
+        throw new InvalidArgumentError(`slot "${slot}" has no wrap in the envelope to remove`, where);
+      slots.splice(at, 1);
+    }
+    for (const name of asList(options.addSlot)) {
+      const slot = parseSlotName(name);
+      if (slots.includes(slot)) throw new InvalidArgumentError(`slot "${slot}" already wraps the KEK`, where);
+      slots.push(slot);
+    }
+    if (slots.length === 0)
+      throw new InvalidArgumentError('rotation would leave the envelope without a wrap', where);
+    const threshold =
+      options.threshold === undefined
+        ? current.threshold
+        : options.threshold === 0
+          ? undefined
+          : options.threshold;
+    const kek = await this.#unwrapBlob(index, current, options, true);
+    try {
+      const next = await this.#wrapAll(
+        kek,
+        index,
+        slots.map((slot) => parseSlotName(slot)),
+        threshold,
+        current.encryptionContext,
+        options.signal,
+        {
+          version: current.version + 1,
+          createdAt: current.createdAt,
+          updatedAt: Math.max(this.#now(), current.createdAt),
+          creationId: current.creationId ?? newCreationId(),
+        },
+      );
+      await this.#pushRotated(index, current, next);
+      return next;
+    } finally {
+      kek.zero();
+    }
+  }
+
+  /**
+   * Break-glass recovery: opens the envelope's wrap for an offline-only slot (`recipient`) with
+   * its private key, checks the KEK against the envelope's KEK check (and
+   * `expectedKekCheck`, when given), gathers the other shares online for a threshold envelope,
+   * and wraps the KEK again under `toSlots` as the next version, by compare-and-set. Returns the
+   * new envelope. Never part of the request path: an operator holds the private key.
+   * @throws InvalidArgumentError (no such wrap, no KEK check); KekMismatchError (the wrap does not
+   * open to the KEK the envelope records, or the check is not the expected one); the providers'
+   * errors.
+   */
+  async recover(indexName: string, options: RecoverOptions): Promise<KmsBlob> {
+    const index = parseIndexName(indexName);
+    const current = await this.store.get(index);
+    await this.#admitGeneration(index, current, true);
+    const where = { index };
+    if (current.kekCheck === undefined) {
+      throw new InvalidArgumentError(
+        'the envelope has no KEK check, so a recovered KEK could not be told from a forged one',
+        where,
+      );
+    }
+    if (options.expectedKekCheck !== undefined && !bytesEqual(options.expectedKekCheck, current.kekCheck)) {
+      throw new KekMismatchError(
+        "the envelope's KEK check is not the expected one: it was replaced since it was recorded",
+        where,
+      );
+    }
+    const entries = wrapsOf(current);
+    let entry: WrapEntry | undefined;
+    let provider: KmsProvider | undefined;
+    for (const candidate of entries) {
+      if (options.slot !== undefined && candidate.kmsName !== options.slot) continue;
+      const p = await this.#provider(parseSlotName(candidate.kmsName), index).catch((err) => {
+        if (options.slot !== undefined) throw err;
+        return undefined;
+      });
+      if (p?.unwrapOffline !== undefined && p.id === candidate.provider) {
+        entry = candidate;
+        provider = p;
+        break;
+      }
+      if (options.slot !== undefined) {
+        throw new InvalidArgumentError(
+          `slot "${options.slot}" is not an offline (recipient) slot of provider "${candidate.provider}"`,
+          where,
+        );
+      }
+    }
+    if (entry === undefined || provider?.unwrapOffline === undefined) {
+      throw new InvalidArgumentError(
+        options.slot === undefined
+          ? 'the envelope has no wrap of an offline (recipient) slot configured here'
+          : `the envelope has no wrap of slot "${options.slot}"`,
+        where,
+      );
+    }
+    const context = wrapBindingOf(index, entry.kmsName as SlotName, current, entry.share, entries.length);
+    const opened = await provider.unwrapOffline(entry, context, options.privateKey);
+    let kek: Kek;
+    if (current.threshold === undefined) {
+      if (!kekMatchesCheck(opened, current.kekCheck)) {
+        opened.zero();
+        this.#telemetry.tampered({
+          index,
+          version: current.version,
+          slots: [entry.kmsName],
+          providers: [entry.provider],
+          reason: 'kek-check',
+        });
+        throw new KekMismatchError("the recovered KEK does not match the envelope's KEK check", {
+          ...where,
+          slot: entry.kmsName,
+          provider: entry.provider,
+        });
+      }
+      kek = opened;
+    } else {
+      kek = (
+        await unwrapWraps(index, current, this.#unwrapperFor(index), {
+          signal: options.signal,
+          deadlineMs: this.#deadlineMs,
+          opened: { entry, kek: opened },
+        })
+      ).kek;
+    }
+    try {
+      const slots = (options.toSlots ?? slotsOf(current)).map((slot) => parseSlotName(slot));
+      const threshold =
+        current.threshold !== undefined && slots.length >= current.threshold ? current.threshold : undefined;
+      if (current.threshold !== undefined && threshold === undefined) {
+        throw new InvalidArgumentError(
+          `the envelope needs ${current.threshold} of its wraps: give at least ${current.threshold} slots to re-wrap under`,
+          where,
+        );
+      }
+      const next = await this.#wrapAll(
+        kek,
+        index,
+        slots,
+        threshold,
+        current.encryptionContext,
+        options.signal,
+        {
+          version: current.version + 1,
+          createdAt: current.createdAt,
+          updatedAt: Math.max(this.#now(), current.createdAt),
+          creationId: current.creationId ?? newCreationId(),
+        },
+      );
       await this.#pushRotated(index, current, next);
       return next;
     } finally {
@@ -761,6 +1030,25 @@ export class KmsEnvelopeClient {
   async verify(indexName: string, options: UnwrapOptions = {}): Promise<VerifyReport> {
     const index = parseIndexName(indexName);
     const blob = await this.store.get(index);
+    if (isMultiWrap(blob)) {
+      if (options.kek !== undefined) throw new InvalidArgumentError(SUPPLIED_KEK_ONLY_NONE, { index });
+      await this.#admitGeneration(index, blob, true);
+      const { kek, outcomes } = await unwrapWraps(index, blob, this.#unwrapperFor(index), {
+        signal: options.signal,
+        deadlineMs: this.#deadlineMs,
+        exhaustive: true,
+      });
+      kek.zero();
+      this.#raiseHighWater(index, blob);
+      return {
+        index,
+        slot: blob.kmsName,
+        provider: blob.provider,
+        version: blob.version,
+        kekChecked: true,
+        wraps: outcomes,
+      };
+    }
     const kek = await this.#unwrapBlob(index, blob, options, true);
     kek.zero();
     return {
@@ -780,10 +1068,11 @@ export class KmsEnvelopeClient {
     const index = parseIndexName(indexName);
     const now = this.#now();
     const createdAt = options.createdAt ?? now;
-    return this.#wrapInto(
+    return this.#wrapAll(
       kek,
       index,
-      parseSlotName(options.slot),
+      slotsOption(options, index),
+      options.threshold,
       options.encryptionContext ?? {},
       options.signal,
       {
@@ -865,6 +1154,111 @@ export class KmsEnvelopeClient {
     }
   }
 
+  /**
+   * Wraps `kek` into a new envelope under `slots` (the first is the primary) with `threshold`;
+   * one slot without a threshold makes a single-wrap envelope ({@link #wrapInto}). The slots wrap
+   * in parallel and all must succeed. A multi-wrap envelope always gets a KEK check: it is what
+   * tells a good wrap from a forged one.
+   */
+  async #wrapAll(
+    kek: Kek,
+    index: IndexName,
+    slots: readonly SlotName[],
+    threshold: number | undefined,
+    encryptionContext: Readonly<Record<string, string>>,
+    signal: AbortSignal | undefined,
+    generation: { version: number; createdAt: number; updatedAt: number; creationId: Uint8Array },
+  ): Promise<KmsBlob> {
+    if (slots.length === 1 && threshold === undefined) {
+      return this.#wrapInto(kek, index, slots[0]!, encryptionContext, signal, generation);
+    }
+    checkPolicy(slots, threshold, index);
+    const providers = await Promise.all(slots.map((slot) => this.#allowedProvider(index, slot)));
+    refuseOfflinePrimary(providers[0]!, index, slots[0]!);
+    for (const [i, provider] of providers.entries()) {
+      if (provider.id === 'none') {
+        throw new InvalidArgumentError(
+          'a slot of provider "none" wraps nothing and cannot be one of several',
+          {
+            index,
+            slot: slots[i],
+          },
+        );
+      }
+    }
+    const online = providers.filter((provider) => provider.unwrapOffline === undefined).length;
+    if (threshold !== undefined && online < threshold) {
+      throw new InvalidArgumentError(
+        `a threshold of ${threshold} needs at least ${threshold} slots that unwrap online (${online} here)`,
+        { index },
+      );
+    }
+    const shape = {
+      encryptionContext,
+      version: generation.version,
+      creationId: generation.creationId,
+      threshold,
+    };
+    const shares = threshold === undefined ? undefined : await splitKek(kek, slots.length, threshold);
+    try {
+      const wrapped = await Promise.all(
+        slots.map((slot, i) => {
+          const provider = providers[i]!;
+          const context = wrapBindingOf(index, slot, shape, i + 1, slots.length);
+          return this.#caller.run(
+            { slot, provider: provider.id, index },
+            (deadline) => provider.wrap(shares?.[i] ?? kek, { ...context, signal: deadline }),
+            signal,
+          );
+        }),
+      );
+      const wraps: KmsWrap[] = wrapped.map((w, i) => ({
+        kmsName: slots[i]!,
+        provider: providers[i]!.id,
+        keyId: w.keyId,
+        region: w.region,
+        wrappedKek: new Uint8Array(w.wrappedKek),
+      }));
+      const primary = wraps[0]!;
+      return {
+        kmsName: primary.kmsName,
+        provider: primary.provider,
+        keyId: primary.keyId,
+        region: primary.region,
+        wrappedKek: primary.wrappedKek,
+        indexName: index,
+        encryptionContext: { ...encryptionContext },
+        schemaVersion: threshold === undefined ? KMS_BLOB_SCHEMA_VERSION : KMS_BLOB_THRESHOLD_SCHEMA_VERSION,
+        kekCheck: kekCheckValue(kek),
+        ...generation,
+        creationId: new Uint8Array(generation.creationId),
+        wraps: wraps.slice(1),
+        threshold,
+      };
+    } finally {
+      for (const share of shares ?? []) share.zero();
+    }
+  }
+
+  /** What {@link unwrapWraps} needs, for unwraps of `index`. */
+  #unwrapperFor(index: IndexName): WrapUnwrapper {
+    return {
+      admit: (entry) => this.#unwrapProvider(index, entry.kmsName, entry.provider),
+      isOpen: (slot) => this.#caller.isOpen(slot),
+      unwrap: (entry, provider, context, signal) =>
+        this.#caller.run(
+          { slot: entry.kmsName, provider: provider.id, index },
+          async (deadline) => {
+            const unwrapped = await provider.unwrap(entry, { ...context, signal: deadline });
+            if (deadline.aborted) unwrapped.zero();
+            return unwrapped;
+          },
+          signal,
+        ),
+      telemetry: this.#telemetry,
+    };
+  }
+
   async #wrapInto(
     kek: Kek,
     index: IndexName,
@@ -874,6 +1268,7 @@ export class KmsEnvelopeClient {
     generation: { version: number; createdAt: number; updatedAt: number; creationId: Uint8Array },
   ): Promise<KmsBlob> {
     const provider = await this.#allowedProvider(index, slot);
+    refuseOfflinePrimary(provider, index, slot);
     const context: WrapContext = {
       index,
       slot,
@@ -926,7 +1321,13 @@ export class KmsEnvelopeClient {
       });
     }
     const provider = this.#providers.get(slot) ?? (await this.#provider(slot, index));
-    if (provider.publicKeyWrap === true && config.allowPublicKeyWrap !== true) {
+    // A slot that unwraps only offline is never trusted on the request path (#unwrapProvider),
+    // so wrapping to it needs no opt-in.
+    if (
+      provider.publicKeyWrap === true &&
+      provider.unwrapOffline === undefined &&
+      config.allowPublicKeyWrap !== true
+    ) {
       throw new SlotNotAllowedError(
         'the slot wraps with a public key, so anyone with that key could make its envelopes; set allowPublicKeyWrap: true on the slot to use it',
         { ...where, provider: provider.id },
@@ -941,14 +1342,43 @@ export class KmsEnvelopeClient {
    * older than this client's high-water mark or the caller's `minVersion`.
    */
   async #admit(index: IndexName, blob: KmsBlob, stored: boolean): Promise<KmsProvider> {
-    const where = { index, slot: blob.kmsName, provider: blob.provider };
-    const provider = await this.#allowedProvider(index, blob.kmsName);
-    if (provider.id !== blob.provider) {
+    const provider = await this.#unwrapProvider(index, blob.kmsName, blob.provider);
+    await this.#admitGeneration(index, blob, stored);
+    return provider;
+  }
+
+  /**
+   * The provider that may unwrap a wrap of `slot` made by `providerId` for `index`: allowed for
+   * the index ({@link #allowedProvider}), the same provider, and not an offline-only slot (its
+   * wrap needs only a public key, so anyone could have made it: the public-key forgery of the
+   * threat model). No KMS call.
+   * @throws SlotNotAllowedError; UnwrapFailedError for another provider; ConfigError.
+   */
+  async #unwrapProvider(index: IndexName, slot: string, providerId: string): Promise<KmsProvider> {
+    const where = { index, slot, provider: providerId };
+    const provider = await this.#allowedProvider(index, slot);
+    if (provider.id !== providerId) {
       throw new UnwrapFailedError(
-        `envelope was wrapped by provider "${blob.provider}" but the slot uses "${provider.id}"`,
+        `envelope was wrapped by provider "${providerId}" but the slot uses "${provider.id}"`,
         where,
       );
     }
+    if (provider.unwrapOffline !== undefined) {
+      throw new SlotNotAllowedError(
+        'the slot unwraps only offline, with its private key (recover): its wrap needs only a public key, so it is never trusted on the request path',
+        where,
+      );
+    }
+    return provider;
+  }
+
+  /**
+   * The rollback rules for an unwrap of `blob`: not older than this client's high-water mark of
+   * the same creation, and (`stored`) not below the caller's `minVersion`.
+   * @throws RollbackError
+   */
+  async #admitGeneration(index: IndexName, blob: KmsBlob, stored: boolean): Promise<void> {
+    const where = { index, slot: blob.kmsName, provider: blob.provider };
     const mark = this.#highWater.get(index);
     // Lower than seen, of the same creation (or of none: a schema 1 envelope cannot be a newer
     // creation), is an old envelope replayed. Another creation id is the index created again.
@@ -971,7 +1401,6 @@ export class KmsEnvelopeClient {
         );
       }
     }
-    return provider;
   }
 
   /** Remembers `blob` as the newest envelope of `index` seen, unless a newer one was. */
@@ -991,10 +1420,41 @@ export class KmsEnvelopeClient {
    * raises the high-water mark once it unwrapped and checked.
    */
   async #unwrapBlob(index: IndexName, blob: KmsBlob, options: UnwrapOptions, stored = false): Promise<Kek> {
+    return (await this.#unwrapServed(index, blob, options, stored)).kek;
+  }
+
+  /**
+   * {@link #unwrapBlob}, and which slot served: for a multi-wrap envelope the wrap (or the shares'
+   * slots joined by `+`) that {@link unwrapWraps} used.
+   */
+  async #unwrapServed(
+    index: IndexName,
+    blob: KmsBlob,
+    options: UnwrapOptions,
+    stored: boolean,
+  ): Promise<{ kek: Kek; servedBy?: string }> {
+    if (!isMultiWrap(blob)) return { kek: await this.#unwrapSingle(index, blob, options, stored) };
+    if (options.kek !== undefined) throw new InvalidArgumentError(SUPPLIED_KEK_ONLY_NONE, { index });
+    await this.#admitGeneration(index, blob, stored);
+    const { kek, served } = await unwrapWraps(index, blob, this.#unwrapperFor(index), {
+      signal: options.signal,
+      deadlineMs: this.#deadlineMs,
+    });
+    if (stored) this.#raiseHighWater(index, blob);
+    return { kek, servedBy: served.map((wrap) => wrap.kmsName).join('+') };
+  }
+
+  /** Unwraps a single-wrap envelope with its slot's provider. */
+  async #unwrapSingle(
+    index: IndexName,
+    blob: KmsBlob,
+    options: UnwrapOptions,
+    stored: boolean,
+  ): Promise<Kek> {
     const where = { index, slot: blob.kmsName, provider: blob.provider };
     const provider = await this.#admit(index, blob, stored);
     if (options.kek !== undefined && blob.provider !== 'none') {
-      throw new InvalidArgumentError('a KEK can only be supplied for envelopes of provider "none"', where);
+      throw new InvalidArgumentError(SUPPLIED_KEK_ONLY_NONE, where);
     }
     const slot = parseSlotName(blob.kmsName);
     const target = { slot, provider: provider.id, index };
@@ -1035,6 +1495,44 @@ function bindingOf(
   return blob.creationId === undefined
     ? base
     : { ...base, version: blob.version, creationId: blob.creationId };
+}
+
+const SUPPLIED_KEK_ONLY_NONE = 'a KEK can only be supplied for envelopes of provider "none"';
+
+/** The slots of create or prepare options: `slots`, or the one `slot`. @throws InvalidArgumentError */
+function slotsOption(
+  options: { readonly slot?: string; readonly slots?: readonly string[] },
+  index: IndexName,
+): SlotName[] {
+  if (options.slots !== undefined) {
+    if (!Array.isArray(options.slots))
+      throw new InvalidArgumentError('slots must be an array of slot names', { index });
+    if (options.slot !== undefined && options.slot !== options.slots[0]) {
+      throw new InvalidArgumentError('give slot or slots, not both (or slot as slots[0])', { index });
+    }
+    return options.slots.map((slot) => parseSlotName(slot));
+  }
+  if (options.slot === undefined) throw new InvalidArgumentError('a slot (or slots) is needed', { index });
+  return [parseSlotName(options.slot)];
+}
+
+/** A string or list option as a list. */
+function asList(value: string | readonly string[] | undefined): readonly string[] {
+  return value === undefined ? [] : typeof value === 'string' ? [value] : value;
+}
+
+/**
+ * Refuses an offline-only provider (`recipient`) as an envelope's primary wrap: readers try the
+ * primary first, and nothing online could unwrap an envelope that has only such wraps.
+ * @throws InvalidArgumentError
+ */
+function refuseOfflinePrimary(provider: KmsProvider, index: IndexName, slot: SlotName): void {
+  if (provider.unwrapOffline !== undefined) {
+    throw new InvalidArgumentError(
+      'a slot that unwraps only offline (recipient) cannot be the primary wrap: list it after a slot that unwraps online',
+      { index, slot, provider: provider.id },
+    );
+  }
 }
 
 /** A new random creation id. */

@@ -1,6 +1,7 @@
 import type { KmsEnvelopeClient } from '../client.js';
 import { decodeKmsBlob, encodeKmsBlob } from '../envelope/codec.js';
 import type { KmsBlob } from '../envelope/kms-blob.js';
+import { slotsOf } from '../envelope/wraps.js';
 import {
   ConfigError,
   DecryptFailedError,
@@ -711,7 +712,9 @@ export class IndexKeyring {
     const kek = newKek === undefined ? Kek.generate() : Kek.fromBytes(newKek.expose());
     try {
       const envelope = await this.#client.prepareEnvelope(this.index, kek, {
-        slot: current.kmsName,
+        // Every wrap of the envelope, under the same policy: the new KEK is wrapped by each slot.
+        slots: slotsOf(current),
+        ...(current.threshold === undefined ? {} : { threshold: current.threshold }),
         version: current.version + 1,
         createdAt: current.createdAt,
         // The same creation: a new creation id would let the envelope it replaces be replayed

@@ -68,8 +68,9 @@ export const LIBRARY_CONTEXT_KEYS: ReadonlySet<string> = new Set([KEK_SLOT_CONTE
 /**
  * The binding as a KMS encryption context (string map): `kms-envelope:index`,
  * `kms-envelope:slot`, for a schema 2 envelope (one with a creation id) also
- * `kms-envelope:version` (decimal) and `kms-envelope:creation-id` (lower-case hex), then the
- * envelope's own context. A context key may not start with `kms-envelope:` unless it is one of
+ * `kms-envelope:version` (decimal) and `kms-envelope:creation-id` (lower-case hex), for a
+ * threshold share also `kms-envelope:threshold`, `kms-envelope:shares` and `kms-envelope:share`
+ * (decimal), then the envelope's own context. A context key may not start with `kms-envelope:` unless it is one of
  * the library's own ({@link LIBRARY_CONTEXT_KEYS}: the keyring's `kms-envelope:kek-slot`).
  * @throws InvalidArgumentError for any other such key.
  */
@@ -81,6 +82,12 @@ export function bindingEncryptionContext(context: WrapContext): Record<string, s
   if (context.creationId !== undefined) {
     out[`${BINDING_KEY_PREFIX}version`] = String(context.version ?? 0);
     out[`${BINDING_KEY_PREFIX}creation-id`] = Buffer.from(context.creationId).toString('hex');
+    if (context.policy !== undefined) {
+      // A threshold envelope's share: the policy and its position are bound as well.
+      out[`${BINDING_KEY_PREFIX}threshold`] = String(context.policy.threshold);
+      out[`${BINDING_KEY_PREFIX}shares`] = String(context.policy.shares);
+      out[`${BINDING_KEY_PREFIX}share`] = String(context.policy.share);
+    }
   }
   for (const [key, value] of Object.entries(context.encryptionContext)) {
     if (key.startsWith(BINDING_KEY_PREFIX) && !LIBRARY_CONTEXT_KEYS.has(key)) {

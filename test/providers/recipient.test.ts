@@ -36,7 +36,9 @@ import {
 import { KmsEnvelopeClient } from '../../src/client.js';
 import { openAes256Gcm } from '../../src/crypto/aes-gcm.js';
 import { bindingAadOf } from '../../src/crypto/binding.js';
+import { wrapBindingOf } from '../../src/envelope/wraps.js';
 import {
+  AllWrapsFailedError,
   ConfigError,
   InvalidArgumentError,
   KeyNotFoundError,
@@ -491,41 +493,42 @@ describe('recipient keys', () => {
     await registry.close();
   });
 
-  it('through the client: an envelope wrapped to a recipient is refused on the request path even with allowPublicKeyWrap, and opens offline', async () => {
+  it('through the client: a recipient wrap is refused on the request path even with allowPublicKeyWrap, and opens offline', async () => {
     const f = await fixture('x25519-mlkem768');
     const store = StorageConfig.memory();
-    const kms = {
-      slots: {
-        'break-glass': {
-          provider: 'recipient',
-          allowPublicKeyWrap: true,
-          options: { publicKey: f.publicKey },
-        },
-      },
+    const breakGlass = {
+      provider: 'recipient',
+      allowPublicKeyWrap: true,
+      options: { publicKey: f.publicKey },
     };
-    const client = new KmsEnvelopeClient({ store, kms });
+    const dev = { provider: 'local', masterKey: `literal:${randomBytes(32).toString('base64url')}` };
+    const client = new KmsEnvelopeClient({
+      store,
+      kms: { slots: { dev, 'break-glass': breakGlass }, secrets: { allowLiteral: true } },
+    });
+    // Never the primary (nothing online could unwrap it).
+    await expect(client.createIndex('solo', { slot: 'break-glass' })).rejects.toThrow(InvalidArgumentError);
     const kek = await client.createIndex('orders', {
-      slot: 'break-glass',
+      slots: ['dev', 'break-glass'],
       encryptionContext: { tenant: 't1' },
     });
     const blob = await client.getEnvelope('orders');
-    expect(blob.provider).toBe('recipient');
-    expect(blob.keyId).toBe(f.fingerprint);
-    const err = await caught(client.unwrap('orders'));
-    expect(err).toBeInstanceOf(SlotNotAllowedError);
-    // What `kms-envelope recover` does: the envelope's own binding, the offline private key.
+    const wrap = blob.wraps![0]!;
+    expect(wrap.provider).toBe('recipient');
+    expect(wrap.keyId).toBe(f.fingerprint);
+    // A reader whose only slot is the recipient: refused before any unwrap, with the reason.
+    const reader = new KmsEnvelopeClient({ store, kms: { slots: { 'break-glass': breakGlass } } });
+    const err = (await caught(reader.unwrap('orders'))) as AllWrapsFailedError;
+    expect(err).toBeInstanceOf(AllWrapsFailedError);
+    expect(err.failures.find((x) => x.slot === 'break-glass')?.error).toBeInstanceOf(SlotNotAllowedError);
+    // What `recover` does: the wrap's own binding (share 2 of 2), the offline private key.
     const opened = await f.provider.unwrapOffline(
-      { wrappedKek: blob.wrappedKek, keyId: blob.keyId, region: blob.region },
-      {
-        index: parseIndexName('orders'),
-        slot: parseSlotName(blob.kmsName),
-        encryptionContext: blob.encryptionContext,
-        version: blob.version,
-        creationId: blob.creationId,
-      },
+      wrap,
+      wrapBindingOf(parseIndexName('orders'), parseSlotName('break-glass'), blob, 2, 2),
       f.privateKey,
     );
     expect(opened.equals(kek)).toBe(true);
+    await reader.close();
     await client.close();
   });
 
