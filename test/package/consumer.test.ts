@@ -24,6 +24,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 const root = new URL('../..', import.meta.url).pathname;
 const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as {
   exports: Record<string, unknown>;
+  dependencies: Record<string, string>;
   peerDependencies: Record<string, string>;
   devDependencies: Record<string, string>;
   engines: { node: string };
@@ -60,7 +61,10 @@ beforeAll(() => {
   const distTime = existsSync(join(root, 'dist/src/index.js'))
     ? statSync(join(root, 'dist/src/index.js')).mtimeMs
     : 0;
-  const fresh = distTime > Math.max(newest(join(root, 'src')), newest(join(root, 'providers')));
+  // A dist made by tsc alone (not `npm run build`) still has the CLI's modules unbundled.
+  const fresh =
+    distTime > Math.max(newest(join(root, 'src')), newest(join(root, 'providers'))) &&
+    !existsSync(join(root, 'dist/src/cli/main.js'));
   const packArgs = ['pack', '--pack-destination', dir, ...(fresh ? ['--ignore-scripts'] : [])];
   const tarball = join(
     dir,
@@ -257,5 +261,69 @@ main();`,
     const result = JSON.parse(run('node', [out], { cwd: bundled }));
     // In a bundle a cloud provider is not next to the core: a ConfigError says how to pass it.
     expect(result).toEqual({ same: true, version: 1, cloud: 'KMS_ENVELOPE_CONFIG' });
+  });
+});
+
+describe('the kms-envelope bin, bundled: what only the CLI needs is not installed for library users', () => {
+  const cliOnly = ['commander', 'cli-progress', 'read'];
+
+  it('commander, cli-progress and read are devDependencies, absent from the installed tree', () => {
+    for (const name of cliOnly) {
+      expect(pkg.dependencies[name], name).toBeUndefined();
+      expect(pkg.devDependencies[name], name).toBeDefined();
+    }
+    // npm ls exits 1 on problems it finds (an extraneous package): read what it says either way.
+    let listing: string;
+    try {
+      listing = run('npm', ['ls', '--all', '--json']);
+    } catch (err) {
+      listing = (err as { stdout: string }).stdout;
+    }
+    const names = new Set<string>();
+    const walk = (deps: Record<string, { dependencies?: Record<string, unknown> }> = {}) => {
+      for (const [name, dep] of Object.entries(deps)) {
+        names.add(name);
+        walk(dep.dependencies as Record<string, { dependencies?: Record<string, unknown> }>);
+      }
+    };
+    walk(JSON.parse(listing).dependencies);
+    expect(names).toContain('kms-envelope');
+    expect(names).toContain('flatbuffers');
+    for (const name of cliOnly) {
+      expect(names.has(name), name).toBe(false);
+      expect(existsSync(join(app, 'node_modules', name)), name).toBe(false);
+    }
+    // The bin is one file; the CLI's own modules are not shipped beside it.
+    expect(readdirSync(join(app, 'node_modules/kms-envelope/dist/src/cli'))).toEqual(['bin.js']);
+  });
+
+  it('npx kms-envelope runs: --version, --help, a usage error, and create / get on disk with the local provider', () => {
+    const npx = (args: readonly string[], env: Record<string, string> = {}) =>
+      run('npx', ['--no-install', 'kms-envelope', ...args], { env: { ...process.env, ...env } });
+    expect(npx(['--version']).trim()).toBe(
+      JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).version,
+    );
+    const help = npx(['--help']);
+    for (const command of ['create', 'get', 'rotate', 'delete', 'keygen', 'completion'])
+      expect(help).toMatch(new RegExp(`^  ${command}\\b`, 'm'));
+    let usage: { status: number; stderr: string } | undefined;
+    try {
+      npx(['--json', 'frobnicate']);
+    } catch (err) {
+      usage = err as { status: number; stderr: string };
+    }
+    expect(usage?.status).toBe(2);
+    expect(JSON.parse(usage?.stderr ?? '')).toMatchObject({
+      code: 'KMS_ENVELOPE_INVALID_ARGUMENT',
+      exitCode: 2,
+    });
+
+    const master = { APP_MASTER: Buffer.alloc(32, 7).toString('base64url') };
+    const flags = ['--store', `disk:${join(dir, 'cli-store')}`, '--provider', 'local', '--slot', 'dev'];
+    const withKey = [...flags, '--master-key', 'env:APP_MASTER'];
+    expect(npx([...withKey, 'create', 'orders'], master)).toMatch(/created envelope of "orders"/);
+    const got = JSON.parse(npx([...withKey, '--json', 'get', 'orders'], master));
+    expect(got).toMatchObject({ indexName: 'orders', kmsName: 'dev', provider: 'local', version: 1 });
+    expect(npx([...withKey, 'verify', 'orders'], master)).toMatch(/^ok: "orders" version 1/);
   });
 });
