@@ -99,12 +99,78 @@ const golden: Record<string, KmsBlob> = {
   },
 };
 
+// Multi-wrap envelopes (issue #15): any one of three wraps (schema 2), and 2 of 3 Shamir shares
+// (schema 3). The wraps' bytes stand in for each provider's output, as above.
+const generation = {
+  version: 4,
+  createdAt: 1_763_900_000,
+  updatedAt: 1_764_100_000,
+  creationId: bytes('multi/creation', 16),
+  kekCheck: bytes('multi/check', 16),
+};
+const secondaries = [
+  {
+    kmsName: 'gcp-eu',
+    provider: 'gcp-kms',
+    keyId: 'projects/acme-prod/locations/europe-west1/keyRings/search/cryptoKeys/kek/cryptoKeyVersions/2',
+    region: 'europe-west1',
+    wrappedKek: bytes('multi/gcp', 113),
+  },
+  {
+    kmsName: 'recovery',
+    provider: 'recipient',
+    keyId: 'recipient:x25519-mlkem768:0123456789abcdef',
+    region: '',
+    wrappedKek: bytes('multi/recipient', 1169),
+  },
+];
+golden['multi-anyof'] = {
+  ...generation,
+  schemaVersion: 2,
+  kmsName: 'aws-eu',
+  provider: 'aws-kms',
+  keyId: 'arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab',
+  region: 'eu-west-1',
+  wrappedKek: bytes('multi/aws', 184),
+  indexName: 'payments',
+  encryptionContext: { env: 'prod' },
+  wraps: secondaries,
+};
+golden['multi-threshold'] = {
+  ...generation,
+  schemaVersion: 3,
+  kmsName: 'aws-eu',
+  provider: 'aws-kms',
+  keyId: 'arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab',
+  region: 'eu-west-1',
+  wrappedKek: bytes('multi/aws-share', 184),
+  indexName: 'payments',
+  encryptionContext: {},
+  wraps: [
+    { ...secondaries[0]!, kmsName: 'gcp-eu', wrappedKek: bytes('multi/gcp-share', 113) },
+    {
+      kmsName: 'azure-eu',
+      provider: 'azure-kv',
+      keyId: 'https://acme-search.vault.azure.net/keys/kek/0123456789abcdef0123456789abcdef',
+      region: 'westeurope',
+      wrappedKek: bytes('multi/azure-share', 256),
+    },
+  ],
+  threshold: 2,
+};
+
 for (const [kind, blob] of Object.entries(golden)) {
   writeFileSync(join(dir, `${kind}.kmsb`), encodeKmsBlob(blob));
   const fields = {
     ...blob,
     wrappedKek: Buffer.from(blob.wrappedKek).toString('base64'),
     kekCheck: blob.kekCheck === undefined ? null : Buffer.from(blob.kekCheck).toString('base64'),
+    ...(blob.creationId === undefined ? {} : { creationId: Buffer.from(blob.creationId).toString('base64') }),
+    ...(blob.wraps === undefined
+      ? {}
+      : {
+          wraps: blob.wraps.map((w) => ({ ...w, wrappedKek: Buffer.from(w.wrappedKek).toString('base64') })),
+        }),
   };
   writeFileSync(join(dir, `${kind}.json`), `${JSON.stringify(fields, null, 2)}\n`);
 }

@@ -8,7 +8,7 @@ import { crc32c } from '../../src/envelope/checksum.js';
 import { decodeKmsBlob, encodeKmsBlob } from '../../src/envelope/codec.js';
 import { CREATION_ID_LENGTH, type KmsBlob, KmsBlobLimits } from '../../src/envelope/kms-blob.js';
 import { InvalidArgumentError, MalformedEnvelopeError } from '../../src/errors.js';
-import { ContextEntry, KMSBlob } from '../../src/generated/kms_blob_generated.js';
+import { ContextEntry, KMSBlob, Wrap } from '../../src/generated/kms_blob_generated.js';
 import { sampleBlob } from '../helpers/blobs.js';
 
 const vectorDir = join(import.meta.dirname, '../vectors/envelopes');
@@ -27,6 +27,17 @@ function expected(kind: string): KmsBlob {
       raw.creationId === undefined
         ? undefined
         : new Uint8Array(Buffer.from(raw.creationId as string, 'base64')),
+    ...(raw.wraps === undefined
+      ? {}
+      : {
+          wraps: (raw.wraps as Array<Record<string, string>>).map((w) => ({
+            kmsName: w.kmsName!,
+            provider: w.provider!,
+            keyId: w.keyId!,
+            region: w.region!,
+            wrappedKek: new Uint8Array(Buffer.from(w.wrappedKek!, 'base64')),
+          })),
+        }),
   };
 }
 
@@ -84,18 +95,53 @@ const blobArb: fc.Arbitrary<KmsBlob> = fc
       fc.string({ maxLength: 40, unit: 'binary' }).filter(noControl),
       { maxKeys: 5 },
     ),
-    schemaVersion: fc.constantFrom(1, 2),
+    schemaVersion: fc.constantFrom(1, 2, 2, 3),
     updatedAt: fc.integer({ min: 0, max: KmsBlobLimits.maxTimestamp }),
     kekCheck: fc.option(fc.uint8Array({ minLength: 1, maxLength: 32 }), { nil: undefined }),
     creationId: fc.uint8Array({ minLength: CREATION_ID_LENGTH, maxLength: CREATION_ID_LENGTH }),
+    wraps: fc.array(
+      fc.record({
+        kmsName: fc.stringMatching(/^[A-Za-z0-9][A-Za-z0-9._-]{0,20}$/).filter((s) => !s.includes('..')),
+        provider: fc.constantFrom('local', 'aws-kms', 'gcp-kms', 'azure-kv', 'recipient', 'my-plugin2'),
+        keyId: fc.string({ maxLength: 120, unit: 'binary' }).filter(noControl),
+        region: fc.stringMatching(/^[a-z0-9-]{0,20}$/),
+        wrappedKek: fc.uint8Array({ maxLength: 300 }),
+      }),
+      { maxLength: 4 },
+    ),
+    threshold: fc.integer({ min: 2, max: 5 }),
   })
-  .map((b) => ({
-    ...b,
-    updatedAt: Math.max(b.createdAt, b.updatedAt),
-    // Schema 2 has a creation id, schema 1 none; provider none always has its check value.
-    creationId: b.schemaVersion >= 2 ? b.creationId : undefined,
-    kekCheck: b.kekCheck ?? (b.provider === 'none' ? new Uint8Array([1, 2, 3]) : undefined),
-  }));
+  .map(({ wraps: rawWraps, threshold: k, ...b }) => {
+    // Schema 1: no wraps; schema 3: at least one wrap and a threshold k from 2 to 1 + wraps.
+    const wraps =
+      b.schemaVersion === 1
+        ? []
+        : (b.schemaVersion === 3 && rawWraps.length === 0 ? [sampleWrap] : rawWraps).map((w, i) => ({
+            ...w,
+            kmsName: `${w.kmsName}-w${i}`, // unique, and never the primary's name
+          }));
+    const multi = wraps.length > 0;
+    return {
+      ...b,
+      updatedAt: Math.max(b.createdAt, b.updatedAt),
+      // Schema 2 and 3 have a creation id, schema 1 none; provider none always has its check
+      // value and no wraps; an envelope with wraps always has a check value.
+      provider: multi && b.provider === 'none' ? 'local' : b.provider,
+      creationId: b.schemaVersion >= 2 ? b.creationId : undefined,
+      kekCheck: b.kekCheck ?? (b.provider === 'none' || multi ? new Uint8Array([1, 2, 3]) : undefined),
+      ...(multi ? { wraps } : {}),
+      ...(b.schemaVersion === 3 ? { threshold: Math.min(k, 1 + wraps.length) } : {}),
+    };
+  });
+
+/** A further wrap for schema 3 blobs made without one. */
+const sampleWrap = {
+  kmsName: 'second',
+  provider: 'gcp-kms',
+  keyId: 'projects/p/locations/l/keyRings/r/cryptoKeys/k/cryptoKeyVersions/1',
+  region: 'l',
+  wrappedKek: new Uint8Array([9, 8, 7]),
+};
 
 /** UTF-8 byte order of strings: the order in which context entries are stored. */
 const byUtf8 = (a: string, b: string): number => Buffer.compare(Buffer.from(a), Buffer.from(b));
@@ -128,6 +174,17 @@ function buildWithFlatc(blob: KmsBlob, extra?: (b: Builder) => void): Uint8Array
   const wrapped = KMSBlob.createWrappedKekVector(b, blob.wrappedKek);
   const check = blob.kekCheck ? KMSBlob.createKekCheckVector(b, blob.kekCheck) : 0;
   const creation = blob.creationId ? KMSBlob.createCreationIdVector(b, blob.creationId) : 0;
+  const wrapTables = (blob.wraps ?? []).map((w) =>
+    Wrap.createWrap(
+      b,
+      b.createString(w.kmsName),
+      b.createString(w.provider),
+      w.keyId === '' ? 0 : b.createString(w.keyId),
+      w.region === '' ? 0 : b.createString(w.region),
+      Wrap.createWrappedKekVector(b, w.wrappedKek),
+    ),
+  );
+  const wraps = wrapTables.length > 0 ? KMSBlob.createWrapsVector(b, wrapTables) : 0;
   // startKMSBlob() makes room for the known fields only; endObject() would drop later ones.
   if (extra) b.startObject(18);
   else KMSBlob.startKMSBlob(b);
@@ -144,6 +201,8 @@ function buildWithFlatc(blob: KmsBlob, extra?: (b: Builder) => void): Uint8Array
   if (check) KMSBlob.addKekCheck(b, check);
   if (creation) KMSBlob.addCreationId(b, creation);
   if (blob.schemaVersion !== 1) KMSBlob.addSchemaVersion(b, blob.schemaVersion);
+  if (wraps) KMSBlob.addWraps(b, wraps);
+  if (blob.threshold !== undefined) KMSBlob.addThreshold(b, blob.threshold);
   extra?.(b);
   KMSBlob.finishKMSBlobBuffer(b, KMSBlob.endKMSBlob(b));
   return withTrailer(b.asUint8Array());
@@ -200,6 +259,18 @@ describe('KMSBlob codec', () => {
         }
         expect(ctx).toEqual(blob.encryptionContext);
         expect(order).toEqual(Object.keys(blob.encryptionContext).sort(byUtf8));
+        const wraps = Array.from({ length: g.wrapsLength() }, (_, i) => {
+          const w = g.wraps(i)!;
+          return {
+            kmsName: w.kmsName(),
+            provider: w.provider(),
+            keyId: w.keyId() ?? '',
+            region: w.region() ?? '',
+            wrappedKek: w.wrappedKekArray() ?? new Uint8Array(),
+          };
+        });
+        expect(wraps).toEqual(blob.wraps ?? []);
+        expect(g.threshold()).toBe(blob.threshold ?? 0);
       }),
       { numRuns: 500 },
     );
@@ -387,8 +458,15 @@ describe('KMSBlob codec', () => {
 describe('golden envelopes (test/vectors/envelopes)', () => {
   it('has one per provider kind and schema version', () => {
     const providers = ['aws', 'aws-kms', 'azure-kv', 'gcp-kms', 'local', 'none'];
-    expect(kinds.sort()).toEqual([...providers, ...providers.map((p) => `${p}.v2`)].sort());
-    for (const { kind, blob } of golden) expect(blob.schemaVersion).toBe(kind.endsWith('.v2') ? 2 : 1);
+    const multi = ['multi-anyof', 'multi-threshold'];
+    expect(kinds.sort()).toEqual([...providers, ...providers.map((p) => `${p}.v2`), ...multi].sort());
+    const schemaOf = (kind: string) =>
+      kind === 'multi-threshold' ? 3 : kind.startsWith('multi') ? 2 : kind.endsWith('.v2') ? 2 : 1;
+    for (const { kind, blob } of golden) expect(blob.schemaVersion).toBe(schemaOf(kind));
+    const anyOf = golden.find((g) => g.kind === 'multi-anyof')!.blob;
+    expect(anyOf.wraps?.map((w) => w.kmsName)).toEqual(['gcp-eu', 'recovery']);
+    expect(anyOf.threshold).toBeUndefined();
+    expect(golden.find((g) => g.kind === 'multi-threshold')!.blob.threshold).toBe(2);
   });
 
   it.each(golden)('$kind decodes to its JSON and re-encodes to the same bytes', ({ bytes, blob }) => {
