@@ -835,25 +835,39 @@ export class KmsEnvelopeClient {
           : options.threshold;
     const kek = await this.#unwrapBlob(index, current, options, true);
     try {
-      const next = await this.#wrapAll(
-        kek,
+      return await this.#pushRewrapped(
         index,
+        current,
+        kek,
         slots.map((slot) => parseSlotName(slot)),
         threshold,
-        current.encryptionContext,
         options.signal,
-        {
-          version: current.version + 1,
-          createdAt: current.createdAt,
-          updatedAt: Math.max(this.#now(), current.createdAt),
-          creationId: current.creationId ?? newCreationId(),
-        },
       );
-      await this.#pushRotated(index, current, next);
-      return next;
     } finally {
       kek.zero();
     }
+  }
+
+  /**
+   * Wraps `kek` under `slots` as the next version of `current` (same creation, version + 1) and
+   * pushes it by compare-and-set on `current`. Returns the new envelope.
+   */
+  async #pushRewrapped(
+    index: IndexName,
+    current: KmsBlob,
+    kek: Kek,
+    slots: readonly SlotName[],
+    threshold: number | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<KmsBlob> {
+    const next = await this.#wrapAll(kek, index, slots, threshold, current.encryptionContext, signal, {
+      version: current.version + 1,
+      createdAt: current.createdAt,
+      updatedAt: Math.max(this.#now(), current.createdAt),
+      creationId: current.creationId ?? newCreationId(),
+    });
+    await this.#pushRotated(index, current, next);
+    return next;
   }
 
   /**
@@ -951,22 +965,7 @@ export class KmsEnvelopeClient {
           where,
         );
       }
-      const next = await this.#wrapAll(
-        kek,
-        index,
-        slots,
-        threshold,
-        current.encryptionContext,
-        options.signal,
-        {
-          version: current.version + 1,
-          createdAt: current.createdAt,
-          updatedAt: Math.max(this.#now(), current.createdAt),
-          creationId: current.creationId ?? newCreationId(),
-        },
-      );
-      await this.#pushRotated(index, current, next);
-      return next;
+      return await this.#pushRewrapped(index, current, kek, slots, threshold, options.signal);
     } finally {
       kek.zero();
     }
