@@ -213,22 +213,30 @@ export interface PrepareEnvelopeOptions {
   readonly slots?: readonly string[];
   /** The policy over {@link slots}, as {@link CreateIndexOptions.threshold}. */
   readonly threshold?: number;
+  /** The new envelope's version (the current one + 1 for a rotation). */
   readonly version: number;
+  /** Its creation time in epoch seconds (keep the current envelope's); default now. */
   readonly createdAt?: number;
   /**
    * The creation id of the envelope this one replaces (keep it across a rotation); a new random
    * one when absent (a new creation, or the upgrade of a schema 1 envelope).
    */
   readonly creationId?: Uint8Array;
+  /** Extra context bound to the wrap and stored in the envelope. */
   readonly encryptionContext?: Readonly<Record<string, string>>;
+  /** Deadline for the KMS calls. */
   readonly signal?: AbortSignal;
 }
 
 /** Re-reads the index's envelope, unwraps, checks, and the rest, for {@link KmsEnvelopeClient.verify}. */
 export interface VerifyReport {
+  /** The index verified. */
   readonly index: string;
+  /** The envelope's (primary) slot. */
   readonly slot: string;
+  /** The envelope's (primary) provider. */
   readonly provider: string;
+  /** The envelope's version. */
   readonly version: number;
   /** Whether the envelope carries a KEK check value that the unwrapped KEK matched. */
   readonly kekChecked: boolean;
