@@ -91,13 +91,19 @@ export interface KmipProviderOptions {
   readonly client?: KmipClient;
   /** How to reach the server when no `client` is given. */
   readonly connection?: {
+    /** Server host name or IP address. */
     readonly host: string;
+    /** Server port (KMIP's registered port is 5696). */
     readonly port: number;
+    /** CA certificate(s), PEM, that issued the server's certificate (default: Node's root store). */
     readonly ca?: string;
+    /** The client certificate (chain), PEM. */
     readonly cert: string;
     /** Client private key, PEM: used to build the TLS context, then wiped by the provider. */
     readonly key: Buffer;
+    /** TLS server name, when `host` is an IP address or not the certificate's name. */
     readonly servername?: string;
+    /** TLS connections kept open for concurrent calls (default 2). */
     readonly poolSize?: number;
   };
   /** `key` (default) or `delegated`. */
@@ -458,7 +464,12 @@ export function createKmipProvider(options: KmipProviderOptions): KmsProvider {
 export function parseKmipEndpoint(
   endpoint: string,
   where: ErrorContext = {},
-): { host: string; port: number } {
+): {
+  /** The server's host name or IP address. */
+  host: string;
+  /** Its port (5696 when the endpoint names none). */
+  port: number;
+} {
   const match = /^(?:kmips:\/\/)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::(\d{1,5}))?\/?$/.exec(
     endpoint.trim(),
   );

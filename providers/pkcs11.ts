@@ -144,7 +144,15 @@ export interface Pkcs11ProviderOptions {
 }
 
 /** A key reference: by label or by `CKA_ID`. */
-export type Pkcs11KeyRef = { readonly label: string } | { readonly idHex: string };
+export type Pkcs11KeyRef =
+  | {
+      /** The key's `CKA_LABEL`. */
+      readonly label: string;
+    }
+  | {
+      /** The key's `CKA_ID`, in lower-case hex. */
+      readonly idHex: string;
+    };
 
 /**
  * Parses a slot's `key_id`: a key label, or `id:<hex>` for a `CKA_ID`.

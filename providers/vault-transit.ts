@@ -81,10 +81,16 @@ export type VaultTransitBinding = 'associated_data' | 'context';
 
 /** How the provider authenticates. Secret bytes are copied; the caller wipes its own. */
 export type VaultTransitAuth =
-  | { readonly token: Uint8Array }
   | {
+      /** A Vault token, sent as `X-Vault-Token`. */
+      readonly token: Uint8Array;
+    }
+  | {
+      /** AppRole login (`POST /v1/auth/<mount>/login`); the token is kept until near its lease's end. */
       readonly approle: {
+        /** The role id (not secret). */
         readonly roleId: string;
+        /** The secret id. */
         readonly secretId: Uint8Array;
         /** Auth mount (default `approle`). */
         readonly mount?: string;
@@ -103,6 +109,7 @@ export interface VaultTransitProviderOptions {
   readonly namespace?: string;
   /** Default `associated_data`. */
   readonly binding?: VaultTransitBinding;
+  /** A token, or AppRole credentials. */
   readonly auth: VaultTransitAuth;
   /** PEM of the CA(s) to trust instead of the system's, for `https`. */
   readonly ca?: string;

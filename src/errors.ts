@@ -23,34 +23,63 @@ export interface ErrorContext {
 
 /** The stable codes of every error class, for `switch (err.code)`. */
 export const ErrorCode = {
+  /** `KmsEnvelopeError` itself: a failure no more specific class describes. */
   base: 'KMS_ENVELOPE_ERROR',
+  /** `EnvelopeNotFoundError`: no envelope is stored for the index. */
   notFound: 'KMS_ENVELOPE_NOT_FOUND',
+  /** `EnvelopeExistsError`: a strict create found an envelope already stored. */
   exists: 'KMS_ENVELOPE_EXISTS',
+  /** `VersionConflictError`: a compare-and-set found another version (or creation). */
   versionConflict: 'KMS_ENVELOPE_VERSION_CONFLICT',
+  /** `MalformedEnvelopeError`: stored bytes are not a valid KMSBlob. */
   malformed: 'KMS_ENVELOPE_MALFORMED',
+  /** `ProviderUnavailableError` and `CircuitOpenError`: the KMS could not be used now (retryable). */
   unavailable: 'KMS_ENVELOPE_UNAVAILABLE',
+  /** `StoreUnavailableError` (and `ReplicasNotConfirmedError`): the store could not be reached (retryable). */
   storeUnavailable: 'KMS_ENVELOPE_STORE_UNAVAILABLE',
+  /** `AccessDeniedError`: the KMS or store refused the credentials or permissions. */
   accessDenied: 'KMS_ENVELOPE_ACCESS_DENIED',
+  /** `UnwrapFailedError`: wrong key, tampered envelope, or another binding. */
   unwrapFailed: 'KMS_ENVELOPE_UNWRAP_FAILED',
+  /** `KekMismatchError`: a KEK does not match the envelope's KEK check value. */
   kekMismatch: 'KMS_ENVELOPE_KEK_MISMATCH',
+  /** `InvalidArgumentError`: an argument or option is not acceptable. */
   invalidArgument: 'KMS_ENVELOPE_INVALID_ARGUMENT',
+  /** `ConfigError`: a slot or configuration file is incomplete or inconsistent. */
   config: 'KMS_ENVELOPE_CONFIG',
+  /** `MissingDependencyError`: an optional peer dependency is not installed. */
   missingDependency: 'KMS_ENVELOPE_MISSING_DEPENDENCY',
+  /** `MalformedTokenError`: a DEK wire-format token is not well formed. */
   malformedToken: 'KMS_ENVELOPE_MALFORMED_TOKEN',
+  /** `UnsupportedAlgorithmError`: an algorithm id (or KMS mode) that is not supported. */
   unsupportedAlgorithm: 'KMS_ENVELOPE_UNSUPPORTED_ALGORITHM',
+  /** `InvalidKeyIdError`: a key id is not a UUID. */
   invalidKeyId: 'KMS_ENVELOPE_INVALID_KEY_ID',
+  /** `UnknownKeyError`: a token names a key id that no key context knows. */
   unknownKey: 'KMS_ENVELOPE_UNKNOWN_KEY',
+  /** `DecryptFailedError`: a well-formed token does not decrypt. */
   decryptFailed: 'KMS_ENVELOPE_DECRYPT_FAILED',
+  /** `ContextBindingError`: a token's context binding and the caller's context disagree. */
   contextBinding: 'KMS_ENVELOPE_CONTEXT_BINDING',
+  /** `NonceLimitError`: a key reached its limit of random-nonce encryptions. */
   nonceLimit: 'KMS_ENVELOPE_NONCE_LIMIT',
+  /** `ThrottledError`: the KMS throttled the call (retryable). */
   throttled: 'KMS_ENVELOPE_THROTTLED',
+  /** `DeadlineExceededError`: a KMS call missed its deadline or was aborted (retryable). */
   deadlineExceeded: 'KMS_ENVELOPE_DEADLINE_EXCEEDED',
+  /** `KeyNotFoundError`: the KMS key or secret the slot names does not exist (or is not visible). */
   keyNotFound: 'KMS_ENVELOPE_KEY_NOT_FOUND',
+  /** `KeyDisabledError`: the KMS key is disabled, pending deletion or otherwise unusable. */
   keyDisabled: 'KMS_ENVELOPE_KEY_DISABLED',
+  /** `IntegrityError`: a KMS answer failed its integrity check in transit (retryable). */
   integrity: 'KMS_ENVELOPE_INTEGRITY',
+  /** `SlotNotAllowedError`: the envelope's slot may not serve the index (or unwraps only offline). */
   slotNotAllowed: 'KMS_ENVELOPE_SLOT_NOT_ALLOWED',
+  /** `RollbackError`: an envelope older than one already seen (or than `minVersion`). */
   rollback: 'KMS_ENVELOPE_ROLLBACK',
+  /** `WeakKdfParamsError`: stored passphrase-KDF parameters are too weak or too costly. */
   weakKdf: 'KMS_ENVELOPE_WEAK_KDF',
+  /** `AllWrapsFailedError`: none of a multi-wrap envelope's wraps (or not enough shares) unwrapped. */
   allWrapsFailed: 'KMS_ENVELOPE_ALL_WRAPS_FAILED',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -70,8 +99,11 @@ export class KmsEnvelopeError extends Error {
   readonly code: ErrorCode = ErrorCode.base;
   /** True when the same call may succeed if tried again later (a service was unavailable). */
   readonly retryable: boolean = false;
+  /** The index the failed operation was about, when there was one. */
   readonly index: string | undefined;
+  /** The KMS slot (`kms_name`) involved, when there was one. */
   readonly slot: string | undefined;
+  /** The provider id involved (`local`, `aws-kms`, ...), when there was one. */
   readonly provider: string | undefined;
   /** The message without the index/slot/provider suffix. */
   readonly detail: string;

@@ -9,11 +9,13 @@ export type {
   CreateIndexOptions,
   KmsEnvelopeClientOptions,
   PrepareEnvelopeOptions,
+  RecoverOptions,
   RotateOptions,
   UnwrapOptions,
   VerifyReport,
 } from './client.js';
 export { KmsEnvelopeClient } from './client.js';
+export type { SharePolicy } from './crypto/binding.js';
 export { type DoctorCheck, type DoctorOptions, type DoctorReport, diagnoseSlot } from './doctor.js';
 export { decodeKmsBlob, encodeKmsBlob, type KmsBlobInput } from './envelope/codec.js';
 export {
@@ -22,6 +24,8 @@ export {
   KMS_BLOB_SCHEMA_VERSION,
   type KmsBlob,
   KmsBlobLimits,
+  type KmsWrap,
+  MAX_WRAPS,
 } from './envelope/kms-blob.js';
 export * from './errors.js';
 export {
@@ -167,6 +171,7 @@ export type { InvalidationFeed, InvalidationListener } from './unwrap/invalidati
 export type { KekCacheOptions } from './unwrap/kek-cache.js';
 export { KekLease } from './unwrap/kek-lease.js';
 export type { KmsCallOptions } from './unwrap/kms-calls.js';
+export type { WrapOutcome } from './unwrap/multi-wrap.js';
 export {
   Channels,
   type MeterLike,

@@ -114,6 +114,8 @@ export type ProviderFactory = (
 
 /** A provider plugin: its id and factory, as exported by `kms-envelope/providers/<id>`. */
 export interface ProviderPlugin {
+  /** The provider id slots name in `provider:` (and envelopes record in `provider`). */
   readonly id: string;
+  /** Builds the provider of one slot. */
   readonly create: ProviderFactory;
 }

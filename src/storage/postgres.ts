@@ -19,6 +19,7 @@ import type { EnvelopeStore, PushOptions, RecordKind, RecordStore } from './stor
 
 /** One query as the store sends it (a subset of node-postgres' `QueryConfig`). */
 export interface PostgresQuery {
+  /** The SQL, with `$1`, `$2` … placeholders; never built from caller input. */
   readonly text: string;
   /**
    * A named (prepared) statement: node-postgres parses it once per connection and then only
@@ -26,11 +27,15 @@ export interface PostgresQuery {
    * parameters (the migration, which must stay one simple-protocol query).
    */
   readonly name?: string;
+  /** The values of the placeholders, in order (index names, bytes, versions). */
   readonly values?: unknown[];
   /** Rows as arrays of column values. */
   readonly rowMode: 'array';
   /** Per-query type parsers: the store reads every column as text, whatever the pool's parsers. */
-  readonly types: { getTypeParser(oid: number, format?: string): (value: string) => unknown };
+  readonly types: {
+    /** The parser of a column of type `oid`: here always the identity (the text as sent). */
+    getTypeParser(oid: number, format?: string): (value: string) => unknown;
+  };
   /** node-postgres' client-side bound on the query, in ms. */
   readonly query_timeout: number;
 }
@@ -42,7 +47,16 @@ export interface PostgresQuery {
  * cannot reconnect) is what to pass.
  */
 export interface PostgresPoolLike {
-  query(query: PostgresQuery): Promise<{ rowCount: number | null; rows: unknown[][] }>;
+  /**
+   * Runs one query on a connection of the pool (node-postgres `Pool.query`). Rejects with the
+   * driver's error, which the store maps to a typed one (SQLSTATE, connection failures).
+   */
+  query(query: PostgresQuery): Promise<{
+    /** Rows inserted, updated or deleted (`null` when the statement reports none). */
+    rowCount: number | null;
+    /** The rows, each an array of column values (`rowMode: 'array'`). */
+    rows: unknown[][];
+  }>;
 }
 
 /** Options of {@link PostgresStore}: a `connectionString` to connect to, or a ready `pool`. */
@@ -90,12 +104,18 @@ export interface PostgresStoreOptions {
 
 /** The names of a store's tables, validated. */
 export interface PostgresStoreTables {
+  /** The schema of the tables, `[a-z_][a-z0-9_]*` (default `public`; created if missing). */
   readonly schema?: string;
+  /**
+   * The envelope table, `[a-z_][a-z0-9_]*`, at most 55 characters (default `kms_envelopes`); the
+   * records live in `<table>_records`.
+   */
   readonly table?: string;
 }
 
-/** Default schema and envelope table. */
+/** Default schema of the store's tables. */
 export const DEFAULT_POSTGRES_SCHEMA = 'public';
+/** Default envelope table (the records table is `<table>_records`). */
 export const DEFAULT_POSTGRES_TABLE = 'kms_envelopes';
 
 const IDENTIFIER = /^[a-z_][a-z0-9_]*$/;

@@ -29,7 +29,9 @@ import { DEFAULT_KEY_PREFIX, parseKeyPrefix } from './redis-keys.js';
 
 /** One node of the cluster: where to connect. */
 export interface RedisClusterFeedNode {
+  /** Host name or IP address of the node. */
   readonly host: string;
+  /** Its client port (1-65535). */
   readonly port: number;
 }
 

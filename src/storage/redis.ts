@@ -38,6 +38,7 @@ import type { EnvelopeStore, PushOptions, RecordKind, RecordStore } from './stor
 export interface RedisLike {
   /** Any command, replies as Buffers: every command of the store goes through it. */
   callBuffer(command: string, ...args: (string | Buffer | number)[]): Promise<unknown>;
+  /** Closes the connection; called by `close()` only on a client the store opened itself. */
   quit(): Promise<unknown>;
 }
 
@@ -173,6 +174,7 @@ function parseRedisUrl(url: unknown): URL {
 export class RedisStore implements EnvelopeStore, RecordStore {
   readonly kind = 'redis';
   readonly description: string;
+  /** The validated prefix of every key the store uses (default `kms-envelope:`). */
   readonly keyPrefix: string;
   readonly #options: RedisStoreOptions;
   #client: Promise<RedisLike> | undefined;

@@ -69,7 +69,9 @@ export interface FakeVaultKeyOptions {
 
 /** An AppRole the fake accepts at `POST /v1/auth/<mount>/login`. */
 export interface FakeVaultAppRole {
+  /** The role id a login must send. */
   readonly roleId: string;
+  /** The secret id a login must send. */
   readonly secretId: string;
   /** Lease of the tokens it issues, in seconds (default 3600). */
   readonly tokenTtlSeconds?: number;
@@ -106,8 +108,11 @@ export type FakeVaultOperation =
 
 /** One request the fake received. Plaintext and tokens are never recorded. */
 export interface FakeVaultRequest {
+  /** The HTTP method (`GET`, `POST`, `PUT`, ...). */
   readonly method: string;
+  /** The request path, e.g. `/v1/transit/encrypt/kek`. */
   readonly path: string;
+  /** What the path and method amount to. */
   readonly operation: FakeVaultOperation;
   /** `X-Vault-Namespace` as sent ('' when absent). */
   readonly namespace: string;
@@ -115,8 +120,9 @@ export interface FakeVaultRequest {
   readonly token: 'missing' | 'valid' | 'invalid';
   /** Names of the JSON body's fields (e.g. `['plaintext', 'associated_data']`). */
   readonly fields: readonly string[];
-  /** The `context` and `associated_data` fields as sent (base64), when present. */
+  /** The `context` field as sent (base64), when present. */
   readonly context?: string;
+  /** The `associated_data` field as sent (base64), when present. */
   readonly associatedData?: string;
   /** The status the fake answered (0 until it answers). */
   status: number;
@@ -134,11 +140,17 @@ export interface FakeVaultFailure {
 
 /** Metadata of a key as `GET /v1/<mount>/keys/<name>` answers it. */
 export interface FakeVaultKeyInfo {
+  /** The key's name. */
   readonly name: string;
+  /** Its type (`aes256-gcm96`, ...). */
   readonly type: FakeVaultKeyType;
+  /** Whether it is a derived key (every call needs a `context`). */
   readonly derived: boolean;
+  /** The newest key version (what new encryptions use). */
   readonly latestVersion: number;
+  /** Ciphertexts of older versions are refused ("too old"). */
   readonly minDecryptionVersion: number;
+  /** Encryptions may not use an older version (0: the latest). */
   readonly minEncryptionVersion: number;
 }
 

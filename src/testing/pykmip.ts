@@ -48,6 +48,7 @@ export interface PyKmipClientCertificateOptions {
 export interface PyKmipHandle {
   /** `127.0.0.1`. */
   readonly host: string;
+  /** The free loopback port it listens on. */
   readonly port: number;
   /** `kmips://127.0.0.1:<port>`. */
   readonly endpoint: string;

@@ -6,7 +6,9 @@ import { freePort, redisCommand, redisServerAvailable } from './redis-server.js'
 
 /** One node of a {@link RedisClusterHandle}. */
 export interface RedisClusterNode {
+  /** Always the loopback address. */
   readonly host: '127.0.0.1';
+  /** The node's client port. */
   readonly port: number;
   /** The node's process id (for tests that kill or pause one node). */
   readonly pid: number;
@@ -17,7 +19,12 @@ export interface RedisClusterHandle {
   /** Every node, in the order they were started (`redis-cli --cluster create` picks the masters). */
   readonly nodes: readonly RedisClusterNode[];
   /** `{ host, port }` of every node, for `new Cluster(startupNodes)` of ioredis. */
-  readonly startupNodes: readonly { host: string; port: number }[];
+  readonly startupNodes: readonly {
+    /** `127.0.0.1`. */
+    host: string;
+    /** The node's client port. */
+    port: number;
+  }[];
   /** Stops every node (SIGTERM, SIGKILL after 5 s) by its PID and removes their folders. Idempotent. */
   stop(): Promise<void>;
 }
@@ -195,10 +202,20 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
  */
 export function failoverClusterOptions() {
   return {
-    redisOptions: { maxRetriesPerRequest: 1, commandTimeout: 1000 },
+    /** Options of each node's connection. */
+    redisOptions: {
+      /** One retry of a command on a broken connection. */
+      maxRetriesPerRequest: 1,
+      /** Each command is bounded to 1 s. */
+      commandTimeout: 1000,
+    },
+    /** Reconnect to the cluster every 200 ms, forever. */
     clusterRetryStrategy: () => 200,
+    /** Wait 200 ms before a command redirected by a failover is sent again. */
     retryDelayOnFailover: 200,
+    /** Wait 200 ms before retrying while the cluster reports it is down. */
     retryDelayOnClusterDown: 200,
+    /** A slot-map refresh gives up after 1 s. */
     slotsRefreshTimeout: 1000,
   };
 }

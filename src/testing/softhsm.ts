@@ -28,13 +28,17 @@ export interface SoftHsmKeySpec {
   readonly label: string;
   /** `CKA_ID`, hex (default: none). */
   readonly id?: string;
-  /** `CKA_ENCRYPT` / `CKA_DECRYPT` / `CKA_WRAP` / `CKA_UNWRAP` (default true). */
+  /** `CKA_ENCRYPT` (default true). */
   readonly encrypt?: boolean;
+  /** `CKA_DECRYPT` (default true). */
   readonly decrypt?: boolean;
+  /** `CKA_WRAP` (default true). */
   readonly wrap?: boolean;
+  /** `CKA_UNWRAP` (default true). */
   readonly unwrap?: boolean;
-  /** `CKA_EXTRACTABLE` (default false) and `CKA_SENSITIVE` (default true). */
+  /** `CKA_EXTRACTABLE` (default false). */
   readonly extractable?: boolean;
+  /** `CKA_SENSITIVE` (default true). */
   readonly sensitive?: boolean;
   /** `CKA_END_DATE` as `YYYYMMDD` (default: none). */
   readonly endDate?: string;
@@ -46,8 +50,9 @@ export interface SoftHsmOptions {
   readonly keys?: readonly (string | SoftHsmKeySpec)[];
   /** Token label (default `kms-envelope-test`). */
   readonly tokenLabel?: string;
-  /** User PIN (default random digits) and SO PIN (default random digits). */
+  /** User PIN (default random digits). */
   readonly pin?: string;
+  /** Security officer PIN (default random digits). */
   readonly soPin?: string;
   /** The SoftHSM2 module (default {@link SOFTHSM_MODULE}). */
   readonly module?: string;
@@ -57,9 +62,13 @@ export interface SoftHsmOptions {
 
 /** Attributes {@link SoftHsmHandle.setKeyAttributes} can change. */
 export interface SoftHsmKeyChange {
+  /** A new `CKA_ENCRYPT`. */
   readonly encrypt?: boolean;
+  /** A new `CKA_DECRYPT`. */
   readonly decrypt?: boolean;
+  /** A new `CKA_WRAP`. */
   readonly wrap?: boolean;
+  /** A new `CKA_UNWRAP`. */
   readonly unwrap?: boolean;
   /** A new `CKA_LABEL`. */
   readonly label?: string;
@@ -84,7 +93,10 @@ export interface SoftHsmHandle {
   /** The slot id of the token (decimal), for `options.slotId`. */
   readonly slotId: string;
   /** What to put in a child process's environment. */
-  readonly env: { readonly SOFTHSM2_CONF: string };
+  readonly env: {
+    /** The path of {@link conf}: SoftHSM2 reads it at `C_Initialize`. */
+    readonly SOFTHSM2_CONF: string;
+  };
   /** Makes another AES-256 key in the token. */
   createKey(spec: string | SoftHsmKeySpec): void;
   /** Changes attributes of the key with this label (or `id:<hex>`). */

@@ -46,14 +46,22 @@ export interface HitEntry {
 
 /** The structural subset of an OpenTelemetry `Meter` used here. */
 export interface MeterLike {
+  /** Makes a counter instrument (OpenTelemetry `Meter.createCounter`). */
   createCounter(
     name: string,
     options?: { description?: string },
-  ): { add(value: number, attributes?: Record<string, string>): void };
+  ): {
+    /** Adds `value` to the counter, under `attributes`. */
+    add(value: number, attributes?: Record<string, string>): void;
+  };
+  /** Makes a histogram instrument (OpenTelemetry `Meter.createHistogram`). */
   createHistogram(
     name: string,
     options?: { description?: string; unit?: string },
-  ): { record(value: number, attributes?: Record<string, string>): void };
+  ): {
+    /** Records one measurement, under `attributes`. */
+    record(value: number, attributes?: Record<string, string>): void;
+  };
 }
 
 /**
@@ -73,9 +81,13 @@ export function openTelemetryMeter(): MeterLike {
 
 /** Per-slot numbers, as `client.stats()` returns them. */
 export interface SlotStats {
+  /** KMS calls made with this slot (wraps and unwraps, each attempt of a retry counted). */
   kmsCalls: number;
+  /** Failed KMS calls, by error code. */
   kmsErrors: Record<string, number>;
+  /** KMS calls that were retries of a failed attempt. */
   retries: number;
+  /** Calls refused at once because the slot's circuit breaker was open. */
   circuitOpenRejections: number;
   /** Unwraps of a multi-wrap envelope this slot served (alone, or with others' shares). */
   served: number;
@@ -85,13 +97,19 @@ export interface SlotStats {
 
 /** What `client.stats()` returns. */
 export interface UnwrapStats {
+  /** Unwrap calls (`unwrap`, `withKek`, `lease`), hits and misses alike. */
   unwraps: number;
+  /** Unwraps served from the cache. */
   cacheHits: number;
+  /** Unwraps that had to load the envelope and ask the KMS. */
   cacheMisses: number;
+  /** Cached KEKs dropped (expiry, max uses, LRU, invalidation, `clearCache`). */
   cacheEvictions: number;
   /** Unwraps that joined a call already in flight (single-flight). */
   coalesced: number;
+  /** Failed unwraps, by error code. */
   errors: Record<string, number>;
+  /** Per-slot numbers, by slot name. */
   slots: Record<string, SlotStats>;
   /** Unwraps of a multi-wrap envelope served without the primary wrap. */
   failovers: number;
