@@ -5,8 +5,8 @@
 // none of them and pays nothing for them at import. Everything else stays a normal import: the
 // library's own modules (`../client.js`, `../../providers/recipient.js`), its dependencies and
 // optional peers, and Node's built-ins. The CLI modules that went into the bundle are removed
-// from dist. Run by `npm run build`, after tsc: `node scripts/bundle-cli.mjs [dist folder]`.
-import { readFileSync, rmSync } from 'node:fs';
+// from dist (only bin.js is left in dist/src/cli). Run by `npm run build`, after tsc: `node scripts/bundle-cli.mjs [dist folder]`.
+import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
@@ -69,13 +69,9 @@ const escaped = bundled.filter(
   (file) => !file.startsWith(cliDir + sep) && !file.includes(`${sep}node_modules${sep}`),
 );
 if (escaped.length > 0) throw new Error(`library modules were bundled into the CLI: ${escaped.join(', ')}`);
-for (const file of bundled) {
-  if (file.startsWith(cliDir + sep) && file !== entry) {
-    rmSync(file);
-    rmSync(file.replace(/\.js$/, '.d.ts'), { force: true });
-  }
-}
-rmSync(join(cliDir, 'bin.d.ts'), { force: true });
+// Every other file of the CLI's folder is either in the bundle or CLI-only (synopsis.ts, for
+// docs/cli.md): none is shipped.
+for (const file of readdirSync(cliDir)) if (file !== 'bin.js') rmSync(join(cliDir, file));
 const packages = [
   ...new Set(
     bundled

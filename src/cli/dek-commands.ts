@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { createReadStream, openSync } from 'node:fs';
+import { closeSync, createReadStream, fstatSync, openSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
@@ -42,20 +42,20 @@ function progressBar(out: CliOutput, format: string): cliProgress.SingleBar | un
  * @throws InvalidArgumentError naming the file and the reason.
  */
 function openInput(file: string): number {
+  let fd: number;
   try {
-    return openSync(file, 'r');
+    fd = openSync(file, 'r');
   } catch (cause) {
     const code = (cause as NodeJS.ErrnoException).code;
-    const why =
-      code === 'ENOENT'
-        ? 'no such file'
-        : code === 'EACCES'
-          ? 'permission denied'
-          : code === 'EISDIR'
-            ? 'a folder'
-            : 'unreadable';
+    const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : 'unreadable';
     throw new InvalidArgumentError(`cannot read ${file}: ${why}`, { cause });
   }
+  // Linux opens a folder for reading; the first read would fail with EISDIR.
+  if (fstatSync(fd).isDirectory()) {
+    closeSync(fd);
+    throw new InvalidArgumentError(`cannot read ${file}: a folder`);
+  }
+  return fd;
 }
 
 interface IndexOptions {

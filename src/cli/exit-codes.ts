@@ -36,6 +36,25 @@ export const ExitCode = {
   keyDisabled: 14,
 } as const;
 
+/** What each exit code means, in the words of docs/cli.md (generated from this list). */
+export const EXIT_CODE_MEANING: Readonly<Record<keyof typeof ExitCode, string>> = {
+  ok: 'success (also `delete` of an index that has no envelope)',
+  failure: 'any other failure (an interrupted `migrate-store`, keys left alone by it)',
+  usage: 'usage: an unknown command or option, a missing or invalid argument or value',
+  notFound: 'no envelope for the index (or an unreadable `inspect` file)',
+  exists: 'the index already has an envelope (or records of an earlier creation)',
+  versionConflict: 'another writer changed the envelope first (compare-and-set lost)',
+  malformed: 'the envelope is malformed (structure, checksum, field rules)',
+  unwrapFailed: 'the KEK could not be unwrapped (wrong key, tampered or re-bound wrap)',
+  kekMismatch: 'the unwrapped or supplied KEK does not match the KEK check',
+  accessDenied: 'the KMS refused the call (permissions)',
+  unavailable: 'the KMS or the store is unavailable: retry later',
+  config: 'configuration: a slot, a secret reference, a store spec',
+  missingDependency: 'an optional package the slot or store needs is not installed',
+  keyNotFound: 'the KMS key (or the recipient key) was not found',
+  keyDisabled: 'the KMS key is disabled or pending deletion',
+};
+
 // Most specific first: KekMismatchError is an UnwrapFailedError.
 const byClass: [abstract new (...args: never[]) => KmsEnvelopeError, number][] = [
   [EnvelopeNotFoundError, ExitCode.notFound],

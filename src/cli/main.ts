@@ -13,7 +13,14 @@ import { addDekCommands } from './dek-commands.js';
 import { addEnvelopeCommands } from './envelope-commands.js';
 import { ExitCode, exitCodeFor } from './exit-codes.js';
 import { addKeygenCommands } from './keygen-commands.js';
-import { type CliOutput, errorReport, outputFlags, processOutput, writeError } from './output.js';
+import {
+  type CliOutput,
+  errorReport,
+  memoryOutput,
+  outputFlags,
+  processOutput,
+  writeError,
+} from './output.js';
 import { redisPrefixArg, repeatable, slotArg } from './parsers.js';
 import { addStoreCommands } from './store-commands.js';
 import { addToolCommands, ReportedFailure } from './tool-commands.js';
@@ -21,36 +28,23 @@ import { addToolCommands, ReportedFailure } from './tool-commands.js';
 /** The CLI's version (the package's). */
 export const CLI_VERSION = '0.1.0';
 
-/** An output that writes straight to stdout: for a program built to be inspected (completion, docs). */
-function plainOutput(): CliOutput {
-  const write = (line: string) => process.stdout.write(`${line}\n`);
-  return {
-    json: false,
-    quiet: false,
-    closed: false,
-    progress: false,
-    print: write,
-    printJson: (value, compact = false) => write(JSON.stringify(value, null, compact ? undefined : 2)),
-    info: (line) => process.stderr.write(`${line}\n`),
-  };
-}
-
 /**
  * Builds the program. Commander errors (usage) throw a `CommanderError` instead of exiting, on
  * every subcommand; with `out.json` commander prints nothing itself. Exported for tests and for
  * the completion scripts and docs/cli.md, which are checked against this tree.
  */
-export function buildProgram(out: CliOutput = plainOutput()): Command {
+export function buildProgram(out: CliOutput = memoryOutput({ json: false, quiet: false })): Command {
   const program = new Command('kms-envelope');
   // Set before any subcommand is added: commander copies these settings into each of them.
   program
     .exitOverride()
     .showHelpAfterError(out.json ? false : '(kms-envelope help <command> shows its usage)')
-    .configureOutput(
-      out.json
-        ? { writeErr: () => {}, outputError: () => {} }
-        : { writeOut: (text) => out.print(text.replace(/\n$/, '')) },
-    );
+    .configureOutput({
+      writeOut: (text) => out.print(text.replace(/\n$/, '')),
+      // With --json, stderr holds the one error object and nothing of commander's.
+      writeErr: out.json ? () => {} : (text) => out.error(text),
+      outputError: out.json ? () => {} : (text, write) => write(text),
+    });
   program
     .description(
       'Per-index KEKs wrapped by a KMS, in verified KMSBlob envelopes on disk, in Redis or PostgreSQL.',
@@ -103,10 +97,15 @@ export function buildProgram(out: CliOutput = plainOutput()): Command {
   return program;
 }
 
-/** Runs the CLI with `argv` (as `process.argv`); resolves to the exit code. */
-export async function main(argv: readonly string[] = process.argv): Promise<number> {
-  const flags = outputFlags(argv.slice(2));
-  const out = processOutput(flags);
+/**
+ * Runs the CLI with `argv` (as `process.argv`); resolves to the exit code. `output` makes the
+ * output of the run (default: this process's stdout and stderr).
+ */
+export async function main(
+  argv: readonly string[] = process.argv,
+  output: (flags: { json: boolean; quiet: boolean }) => CliOutput = processOutput,
+): Promise<number> {
+  const out = output(outputFlags(argv.slice(2)));
   const program = buildProgram(out);
   try {
     await program.parseAsync([...argv]);
@@ -115,12 +114,12 @@ export async function main(argv: readonly string[] = process.argv): Promise<numb
     if (err instanceof CommanderError && err.exitCode === 0) return ExitCode.ok; // --help, --version
     if (err instanceof ReportedFailure) {
       // The command printed its own report; with --json stderr still gets the error object.
-      if (out.json) writeError(errorReport(err.error), true);
+      if (out.json) writeError(errorReport(err.error), out);
       return exitCodeFor(err.error);
     }
     const report = errorReport(err);
     // Commander has printed its own message (and the help) already, except with --json.
-    writeError(report, out.json, err instanceof CommanderError);
+    writeError(report, out, err instanceof CommanderError);
     return report.exitCode;
   }
 }

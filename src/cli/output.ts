@@ -26,6 +26,8 @@ export interface CliOutput {
   printJson(value: unknown, compact?: boolean): void;
   /** Progress or information on stderr, unless `--quiet` or `--json`. */
   info(line: string): void;
+  /** Text for stderr as it is (errors, commander's usage messages), whatever the flags. */
+  error(text: string): void;
 }
 
 /** The flags that shape output, read from the raw arguments (before `--`) so that even a usage error knows them. */
@@ -69,6 +71,45 @@ export function processOutput(flags: { json: boolean; quiet: boolean }): CliOutp
     info: (line) => {
       if (!flags.quiet && !flags.json && !stderrClosed) process.stderr.write(`${line}\n`);
     },
+    error: (text) => {
+      if (!stderrClosed) process.stderr.write(text);
+    },
+  };
+}
+
+/**
+ * An output that collects everything in memory, for running the CLI inside another process (its
+ * tests): `stdout` and `stderr` hold what a terminal would have shown.
+ */
+export function memoryOutput(flags: { json: boolean; quiet: boolean }): CliOutput & {
+  readonly stdout: string;
+  readonly stderr: string;
+} {
+  let stdout = '';
+  let stderr = '';
+  return {
+    json: flags.json,
+    quiet: flags.quiet,
+    closed: false,
+    progress: false,
+    get stdout() {
+      return stdout;
+    },
+    get stderr() {
+      return stderr;
+    },
+    print: (line) => {
+      stdout += `${line}\n`;
+    },
+    printJson: (value, compact = false) => {
+      stdout += `${JSON.stringify(value, null, compact ? undefined : 2)}\n`;
+    },
+    info: (line) => {
+      if (!flags.quiet && !flags.json) stderr += `${line}\n`;
+    },
+    error: (text) => {
+      stderr += text;
+    },
   };
 }
 
@@ -108,10 +149,10 @@ export function errorReport(err: unknown): CliErrorReport {
  * JSON object `{ code, message, exitCode }` and nothing else. `alreadyShown`: commander printed
  * its own usage message (text mode only).
  */
-export function writeError(report: CliErrorReport, json: boolean, alreadyShown = false): void {
+export function writeError(report: CliErrorReport, out: CliOutput, alreadyShown = false): void {
   try {
-    if (json) process.stderr.write(`${JSON.stringify(report)}\n`);
-    else if (!alreadyShown) process.stderr.write(`kms-envelope: ${report.message}\n`);
+    if (out.json) out.error(`${JSON.stringify(report)}\n`);
+    else if (!alreadyShown) out.error(`kms-envelope: ${report.message}\n`);
   } catch {
     // stderr is gone too: the exit status is all that is left.
   }

@@ -3,9 +3,14 @@
  * terminal, from a prompt that does not echo (asked twice, since a typo cannot be seen). The
  * prompt goes to stderr, so stdout carries only the result.
  *
+ * node:readline in terminal mode puts the terminal in raw mode (so the kernel does not echo) and
+ * its own echo goes to a sink that discards it. (The `read` package, used before, left its promise
+ * pending on Ctrl-D: the process then ended with status 0 and nothing encrypted.)
+ *
  * @module
  */
-import { read } from 'read';
+import { createInterface } from 'node:readline';
+import { Writable } from 'node:stream';
 import { InvalidArgumentError, KmsEnvelopeError } from '../errors.js';
 
 /** Streams the prompt reads from and writes to (a fake terminal in tests). */
@@ -24,20 +29,34 @@ export async function readAll(input: NodeJS.ReadableStream): Promise<string> {
 }
 
 /**
+ * One line read without echo. @throws KmsEnvelopeError when cancelled (Ctrl-C, Ctrl-D, end of input).
+ */
+async function askHidden(prompt: string, streams: PromptStreams, what: string): Promise<string> {
+  streams.output.write(prompt);
+  const discard = new Writable({ write: (_chunk, _encoding, done) => done() });
+  // terminal: true even when the output is not a terminal: readline then puts the input terminal
+  // in raw mode, so the kernel does not echo either.
+  const rl = createInterface({ input: streams.input, output: discard, terminal: true });
+  try {
+    return await new Promise<string>((resolve, reject) => {
+      const cancelled = () => reject(new KmsEnvelopeError(`no ${what} entered (the prompt was cancelled)`));
+      rl.once('line', resolve);
+      rl.once('close', cancelled);
+      rl.once('SIGINT', cancelled);
+    });
+  } finally {
+    rl.close();
+    streams.output.write('\n');
+  }
+}
+
+/**
  * Asks for a secret value without echoing it, twice; the two entries must match.
  * @throws InvalidArgumentError when they differ or the value is empty; KmsEnvelopeError when the
  * prompt is cancelled (Ctrl-C, end of input). Messages never contain what was typed.
  */
 export async function promptSecret(what: string, streams: PromptStreams): Promise<string> {
-  const ask = async (prompt: string) => {
-    try {
-      // terminal: true even when stderr is redirected: readline then puts the terminal in raw
-      // mode, so the kernel does not echo either (mute-stream only silences readline's echo).
-      return await read({ prompt, silent: true, terminal: true, ...streams });
-    } catch {
-      throw new KmsEnvelopeError(`no ${what} entered (the prompt was cancelled)`);
-    }
-  };
+  const ask = (prompt: string) => askHidden(prompt, streams, what);
   const first = await ask(`${what}: `);
   if (first === '') throw new InvalidArgumentError(`the ${what} must not be empty`);
   const again = await ask(`${what} (again): `);

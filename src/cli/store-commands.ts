@@ -90,7 +90,7 @@ export function addStoreCommands(program: Command, ctx: CliContext): void {
         // Not information but what the failure below is about: shown even with --quiet.
         if (!out.json)
           for (const problem of report.problems)
-            process.stderr.write(`migrate-store: left ${problem.key} (${problem.kind}): ${problem.detail}\n`);
+            out.error(`migrate-store: left ${problem.key} (${problem.kind}): ${problem.detail}\n`);
         if (out.json) out.printJson(report);
         else out.print(summary(report));
         if (!report.complete)

@@ -111,7 +111,7 @@ export function addToolCommands(program: Command, ctx: CliContext): void {
     .description(
       'print the shell completion script (source it, or save it where your shell loads completions)',
     )
-    .addArgument(program.createArgument('<shell>', `the shell: ${SHELLS.join(' | ')}`).choices(SHELLS))
+    .addArgument(program.createArgument('<shell>', 'the shell to complete for').choices(SHELLS))
     .action((shell: Shell) => {
       const script = completionScript(program, shell);
       if (out.json) out.printJson({ shell, script });
