@@ -15,8 +15,9 @@ import { KmipClient } from '../src/kmip/client.js';
 import { KmsRegistry } from '../src/providers/registry.js';
 import type { KmsSlotInput } from '../src/providers/slot.js';
 import { startFakeVaultTransit } from '../src/testing/fake-vault-transit.js';
-import { type PyKmipHandle, pyKmipAvailable, startPyKmip } from '../src/testing/pykmip.js';
+import { type PyKmipHandle, startPyKmip } from '../src/testing/pykmip.js';
 import { softHsmAvailable, startSoftHsm } from '../src/testing/softhsm.js';
+import { hasPyKmip, pyKmipClientOptions } from './helpers/pykmip.js';
 import { serviceAvailable } from './helpers/services.js';
 
 /** The report without its error objects, as the CLI prints it. */
@@ -157,13 +158,7 @@ describe.skipIf(!hasSoftHsm)('doctor on a pkcs11 slot (SoftHSM2)', () => {
   });
 });
 
-const hasPyKmip = serviceAvailable(
-  'PyKMIP',
-  pyKmipAvailable(),
-  'apt-get install python3-pykmip openssl (Debian; the server runs under /usr/bin/python3)',
-);
-
-describe.skipIf(!hasPyKmip)('doctor on a kmip slot (PyKMIP)', () => {
+describe.skipIf(!hasPyKmip())('doctor on a kmip slot (PyKMIP)', () => {
   let server: PyKmipHandle | undefined;
   afterAll(async () => {
     await server?.stop();
@@ -171,13 +166,7 @@ describe.skipIf(!hasPyKmip)('doctor on a kmip slot (PyKMIP)', () => {
 
   it('another identity: AccessDenied with the KMIP operations and the CA advice; the owner passes', async () => {
     server = await startPyKmip();
-    const admin = new KmipClient({
-      host: server.host,
-      port: server.port,
-      ca: server.ca,
-      cert: server.clientCert,
-      key: Buffer.from(server.clientKey),
-    });
+    const admin = new KmipClient(pyKmipClientOptions(server));
     const uid = await admin.createSymmetricKey({});
     await admin.activate(uid);
     await admin.close();

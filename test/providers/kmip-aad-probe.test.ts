@@ -11,14 +11,10 @@ import { ConfigError } from '../../src/errors.js';
 import { Kek } from '../../src/keys/kek.js';
 import { KMIP_1_4, KmipClient } from '../../src/kmip/client.js';
 import { parseIndexName, parseSlotName } from '../../src/names.js';
-import { type PyKmipHandle, pyKmipAvailable, startPyKmip } from '../../src/testing/pykmip.js';
-import { serviceAvailable } from '../helpers/services.js';
+import { type PyKmipHandle, startPyKmip } from '../../src/testing/pykmip.js';
+import { hasPyKmip, pyKmipClientOptions } from '../helpers/pykmip.js';
 
-const available = serviceAvailable(
-  'PyKMIP',
-  pyKmipAvailable(),
-  'apt-get install python3-pykmip openssl (Debian; the server runs under /usr/bin/python3)',
-);
+const available = hasPyKmip();
 
 const ctx = {
   index: parseIndexName('idx-1'),
@@ -32,14 +28,7 @@ describe.skipIf(!available)('kmip delegated mode: the additional-data probe', ()
   let uid: string;
   beforeAll(async () => {
     server = await startPyKmip();
-    client = new KmipClient({
-      host: server.host,
-      port: server.port,
-      ca: server.ca,
-      cert: server.clientCert,
-      key: Buffer.from(server.clientKey),
-      protocolVersion: KMIP_1_4,
-    });
+    client = new KmipClient(pyKmipClientOptions(server, { protocolVersion: KMIP_1_4 }));
     uid = await client.createSymmetricKey({});
     await client.activate(uid);
   });
