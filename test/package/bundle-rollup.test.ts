@@ -24,8 +24,8 @@ import {
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import commonjs from '@rollup/plugin-commonjs';
-import nodeResolve from '@rollup/plugin-node-resolve';
+import commonjsImport from '@rollup/plugin-commonjs';
+import { nodeResolve } from '@rollup/plugin-node-resolve';
 import { type RollupLog, rollup } from 'rollup';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -34,6 +34,9 @@ const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as {
   dependencies: Record<string, string>;
   peerDependencies: Record<string, string>;
 };
+
+/** The plugin (its types are CommonJS-shaped under NodeNext: the function is their `default`). */
+const commonjs = commonjsImport as unknown as typeof commonjsImport.default;
 
 let dir: string;
 let app: string;
