@@ -24,7 +24,7 @@ import {
   secretFromRef,
 } from './context.js';
 import { blobToJson, formatBlob } from './format.js';
-import { contextPair, indexArg, integerArg, repeatable, slotArg } from './parsers.js';
+import { base64Arg, contextPair, indexArg, integerArg, repeatable, slotArg } from './parsers.js';
 
 const KEK_REF_HELP =
   'the KEK of a provider none envelope, as env:NAME | file:/abs/path | secret:name, not the key';
@@ -48,26 +48,6 @@ function createSlots(globals: GlobalOptions): string[] {
   if (slots.length === 0 && globals.provider) slots.push(FLAG_SLOT);
   if (slots.length === 0) throw new InvalidArgumentError('create needs --slot (or --provider to define one)');
   return slots;
-}
-
-/** The multi-wrap options of the client (issue #15): the further slots and a threshold. */
-interface MultiWrapCreate {
-  readonly slots?: readonly string[];
-  readonly threshold?: number;
-}
-
-/** The multi-wrap options of `client.rotate` (issue #15). */
-interface MultiWrapRotate {
-  readonly addSlot?: readonly string[];
-  readonly removeSlot?: readonly string[];
-}
-
-/** `client.recover` (issue #15): the recipient slot's offline unwrap, re-wrapped under `toSlots`. */
-interface RecoveringClient {
-  recover(
-    index: string,
-    options: { privateKey: Uint8Array; slot?: string; toSlots?: string[] },
-  ): Promise<KmsBlob>;
 }
 
 /** The envelope: JSON with `--json`, else the text lines after `heading`. */
@@ -113,15 +93,12 @@ export function addEnvelopeCommands(program: Command, ctx: CliContext): void {
         throw new InvalidArgumentError(
           `--threshold ${opts.threshold} needs at least ${opts.threshold} --slot`,
         );
-      const multi: MultiWrapCreate = {
-        ...(slots.length > 1 ? { slots } : {}),
-        ...(opts.threshold !== undefined ? { threshold: opts.threshold } : {}),
-      };
       await withClient(globals(), async (client) => {
         // Created ready for DEKs: the envelope names a KEK slot id and the KEK-check record is written.
         await IndexKeyring.createIndex(client, index, {
           slot: slots[0]!,
-          ...multi,
+          ...(slots.length > 1 ? { slots } : {}),
+          ...(opts.threshold !== undefined ? { threshold: opts.threshold } : {}),
           encryptionContext: contextOf(opts.context),
         });
         const kek = await client.unwrap(index);
@@ -153,22 +130,33 @@ export function addEnvelopeCommands(program: Command, ctx: CliContext): void {
     .option('--to-slot <name>', 'wrap under this slot instead (the new primary)', slotArg)
     .option('--add-slot <name>', 'also wrap under this slot (repeatable)', repeatable(slotArg))
     .option('--remove-slot <name>', 'drop the wrap of this slot (repeatable)', repeatable(slotArg))
+    .option(
+      '--threshold <k>',
+      'new policy: any k of the wraps recover the KEK (Shamir shares), 0 for any one wrap',
+      integerArg(0, '--threshold'),
+    )
     .option('--kek <ref>', KEK_REF_HELP)
     .action(
       async (
         index: string,
-        opts: { toSlot?: string; addSlot?: string[]; removeSlot?: string[]; kek?: string },
+        opts: {
+          toSlot?: string;
+          addSlot?: string[];
+          removeSlot?: string[];
+          threshold?: number;
+          kek?: string;
+        },
       ) => {
+        if (opts.threshold === 1)
+          throw new InvalidArgumentError('--threshold is 0 (any one wrap) or at least 2');
         const kek: Kek | undefined = opts.kek ? await kekFromRef(opts.kek, globals()) : undefined;
-        const multi: MultiWrapRotate = {
-          ...(opts.addSlot ? { addSlot: opts.addSlot } : {}),
-          ...(opts.removeSlot ? { removeSlot: opts.removeSlot } : {}),
-        };
         try {
           await withClient(globals(), async (client) => {
             const blob = await client.rotate(index, {
               ...(opts.toSlot ? { toSlot: opts.toSlot } : {}),
-              ...multi,
+              ...(opts.addSlot ? { addSlot: opts.addSlot } : {}),
+              ...(opts.removeSlot ? { removeSlot: opts.removeSlot } : {}),
+              ...(opts.threshold !== undefined ? { threshold: opts.threshold } : {}),
               ...(kek ? { kek } : {}),
             });
             printBlob(ctx, blob, `rotated "${index}" to version ${blob.version}`);
@@ -277,28 +265,34 @@ export function addEnvelopeCommands(program: Command, ctx: CliContext): void {
     )
     .option(
       '--to-slot <name>',
-      're-wrap under this slot (repeatable; default: the envelope’s other slots)',
+      're-wrap under this slot, the first as the primary (repeatable; default: every slot of the envelope)',
       repeatable(slotArg),
     )
-    .action(async (index: string, opts: { privateKey: string; toSlot?: string[] }) => {
-      const slot = oneSlot(globals(), 'recover');
-      const privateKey = await secretFromRef(opts.privateKey, globals());
-      try {
-        await withClient(globals(), async (client) => {
-          const recovering = client as unknown as Partial<RecoveringClient>;
-          if (typeof recovering.recover !== 'function')
-            throw new InvalidArgumentError('recover needs a client with multi-wrap envelopes (issue #15)');
-          const blob = await recovering.recover(index, {
-            privateKey,
-            ...(slot !== undefined ? { slot } : {}),
-            ...(opts.toSlot ? { toSlots: opts.toSlot } : {}),
+    .option(
+      '--expected-kek-check <base64>',
+      'the kekCheck recorded outside the store at create time (inspect --json): refuse an envelope whose check differs',
+      base64Arg,
+    )
+    .action(
+      async (index: string, opts: { privateKey: string; toSlot?: string[]; expectedKekCheck?: Buffer }) => {
+        // --slot names the break-glass slot here (default: the envelope's offline-only slot).
+        const slot = globals().slot?.length ? oneSlot(globals(), 'recover') : undefined;
+        const privateKey = await secretFromRef(opts.privateKey, globals());
+        try {
+          await withClient(globals(), async (client) => {
+            const blob = await client.recover(index, {
+              privateKey,
+              ...(slot !== undefined ? { slot } : {}),
+              ...(opts.toSlot ? { toSlots: opts.toSlot } : {}),
+              ...(opts.expectedKekCheck ? { expectedKekCheck: opts.expectedKekCheck } : {}),
+            });
+            printBlob(ctx, blob, `recovered "${index}": version ${blob.version}`);
           });
-          printBlob(ctx, blob, `recovered "${index}", version ${blob.version}`);
-        });
-      } finally {
-        privateKey.fill(0);
-      }
-    });
+        } finally {
+          privateKey.fill(0);
+        }
+      },
+    );
 
   program
     .command('inspect')

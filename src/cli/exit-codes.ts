@@ -1,5 +1,6 @@
 import {
   AccessDeniedError,
+  AllWrapsFailedError,
   ConfigError,
   EnvelopeExistsError,
   EnvelopeNotFoundError,
@@ -45,10 +46,12 @@ export const EXIT_CODE_MEANING: Readonly<Record<keyof typeof ExitCode, string>> 
   exists: 'the index already has an envelope (or records of an earlier creation)',
   versionConflict: 'another writer changed the envelope first (compare-and-set lost)',
   malformed: 'the envelope is malformed (structure, checksum, field rules)',
-  unwrapFailed: 'the KEK could not be unwrapped (wrong key, tampered or re-bound wrap)',
+  unwrapFailed:
+    'the KEK could not be unwrapped (wrong key, tampered or re-bound wrap; no wrap of a multi-wrap envelope opened)',
   kekMismatch: 'the unwrapped or supplied KEK does not match the KEK check',
   accessDenied: 'the KMS refused the call (permissions)',
-  unavailable: 'the KMS or the store is unavailable: retry later',
+  unavailable:
+    'the KMS or the store is unavailable (for a multi-wrap envelope: a wrap failed for a reason that may pass): retry later',
   config: 'configuration: a slot, a secret reference, a store spec',
   missingDependency: 'an optional package the slot or store needs is not installed',
   keyNotFound: 'the KMS key (or the recipient key) was not found',
@@ -76,6 +79,8 @@ const byClass: [abstract new (...args: never[]) => KmsEnvelopeError, number][] =
 
 /** The exit code for an error thrown by a command. */
 export function exitCodeFor(err: unknown): number {
+  // No wrap of a multi-wrap envelope opened: retry later if any failure was transient.
+  if (err instanceof AllWrapsFailedError) return err.retryable ? ExitCode.unavailable : ExitCode.unwrapFailed;
   for (const [cls, code] of byClass) if (err instanceof cls) return code;
   return ExitCode.failure;
 }

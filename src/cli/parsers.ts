@@ -56,3 +56,11 @@ export function contextPair(value: string): string {
   if (value.indexOf('=') <= 0) throw new UsageError(`takes key=value, got ${JSON.stringify(value)}`);
   return value;
 }
+
+/** Bytes written in standard base64 (canonical: what `--json` prints), e.g. a `kekCheck`. */
+export function base64Arg(value: string): Buffer {
+  const bytes = Buffer.from(value, 'base64');
+  if (value === '' || bytes.toString('base64') !== value)
+    throw new UsageError('takes standard base64 (as --json prints it)');
+  return bytes;
+}
