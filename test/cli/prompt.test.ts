@@ -3,10 +3,20 @@
  * is a TTY): what is typed never reaches the output, two entries must match, Ctrl-C and Ctrl-D
  * cancel with a typed error instead of hanging, and a pipe is read as it is.
  */
+import { spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { promptSecret, readValue } from '../../src/cli/prompt.js';
+import { KmsEnvelopeClient } from '../../src/client.js';
 import { InvalidArgumentError, KmsEnvelopeError } from '../../src/errors.js';
+import { IndexKeyring } from '../../src/keyring/keyring.js';
+import { StorageConfig } from '../../src/storage/config.js';
+import { localSlotFlags, repo } from '../helpers/cli.js';
+import { cli } from './in-process.js';
 
 function fakeTerminal() {
   let raw = false;
@@ -81,4 +91,61 @@ describe('the no-echo prompt', () => {
     expect(await readValue('value', { input, output })).toBe('line one\nline two');
     expect(shown).toBe('');
   });
+});
+
+// util-linux `script` runs the CLI on a real pseudo-terminal: the kernel would echo what is typed
+// unless the prompt turned echo off.
+const hasScript = spawnSync('script', ['--version'], { encoding: 'utf8' }).status === 0;
+
+describe.skipIf(!hasScript)('kms-envelope encrypt on a real terminal (script(1))', () => {
+  it('prompts twice on the terminal, echoes nothing typed, and prints the token', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ke-pty-'));
+    const env = { DEV_MASTER: randomBytes(32).toString('base64url') };
+    const base = localSlotFlags(`disk:${join(dir, 'store')}`);
+    expect((await cli([...base, 'create', 'tty'], env)).code).toBe(0);
+    expect((await cli([...base, 'dek', 'create', '--index', 'tty'], env)).code).toBe(0);
+    const command = [
+      'node',
+      '--import',
+      'tsx',
+      join(repo, 'src/cli/bin.ts'),
+      ...base,
+      'encrypt',
+      '--index',
+      'tty',
+    ]
+      .map((arg) => `'${arg}'`)
+      .join(' ');
+    const child = spawn('script', ['-qec', command, '/dev/null'], {
+      cwd: repo,
+      env: { ...process.env, ...env },
+    });
+    let shown = '';
+    let typed = 0;
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+      shown += chunk;
+      // Type each entry once its prompt is on the terminal.
+      const prompts = (shown.match(/value to encrypt( \(again\))?: /g) ?? []).length;
+      while (typed < prompts) {
+        child.stdin.write('pty-secret-42\r');
+        typed++;
+      }
+    });
+    const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
+    expect(code).toBe(0);
+    expect(shown).not.toContain('pty-secret-42');
+    const token = /\$A256GCM\$[^\s]+/.exec(shown)?.[0];
+    expect(token).toBeDefined();
+    // The token decrypts to what was typed.
+    process.env.PTY_MASTER = env.DEV_MASTER;
+    const client = new KmsEnvelopeClient({
+      store: StorageConfig.disk(join(dir, 'store')),
+      kms: { slots: { dev: { provider: 'local', masterKey: 'env:PTY_MASTER' } } },
+    });
+    try {
+      expect(await new IndexKeyring(client, 'tty').decryptValue(token!)).toBe('pty-secret-42');
+    } finally {
+      await client.close();
+    }
+  }, 60_000);
 });

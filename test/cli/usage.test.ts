@@ -14,7 +14,6 @@ import { cli } from './in-process.js';
 const dir = mkdtempSync(join(tmpdir(), 'ke-usage-'));
 const base = localSlotFlags(`disk:${join(dir, 'store')}`);
 const env = { DEV_MASTER: randomBytes(32).toString('base64url') };
-const uuid = '0b8f6f3e-8d0a-4f2c-9a51-2f7f0e1d9c11';
 
 const usageErrors: [string, string[], RegExp][] = [
   ['a typo of a command', ['creat', 'orders'], /unknown command 'creat'.*create/s],
