@@ -161,8 +161,8 @@ export async function unwrapWraps(
   const order = [...ready, ...tripped];
 
   const started = performance.now();
-  const budget = AbortSignal.timeout(options.deadlineMs);
-  const overall = options.signal === undefined ? budget : AbortSignal.any([options.signal, budget]);
+  // Timers cleared when the unwrap ends (AbortSignal.timeout's live for the whole deadline).
+  const overall = deadline(options.deadlineMs, options.signal);
   const opened: Opened[] = [];
   if (options.opened !== undefined) {
     opened.push({ entry: options.opened.entry, y: options.opened.kek });
@@ -172,7 +172,7 @@ export async function unwrapWraps(
   try {
     for (const [i, { entry, provider }] of order.entries()) {
       if (result !== undefined && options.exhaustive !== true) break;
-      if (overall.aborted) {
+      if (overall.signal.aborted) {
         note(entry, {
           ok: false,
           skipped: true,
@@ -186,18 +186,18 @@ export async function unwrapWraps(
       }
       const left = options.deadlineMs - (performance.now() - started);
       const last = i === order.length - 1;
-      const signal = last
-        ? overall
-        : AbortSignal.any([overall, AbortSignal.timeout(Math.max(1, Math.floor(left / 2)))]);
+      const attempt = last ? undefined : deadline(Math.max(1, Math.floor(left / 2)), overall.signal);
       const context = wrapBindingOf(index, entry.kmsName as SlotName, blob, entry.share, entries.length);
       const t0 = performance.now();
       let y: Kek;
       try {
-        y = await deps.unwrap(entry, provider, context, signal);
+        y = await deps.unwrap(entry, provider, context, (attempt ?? overall).signal);
       } catch (err) {
         if (!(err instanceof KmsEnvelopeError)) throw err;
         note(entry, { ok: false, skipped: false, error: err }, performance.now() - t0);
         continue;
+      } finally {
+        attempt?.end();
       }
       const ms = performance.now() - t0;
       if (need === 1) {
@@ -234,6 +234,7 @@ export async function unwrapWraps(
       }
     }
   } finally {
+    overall.end();
     for (const { y } of opened) y.zero();
   }
   const all = entries.map(
@@ -304,4 +305,20 @@ async function checkOthers(
     if (!kekMatchesCheck(kek, check)) forged(other.entry);
     kek.zero();
   }
+}
+
+/** A signal that aborts after `ms` or with `parent`; `end()` clears its timer and listener. */
+function deadline(ms: number, parent: AbortSignal | undefined): { signal: AbortSignal; end(): void } {
+  const controller = new AbortController();
+  const abort = () => controller.abort();
+  const timer = setTimeout(abort, ms);
+  if (parent?.aborted) abort();
+  else parent?.addEventListener('abort', abort, { once: true });
+  return {
+    signal: controller.signal,
+    end() {
+      clearTimeout(timer);
+      parent?.removeEventListener('abort', abort);
+    },
+  };
 }
