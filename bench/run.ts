@@ -25,6 +25,7 @@ import { startRedisServer } from '../src/testing/redis-server.js';
 import { decryptString, encryptString, type KeyContext } from '../src/wire/fields.js';
 import { newKeyId } from '../src/wire/key-id.js';
 import { invalidationCases } from './invalidation.js';
+import { multiWrapCases } from './multi-wrap.js';
 import { postgresCases } from './postgres.js';
 import { redisClusterCases } from './redis-cluster.js';
 
@@ -515,7 +516,7 @@ async function cloudCases(): Promise<{ rows: CaseResult[]; notes: string[] }> {
   }
 }
 
-// BENCH_ONLY=unwrap,cloud,local,redis,invalidation,postgres,redis-cluster,codec,wire,disk,rotate runs only those sections (default: all).
+// BENCH_ONLY=unwrap,cloud,local,redis,invalidation,postgres,redis-cluster,multi-wrap,codec,wire,disk,rotate runs only those sections (default: all).
 const only = process.env.BENCH_ONLY?.split(',').map((part) => part.trim());
 const wanted = (section: string) => only === undefined || only.includes(section);
 const none = { rows: [] as CaseResult[], notes: [] as string[] };
@@ -527,6 +528,7 @@ const redisResults = wanted('redis') ? await redisCases() : none;
 const invalidationResults = wanted('invalidation') ? await invalidationCases() : none;
 const postgresResults = wanted('postgres') ? await postgresCases() : none;
 const redisClusterResults = wanted('redis-cluster') ? await redisClusterCases() : none;
+const multiWrapResults = wanted('multi-wrap') ? await multiWrapCases() : none;
 const results = [
   ...unwrapResults.rows,
   ...cloudResults.rows,
@@ -535,6 +537,7 @@ const results = [
   ...invalidationResults.rows,
   ...postgresResults.rows,
   ...redisClusterResults.rows,
+  ...multiWrapResults.rows,
   ...(wanted('codec') ? await codecCases() : []),
   ...(wanted('wire') ? await wireCases() : []),
   ...(wanted('disk') ? await diskCases() : []),
@@ -551,6 +554,7 @@ for (const note of [
   ...invalidationResults.notes,
   ...postgresResults.notes,
   ...redisClusterResults.notes,
+  ...multiWrapResults.notes,
 ])
   console.log(`- ${note}`);
 if (wanted('rotate')) {
