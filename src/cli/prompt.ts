@@ -32,11 +32,12 @@ export async function readAll(input: NodeJS.ReadableStream): Promise<string> {
  * One line read without echo. @throws KmsEnvelopeError when cancelled (Ctrl-C, Ctrl-D, end of input).
  */
 async function askHidden(prompt: string, streams: PromptStreams, what: string): Promise<string> {
-  streams.output.write(prompt);
   const discard = new Writable({ write: (_chunk, _encoding, done) => done() });
   // terminal: true even when the output is not a terminal: readline then puts the input terminal
   // in raw mode, so the kernel does not echo either.
   const rl = createInterface({ input: streams.input, output: discard, terminal: true });
+  // Only now, with echo off: what someone types as soon as the prompt shows is not echoed.
+  streams.output.write(prompt);
   try {
     return await new Promise<string>((resolve, reject) => {
       const cancelled = () => reject(new KmsEnvelopeError(`no ${what} entered (the prompt was cancelled)`));
