@@ -92,41 +92,31 @@ describe('kms-envelope with several slots', () => {
     expect(failed.code).toBe(ExitCode.unwrapFailed);
 
     // A check recorded elsewhere that differs: refused before anything is written.
+    const recover = (key: string, ...more: string[]) => [
+      'recover',
+      'orders',
+      '--private-key',
+      `file:${key}`,
+      ...more,
+    ];
     const forged = await run(
-      [
-        'recover',
-        'orders',
-        '--private-key',
-        `file:${keyFile}`,
+      recover(
+        keyFile,
         '--expected-kek-check',
         Buffer.alloc(Buffer.from(kekCheck, 'base64').length, 1).toString('base64'),
-      ],
+      ),
       lost,
     );
     expect(forged.code).toBe(ExitCode.kekMismatch);
     // Another recipient's key: refused, naming both fingerprints, never a key byte.
     const otherKey = join(dir, 'other.key');
     expect((await cli(['keygen', 'recipient', '--kind', 'x25519', '--out', otherKey])).code).toBe(0);
-    const other = await run(
-      ['recover', 'orders', '--private-key', `file:${otherKey}`, '--to-slot', 'backup'],
-      lost,
-    );
+    const other = await run(recover(otherKey, '--to-slot', 'backup'), lost);
     expect(other.code).toBe(ExitCode.keyNotFound);
     expect(other.stderr).toContain(made.fingerprint);
 
     const recovered = await json(
-      [
-        'recover',
-        'orders',
-        '--private-key',
-        `file:${keyFile}`,
-        '--expected-kek-check',
-        kekCheck,
-        '--to-slot',
-        'backup',
-        '--to-slot',
-        'recovery',
-      ],
+      recover(keyFile, '--expected-kek-check', kekCheck, '--to-slot', 'backup', '--to-slot', 'recovery'),
       lost,
     );
     expect(recovered).toMatchObject({ kmsName: 'backup', version: 5, kekCheck });
