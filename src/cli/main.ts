@@ -38,6 +38,8 @@ export function buildProgram(out: CliOutput = memoryOutput({ json: false, quiet:
   // Set before any subcommand is added: commander copies these settings into each of them.
   program
     .exitOverride()
+    // A command's help lists the global options too (--json, --quiet, --store …).
+    .configureHelp({ showGlobalOptions: true })
     .showHelpAfterError(out.json ? false : '(kms-envelope help <command> shows its usage)')
     .configureOutput({
       writeOut: (text) => out.print(text.replace(/\n$/, '')),

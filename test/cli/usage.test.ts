@@ -102,6 +102,8 @@ describe('kms-envelope usage errors exit 2, in text and as JSON', () => {
     const help = await cli(['dek', 'list', '--help']);
     expect(help.code).toBe(0);
     expect(help.stdout).toMatch(/Usage: kms-envelope dek list \[options\]/);
+    // The global options are listed in every command's help.
+    expect(help.stdout).toMatch(/Global Options:[\s\S]*--json[\s\S]*--quiet/);
   });
 });
 
@@ -192,6 +194,11 @@ describe('kms-envelope --json on every command, camelCase keys', () => {
     expect(JSON.parse(await run(['inspect', file]))).toMatchObject({ indexName: 'jsonidx' });
     expect(JSON.parse(await run(['completion', 'bash']))).toMatchObject({ shell: 'bash' });
     expect(JSON.parse(await run(['doctor']))).toMatchObject({ ok: true });
+    const demo = JSON.parse(await run(['demo', '--dir', join(dir, 'demo')]));
+    expect(demo).toMatchObject({
+      ok: true,
+      lines: expect.arrayContaining(['5. delete: remove the envelope (idempotent)']),
+    });
     expect(JSON.parse(await run(['delete', 'jsonidx']))).toMatchObject({ index: 'jsonidx', deleted: true });
   });
 });
