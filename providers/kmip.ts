@@ -68,9 +68,6 @@ import type { KmsSlot } from '../src/providers/slot.js';
 import { bindingBytes, kekFromPlaintext, throwIfAborted, whereOf } from '../src/providers/support.js';
 
 /** Provider id. */
-/** The KMIP client the provider uses, for callers that pass their own (`client`). */
-export { KmipClient, type KmipClientOptions } from '../src/kmip/client.js';
-
 export const id = 'kmip';
 
 /** The two modes (see the module comment). */
