@@ -34,6 +34,7 @@ import { KmsRegistry, type KmsRegistryOptions } from './providers/registry.js';
 import { slotServesIndex } from './providers/slot.js';
 import { decodeStored } from './storage/bind.js';
 import type { EnvelopeStore } from './storage/store.js';
+import { tracedStore } from './storage/traced-store.js';
 import type { InvalidationFeed } from './unwrap/invalidation.js';
 import {
   bytesEqual,
@@ -48,6 +49,7 @@ import { callLeased, KekLease, runLeased } from './unwrap/kek-lease.js';
 import { hasSyncUnwrap, KmsCaller, type KmsCallOptions } from './unwrap/kms-calls.js';
 import { unwrapWraps, type WrapOutcome, type WrapUnwrapper } from './unwrap/multi-wrap.js';
 import { type MeterLike, openTelemetryMeter, Telemetry, type UnwrapStats } from './unwrap/telemetry.js';
+import { resolveTracer, type TracerLike } from './unwrap/tracing.js';
 
 /** Options of {@link KmsEnvelopeClient}. */
 export interface KmsEnvelopeClientOptions {
@@ -73,6 +75,16 @@ export interface KmsEnvelopeClientOptions {
    * and error code, never an index's key material.
    */
   readonly meter?: MeterLike | 'opentelemetry';
+  /**
+   * Where to send spans of KMS calls (`kms-envelope.kms.wrap` / `unwrap` / `rewrap`, one per call,
+   * retries as events) and of envelope store operations (`kms-envelope.store.get` / `create` /
+   * `push` / `delete`): an OpenTelemetry `Tracer` (or anything shaped like one), or
+   * `'opentelemetry'` for the tracer `kms-envelope` of the global tracer provider (needs the
+   * optional peer `@opentelemetry/api`). Attributes name index, slot, provider, store kind and
+   * outcome (an error code), never key material; a cache hit makes no span. Off by default, and
+   * then free; when on, {@link KmsEnvelopeClient.store} is a traced view of `store`.
+   */
+  readonly tracing?: TracerLike | 'opentelemetry';
   /**
    * The lowest envelope version acceptable for an index, from a source the store's writers do
    * not control (your database, a config service): consulted before every unwrap of a stored
@@ -281,7 +293,8 @@ export class KmsEnvelopeClient {
   readonly #feedStarted: Promise<void>;
 
   constructor(options: KmsEnvelopeClientOptions) {
-    this.store = options.store;
+    const tracer = resolveTracer(options.tracing);
+    this.store = tracer === undefined ? options.store : tracedStore(options.store, tracer);
     this.kms = options.kms instanceof KmsRegistry ? options.kms : new KmsRegistry(options.kms);
     this.#kekCheck = options.kekCheck ?? true;
     this.#now = options.now ?? (() => Math.floor(Date.now() / 1000));
@@ -295,7 +308,7 @@ export class KmsEnvelopeClient {
             // Refresh-ahead: keys are only ever made from valid index names.
             (key) => () => this.#load(indexOfKey(key) as IndexName, NO_OPTIONS),
           );
-    this.#caller = new KmsCaller(options.kmsCalls ?? {}, this.#telemetry);
+    this.#caller = new KmsCaller(options.kmsCalls ?? {}, this.#telemetry, tracer);
     this.#deadlineMs = options.kmsCalls?.deadlineMs ?? 3000;
     this.#minVersion = options.minVersion;
     this.#feed = options.invalidation;
@@ -1016,7 +1029,7 @@ export class KmsEnvelopeClient {
     const from = bindingOf(index, slot, current);
     const to = bindingOf(index, slot, next);
     const wrapped = await this.#caller.run(
-      { slot, provider: provider.id, index },
+      { slot, provider: provider.id, index, operation: 'rewrap' },
       (deadline) => rewrap(current, { ...from, signal: deadline }, { ...to, signal: deadline }),
       signal,
     );
@@ -1213,7 +1226,7 @@ export class KmsEnvelopeClient {
           const provider = providers[i]!;
           const context = wrapBindingOf(index, slot, shape, i + 1, slots.length);
           return this.#caller.run(
-            { slot, provider: provider.id, index },
+            { slot, provider: provider.id, index, operation: 'wrap' },
             (deadline) => provider.wrap(shares?.[i] ?? kek, { ...context, signal: deadline }),
             signal,
           );
@@ -1254,7 +1267,7 @@ export class KmsEnvelopeClient {
       isOpen: (slot) => this.#caller.isOpen(slot),
       unwrap: (entry, provider, context, signal) =>
         this.#caller.run(
-          { slot: entry.kmsName, provider: provider.id, index },
+          { slot: entry.kmsName, provider: provider.id, index, operation: 'unwrap' },
           async (deadline) => {
             const unwrapped = await provider.unwrap(entry, { ...context, signal: deadline });
             if (deadline.aborted) unwrapped.zero();
@@ -1284,7 +1297,7 @@ export class KmsEnvelopeClient {
       creationId: generation.creationId,
     };
     const wrapped = await this.#caller.run(
-      { slot, provider: provider.id, index },
+      { slot, provider: provider.id, index, operation: 'wrap' },
       (deadline) => provider.wrap(kek, { ...context, signal: deadline }),
       signal,
     );
@@ -1464,7 +1477,7 @@ export class KmsEnvelopeClient {
       throw new InvalidArgumentError(SUPPLIED_KEK_ONLY_NONE, where);
     }
     const slot = parseSlotName(blob.kmsName);
-    const target = { slot, provider: provider.id, index };
+    const target = { slot, provider: provider.id, index, operation: 'unwrap' as const };
     const context = bindingOf(index, slot, blob);
     const kek =
       options.kek === undefined && hasSyncUnwrap(provider)

@@ -22,6 +22,7 @@ export {
   CREATION_ID_LENGTH,
   KMS_BLOB_FILE_IDENTIFIER,
   KMS_BLOB_SCHEMA_VERSION,
+  KMS_BLOB_THRESHOLD_SCHEMA_VERSION,
   type KmsBlob,
   KmsBlobLimits,
   type KmsWrap,
@@ -70,6 +71,7 @@ export { SecretKey, withKey } from './keys/secret-key.js';
 export {
   decodeKeyMaterial,
   defaultSecretFilePrefixes,
+  forgetEnvSecrets,
   registerSecretScheme,
   resolveSecretRef,
   type SecretRefOptions,
@@ -166,6 +168,7 @@ export {
   type RedisMigrationReport,
 } from './storage/redis-migrate.js';
 export type { EnvelopeStore, PushOptions, RecordKind, RecordStore } from './storage/store.js';
+export { tracedStore } from './storage/traced-store.js';
 // The per-request unwrap path: cache, leases, KMS call policy, telemetry.
 export type { InvalidationFeed, InvalidationListener } from './unwrap/invalidation.js';
 export type { KekCacheOptions } from './unwrap/kek-cache.js';
@@ -177,8 +180,18 @@ export {
   type MeterLike,
   openTelemetryMeter,
   type SlotStats,
+  type TamperEvent,
   type UnwrapStats,
+  type WrapEvent,
 } from './unwrap/telemetry.js';
+export {
+  openTelemetryTracer,
+  type SpanLike,
+  SpanNames,
+  type SpanOptionsLike,
+  TraceAttribute,
+  type TracerLike,
+} from './unwrap/tracing.js';
 export {
   algorithm,
   decryptAlg,

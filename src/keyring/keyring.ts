@@ -1,4 +1,4 @@
-import type { KmsEnvelopeClient } from '../client.js';
+import type { CreateIndexOptions, KmsEnvelopeClient } from '../client.js';
 import { decodeKmsBlob, encodeKmsBlob } from '../envelope/codec.js';
 import type { KmsBlob } from '../envelope/kms-blob.js';
 import { slotsOf } from '../envelope/wraps.js';
@@ -202,13 +202,16 @@ export class IndexKeyring {
   static async createIndex(
     client: KmsEnvelopeClient,
     index: string,
-    options: { slot: string; encryptionContext?: Readonly<Record<string, string>> } & KeyringOptions,
+    options: Pick<CreateIndexOptions, 'slot' | 'slots' | 'threshold' | 'encryptionContext'> & KeyringOptions,
   ): Promise<IndexKeyring> {
     const slotId = newKekSlotId();
     const keyring = new IndexKeyring(client, index, options);
     await keyring.#refuseLeftoverRecords();
     const kek = await client.createIndex(index, {
-      slot: options.slot,
+      ...(options.slot === undefined ? {} : { slot: options.slot }),
+      // Several slots (one wraps each, or k of them a share each): the client's rules apply.
+      ...(options.slots === undefined ? {} : { slots: options.slots }),
+      ...(options.threshold === undefined ? {} : { threshold: options.threshold }),
       encryptionContext: { ...options.encryptionContext, [KEK_SLOT_CONTEXT_KEY]: slotId },
       ...(options.kek ? { kek: options.kek } : {}),
       ...(options.signal ? { signal: options.signal } : {}),
