@@ -17,8 +17,9 @@ import { KEK_LENGTH, Kek } from '../keys/kek.js';
 import type { WrapContext } from './provider.js';
 
 /**
- * Loads an optional peer dependency. `load` must be a literal `() => import('pkg')` so bundlers
- * see it; a package that is not installed becomes a `MissingDependencyError` naming it.
+ * Loads an optional peer dependency with `load` (a literal `() => import('pkg')`, which bundlers
+ * see, or {@link importPeer}, which they do not); a package that is not installed becomes a
+ * `MissingDependencyError` naming it.
  */
 export async function importOptional<T>(
   packageName: string,
@@ -40,6 +41,17 @@ export async function importOptional<T>(
     }
     throw cause;
   }
+}
+
+/**
+ * `import()` of an optional peer by a computed specifier. Bundlers follow only string literals, so
+ * an app bundled without the peer builds with no `--external` and no warning (the magic comments
+ * keep webpack and Vite from trying either); the import runs, and fails as a missing package,
+ * only when the feature is used. An app that bundles the peer passes its client or pool instead
+ * (the stores' `client` / `pool` options), which bundles it through the app's own import.
+ */
+export function importPeer<T>(packageName: string): Promise<T> {
+  return import(/* webpackIgnore: true */ /* @vite-ignore */ packageName) as Promise<T>;
 }
 
 /** The error context of a call about `context` through `provider`. */

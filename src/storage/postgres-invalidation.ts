@@ -14,7 +14,7 @@
 import { createHash } from 'node:crypto';
 import { InvalidArgumentError } from '../errors.js';
 import { isValidIndexName } from '../names.js';
-import { importOptional } from '../providers/support.js';
+import { importOptional, importPeer } from '../providers/support.js';
 import type { InvalidationFeed, InvalidationListener } from '../unwrap/invalidation.js';
 import { DEFAULT_POSTGRES_SCHEMA, DEFAULT_POSTGRES_TABLE, type PostgresStoreTables } from './postgres.js';
 
@@ -137,7 +137,9 @@ class PostgresInvalidationFeed implements InvalidationFeed {
 
   async start(listener: InvalidationListener): Promise<void> {
     this.#listener = listener;
-    const pg = await importOptional('pg', 'the Postgres invalidation feed', () => import('pg'));
+    const pg = await importOptional('pg', 'the Postgres invalidation feed', () =>
+      importPeer<typeof import('pg')>('pg'),
+    );
     const module = ((pg as { default?: unknown }).default ?? pg) as {
       Client: new (config: { connectionString: string }) => ListenClient;
     };

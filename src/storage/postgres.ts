@@ -12,7 +12,7 @@ import {
   VersionConflictError,
 } from '../errors.js';
 import { type IndexName, parseIndexName } from '../names.js';
-import { importOptional } from '../providers/support.js';
+import { importOptional, importPeer } from '../providers/support.js';
 import { checkCas, checkWrite, decodeStored } from './bind.js';
 import { checkRecordId, checkRecordWrite, MAX_RECORD_BYTES } from './record-id.js';
 import type { EnvelopeStore, PushOptions, RecordKind, RecordStore } from './store.js';
@@ -561,7 +561,9 @@ export class PostgresStore implements EnvelopeStore, RecordStore {
     if (this.#options.pool !== undefined) {
       opened = { pool: this.#options.pool };
     } else {
-      const pg = await importOptional('pg', 'the Postgres store', () => import('pg'));
+      const pg = await importOptional('pg', 'the Postgres store', () =>
+        importPeer<typeof import('pg')>('pg'),
+      );
       // pg is CommonJS: its exports are the default export, and usually named ones too.
       const { Pool } = (pg as unknown as { default?: typeof pg }).default ?? pg;
       const own = new Pool({

@@ -16,8 +16,10 @@
  *
  * @module
  */
+
 import { InvalidArgumentError, MissingDependencyError } from '../errors.js';
 import { isValidIndexName } from '../names.js';
+import { importPeer } from '../providers/support.js';
 import type { InvalidationFeed, InvalidationListener } from '../unwrap/invalidation.js';
 import { DEFAULT_KEY_PREFIX, parseKeyPrefix } from './redis-keys.js';
 
@@ -109,7 +111,7 @@ class RedisInvalidationFeed implements InvalidationFeed {
 /** ioredis' `Redis` class, loaded on first use. @throws MissingDependencyError */
 export async function loadRedis(): Promise<typeof import('ioredis').Redis> {
   try {
-    return (await import('ioredis')).Redis;
+    return (await importPeer<typeof import('ioredis')>('ioredis')).Redis;
   } catch (cause) {
     throw new MissingDependencyError('ioredis', 'the Redis invalidation feed', cause);
   }

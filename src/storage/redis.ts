@@ -12,6 +12,7 @@ import {
   VersionConflictError,
 } from '../errors.js';
 import { type IndexName, parseIndexName } from '../names.js';
+import { importPeer } from '../providers/support.js';
 import { checkWrite, decodeStored } from './bind.js';
 import { checkRecordId, checkRecordWrite, MAX_RECORD_BYTES } from './record-id.js';
 import { DEFAULT_KEY_PREFIX, envelopeKey, parseKeyPrefix, recordsKey } from './redis-keys.js';
@@ -420,7 +421,7 @@ export class RedisStore implements EnvelopeStore, RecordStore {
   async #connect(): Promise<RedisLike> {
     let Redis: typeof import('ioredis').Redis;
     try {
-      ({ Redis } = await import('ioredis'));
+      ({ Redis } = await importPeer<typeof import('ioredis')>('ioredis'));
     } catch (cause) {
       throw new MissingDependencyError('ioredis', 'the Redis store', cause);
     }
