@@ -146,10 +146,7 @@ describe('kms-envelope with several slots', () => {
     ).toBe(ExitCode.usage);
   });
 
-  // Skipped until IndexKeyring.createIndex (src/keyring/keyring.ts, not the CLI's) passes `slots`
-  // and `threshold` on to client.createIndex: today it keeps only `slot`, so the CLI's create
-  // makes a one-wrap envelope. Unskip when it does; the CLI already passes both.
-  it.skip('create --slot a --slot b --threshold k makes a multi-wrap envelope ready for DEKs', async () => {
+  it('create --slot a --slot b --threshold k makes a multi-wrap envelope ready for DEKs', async () => {
     const created = await json([
       '--slot',
       'dev',
