@@ -137,6 +137,47 @@ export function runStoreConformance(
         expect(await store.get(idx)).toEqual(v2);
       }));
 
+    it('envelopes of several wraps (schema 2) and of threshold shares (schema 3) round-trip, and compare-and-set reads their version and creation id', () =>
+      withFixture(async ({ store }) => {
+        const wraps = [
+          {
+            kmsName: 'gcp-eu',
+            provider: 'gcp-kms',
+            keyId: 'projects/p/k/1',
+            region: 'eu',
+            wrappedKek: new Uint8Array([1, 2, 3]),
+          },
+          {
+            kmsName: 'recovery',
+            provider: 'recipient',
+            keyId: '',
+            region: '',
+            wrappedKek: new Uint8Array(80).fill(4),
+          },
+        ];
+        const v1 = sampleEnvelope(idx, { wraps });
+        await store.create(idx, v1);
+        expect(await store.get(idx)).toEqual(v1);
+        const v2 = sampleEnvelope(idx, {
+          version: 2,
+          creationId: v1.creationId,
+          wraps,
+          threshold: 2,
+          schemaVersion: 3,
+        });
+        await expect(
+          store.push(idx, v2, { expectedVersion: 1, expectedCreationId: new Uint8Array(16) }),
+        ).rejects.toThrow(VersionConflictError);
+        await store.push(idx, v2, { expectedVersion: 1, expectedCreationId: v1.creationId! });
+        expect(await store.get(idx)).toEqual(v2);
+        await expect(
+          store.push(idx, sampleEnvelope(idx, { version: 3, creationId: v1.creationId }), {
+            expectedVersion: 1,
+            expectedCreationId: v1.creationId!,
+          }),
+        ).rejects.toMatchObject({ constructor: VersionConflictError, actualVersion: 2 });
+      }));
+
     it('compare-and-set compares the creation id: a delete and re-create between a read and the push is a VersionConflictError (ABA)', () =>
       withFixture(async ({ store, another }) => {
         const other = await another();
