@@ -32,6 +32,8 @@ export interface GlobalOptions {
 export interface CliContext {
   readonly out: CliOutput;
   readonly globals: () => GlobalOptions;
+  /** Where values and tokens are read from (`process.stdin`, or a stream in tests). */
+  readonly stdin: NodeJS.ReadableStream & { isTTY?: boolean };
 }
 
 /** Store used when neither `--store` nor `KMS_ENVELOPE_STORE` is given. */

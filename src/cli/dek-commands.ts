@@ -26,9 +26,6 @@ import type { CliOutput } from './output.js';
 import { contextPair, dekIdArg, indexArg, repeatable } from './parsers.js';
 import { readAll, readValue } from './prompt.js';
 
-/** The terminal's streams: the prompt reads stdin and writes to stderr, so stdout holds only results. */
-const terminal = () => ({ input: process.stdin, output: process.stderr });
-
 /** A progress bar on stderr when the output may draw one (a terminal, no --quiet or --json). */
 function progressBar(out: CliOutput, format: string): cliProgress.SingleBar | undefined {
   return out.progress
@@ -96,7 +93,8 @@ export function addDekCommands(program: Command, ctx: CliContext): void {
     .option('--context <key=value>', 'bind the value to this context (repeatable)', repeatable(contextPair))
     .action(async (opts: IndexOptions & { context?: string[] }) => {
       // Asked for before the store and KMS are opened: a typo costs nothing.
-      const value = await readValue('value to encrypt', terminal());
+      // The prompt reads stdin and writes to stderr, so stdout holds only results.
+      const value = await readValue('value to encrypt', { input: ctx.stdin, output: process.stderr });
       const { keyring, close } = await openKeyring(globals(), opts);
       try {
         const context = opts.context ? contextOf(opts.context) : undefined;
@@ -116,7 +114,7 @@ export function addDekCommands(program: Command, ctx: CliContext): void {
       repeatable(contextPair),
     )
     .action(async (opts: IndexOptions & { context?: string[] }) => {
-      const token = (await readAll(process.stdin)).trim();
+      const token = (await readAll(ctx.stdin)).trim();
       const { keyring, close } = await openKeyring(globals(), opts);
       try {
         const context = opts.context ? contextOf(opts.context) : undefined;
@@ -251,7 +249,7 @@ export function addDekCommands(program: Command, ctx: CliContext): void {
             state.key.zero();
           }
           const input = createInterface({
-            input: fd === undefined ? process.stdin : createReadStream('', { fd }),
+            input: fd === undefined ? ctx.stdin : createReadStream('', { fd }),
             crlfDelay: Number.POSITIVE_INFINITY,
           });
           let lines = 0;

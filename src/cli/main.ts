@@ -33,7 +33,10 @@ export const CLI_VERSION = '0.1.0';
  * every subcommand; with `out.json` commander prints nothing itself. Exported for tests and for
  * the completion scripts and docs/cli.md, which are checked against this tree.
  */
-export function buildProgram(out: CliOutput = memoryOutput({ json: false, quiet: false })): Command {
+export function buildProgram(
+  out: CliOutput = memoryOutput({ json: false, quiet: false }),
+  stdin: CliContext['stdin'] = process.stdin,
+): Command {
   const program = new Command('kms-envelope');
   // Set before any subcommand is added: commander copies these settings into each of them.
   program
@@ -90,7 +93,7 @@ export function buildProgram(out: CliOutput = memoryOutput({ json: false, quiet:
     .option('--json', 'results as JSON on stdout, errors as one JSON object on stderr')
     .option('-q, --quiet', 'no progress or information on stderr (results and errors still appear)');
 
-  const ctx: CliContext = { out, globals: () => program.opts<GlobalOptions>() };
+  const ctx: CliContext = { out, globals: () => program.opts<GlobalOptions>(), stdin };
   addEnvelopeCommands(program, ctx);
   addDekCommands(program, ctx);
   addStoreCommands(program, ctx);
@@ -101,14 +104,16 @@ export function buildProgram(out: CliOutput = memoryOutput({ json: false, quiet:
 
 /**
  * Runs the CLI with `argv` (as `process.argv`); resolves to the exit code. `output` makes the
- * output of the run (default: this process's stdout and stderr).
+ * output of the run (default: this process's stdout and stderr); `stdin` is what `encrypt`,
+ * `decrypt` and `migrate` read.
  */
 export async function main(
   argv: readonly string[] = process.argv,
   output: (flags: { json: boolean; quiet: boolean }) => CliOutput = processOutput,
+  stdin: CliContext['stdin'] = process.stdin,
 ): Promise<number> {
   const out = output(outputFlags(argv.slice(2)));
-  const program = buildProgram(out);
+  const program = buildProgram(out, stdin);
   try {
     await program.parseAsync([...argv]);
     return ExitCode.ok;

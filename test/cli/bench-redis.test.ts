@@ -1,8 +1,9 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RedisServerHandle, startRedisServer } from '../../src/testing/redis-server.js';
-import { devMasterEnv, localSlotFlags, runCliAsync } from '../helpers/cli.js';
+import { devMasterEnv, localSlotFlags } from '../helpers/cli.js';
 import { hasRedis } from '../helpers/services.js';
+import { cli } from './in-process.js';
 
 describe.skipIf(!hasRedis())('kms-envelope bench against a Redis store (a real redis-server)', () => {
   let server: RedisServerHandle;
@@ -14,7 +15,7 @@ describe.skipIf(!hasRedis())('kms-envelope bench against a Redis store (a real r
   });
 
   it("adds the every-call rows (1 and 64 in flight vs the store's raw reads) and leaves nothing behind", async () => {
-    const out = await runCliAsync([...localSlotFlags(server.url), 'bench'], { env: devMasterEnv() });
+    const out = await cli([...localSlotFlags(server.url), 'bench'], devMasterEnv());
     expect(out.stderr).toBe('');
     expect(out.code).toBe(0);
     expect(out.stdout).toContain(`store ${server.url}`);

@@ -10,8 +10,9 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type FakeAws, startFakeAws } from '../../src/testing/fake-aws.js';
 import { type RedisServerHandle, startRedisServer } from '../../src/testing/redis-server.js';
-import { devMasterEnv, localSlotFlags, runCliAsync } from '../helpers/cli.js';
+import { devMasterEnv, localSlotFlags } from '../helpers/cli.js';
 import { hasRedis } from '../helpers/services.js';
+import { cli as run } from './in-process.js';
 
 const awsEnv = {
   AWS_ACCESS_KEY_ID: 'test',
@@ -24,7 +25,7 @@ const awsEnv = {
 async function deleteThenCreate(store: string) {
   const env = devMasterEnv();
   const base = localSlotFlags(store);
-  const cli = async (args: string[], input = '') => runCliAsync([...base, ...args], { env, input });
+  const cli = (args: string[], input = '') => run([...base, ...args], env, input);
   const idx = ['--index', 'users'];
 
   expect((await cli(['create', 'users'])).code).toBe(0);
@@ -92,7 +93,7 @@ describe('kms-envelope create on aws-kms (the fake, over HTTP)', () => {
       '--endpoint',
       aws.endpoint,
     ];
-    const cli = (args: string[], input = '') => runCliAsync([...flags, ...args], { env: awsEnv, input });
+    const cli = (args: string[], input = '') => run([...flags, ...args], awsEnv, input);
     const created = await cli(['create', 'orders', '--json']);
     expect(created.stderr).toBe('');
     expect(created.code).toBe(0);

@@ -14,7 +14,7 @@ import { startFakeGcpKms } from '../../src/testing/fake-gcp-kms.js';
 
 const GCP_KEY = 'projects/p1/locations/europe-west1/keyRings/ring/cryptoKeys/doctor';
 
-import { runCli, runCliAsync } from '../helpers/cli.js';
+import { cli } from './in-process.js';
 
 const awsEnv = {
   AWS_ACCESS_KEY_ID: 'test',
@@ -27,8 +27,8 @@ describe('kms-envelope doctor', () => {
   const env = { DEV_MASTER: randomBytes(32).toString('base64') };
   const local = ['--provider', 'local', '--slot', 'dev', '--master-key', 'env:DEV_MASTER'];
 
-  it('passes a good local slot: config, provider, wrap and unwrap of a throwaway key', () => {
-    const out = runCli([...local, 'doctor', 'dev'], { env });
+  it('passes a good local slot: config, provider, wrap and unwrap of a throwaway key', async () => {
+    const out = await cli([...local, 'doctor', 'dev'], env);
     expect(out.code).toBe(0);
     expect(out.stdout).toMatch(/ok {4}config: slot "dev": provider local/);
     expect(out.stdout).toMatch(/ok {4}wrap: /);
@@ -36,17 +36,17 @@ describe('kms-envelope doctor', () => {
     expect(out.stdout).toContain('all checks passed');
   });
 
-  it('says in plain words what is missing, with the exit code of the error class', () => {
-    const noKey = runCli(['--provider', 'local', 'doctor'], {});
+  it('says in plain words what is missing, with the exit code of the error class', async () => {
+    const noKey = await cli(['--provider', 'local', 'doctor']);
     expect(noKey.code).toBe(ExitCode.config);
     expect(noKey.stdout).toMatch(/FAIL {2}provider: .*needs "master_key"/);
     expect(noKey.stdout).toContain('what to do: fix the slot');
-    const unknown = runCli([...local, 'doctor', 'prod', '--json'], { env });
+    const unknown = await cli([...local, 'doctor', 'prod', '--json'], env);
     expect(unknown.code).toBe(ExitCode.config);
     const report = JSON.parse(unknown.stdout) as { ok: boolean; checks: { name: string; code?: string }[] };
     expect(report.ok).toBe(false);
     expect(report.checks[0]).toMatchObject({ name: 'config', ok: false, code: 'KMS_ENVELOPE_CONFIG' });
-    expect(runCli(['doctor'], {}).code).toBe(ExitCode.usage);
+    expect((await cli(['doctor'])).code).toBe(ExitCode.usage);
   });
 
   it('a provider that ignores the deadline: the check fails at the deadline and the late KEK is zeroed', async () => {
@@ -133,7 +133,7 @@ describe('kms-envelope doctor', () => {
     ];
 
     it('passes, naming the key ARN that wrapped', async () => {
-      const out = await runCliAsync([...slot(), 'doctor'], { env: awsEnv });
+      const out = await cli([...slot(), 'doctor'], awsEnv);
       expect(out.stdout).toContain(`key ${arn}`);
       expect(out.stdout).toContain('all checks passed');
       expect(out.code).toBe(0);
@@ -141,25 +141,23 @@ describe('kms-envelope doctor', () => {
 
     it('a disabled key, a refused identity and an unreachable endpoint each get their own advice', async () => {
       aws.setKeyState('alias/doctor', 'Disabled');
-      const disabled = await runCliAsync([...slot(), 'doctor'], { env: awsEnv });
+      const disabled = await cli([...slot(), 'doctor'], awsEnv);
       expect(disabled.code).toBe(ExitCode.keyDisabled);
       expect(disabled.stdout).toMatch(/FAIL {2}wrap: .*DisabledException/);
       expect(disabled.stdout).toContain('enable it');
       aws.setKeyState('alias/doctor', 'Enabled');
 
       aws.restrictKey('alias/doctor', ['someone-else']);
-      const denied = await runCliAsync([...slot(), 'doctor'], { env: awsEnv });
+      const denied = await cli([...slot(), 'doctor'], awsEnv);
       expect(denied.code).toBe(ExitCode.accessDenied);
       expect(denied.stdout).toContain('kms:Encrypt, kms:Decrypt');
       aws.restrictKey('alias/doctor', undefined);
 
-      const missing = await runCliAsync([...slot().slice(0, 3), 'alias/nope', ...slot().slice(4), 'doctor'], {
-        env: awsEnv,
-      });
+      const missing = await cli([...slot().slice(0, 3), 'alias/nope', ...slot().slice(4), 'doctor'], awsEnv);
       expect(missing.code).toBe(ExitCode.keyNotFound);
       expect(missing.stdout).toContain('does not exist where the slot looks');
 
-      const down = await runCliAsync(
+      const down = await cli(
         [
           '--provider',
           'aws-kms',
@@ -173,7 +171,7 @@ describe('kms-envelope doctor', () => {
           '--deadline',
           '3000',
         ],
-        { env: awsEnv },
+        awsEnv,
       );
       expect(down.code).toBe(ExitCode.unavailable);
       expect(down.stdout).toContain('check the endpoint, region, DNS and network');

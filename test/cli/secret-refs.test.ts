@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ExitCode } from '../../src/cli/exit-codes.js';
-import { runCli } from '../helpers/cli.js';
+import { cli } from './in-process.js';
 
 // Keys on a command line end up in shell history, `ps` and CI logs: the CLI takes secret
 // references only, and never tells anyone to put a key in argv.
@@ -12,7 +12,7 @@ describe('kms-envelope CLI and keys in argv', () => {
   const dir = mkdtempSync(join(tmpdir(), 'ke-cli-refs-'));
   const store = `disk:${join(dir, 'store')}`;
 
-  it('no help text suggests literal: or a key value for a key option', () => {
+  it('no help text suggests literal: or a key value for a key option', async () => {
     const commands = [
       [],
       ['create'],
@@ -24,7 +24,7 @@ describe('kms-envelope CLI and keys in argv', () => {
       ['rotate-kek'],
     ];
     for (const command of commands) {
-      const help = runCli([...command, '--help']);
+      const help = await cli([...command, '--help']);
       expect(help.code, command.join(' ')).toBe(0);
       expect(help.stdout).not.toMatch(/literal/i);
       // commander wraps descriptions: compare on one line.
@@ -37,7 +37,7 @@ describe('kms-envelope CLI and keys in argv', () => {
     }
   });
 
-  it('a literal: master key or KEK given on the command line is refused without echoing it', () => {
+  it('a literal: master key or KEK given on the command line is refused without echoing it', async () => {
     const key = randomBytes(32).toString('base64url');
     const local = [
       '--store',
@@ -49,26 +49,26 @@ describe('kms-envelope CLI and keys in argv', () => {
       '--master-key',
       `literal:${key}`,
     ];
-    const created = runCli([...local, 'create', 'orders']);
+    const created = await cli([...local, 'create', 'orders']);
     expect(created.code).toBe(ExitCode.config);
     expect(created.stderr).toMatch(/literal: secret references are refused/);
     expect(created.stdout + created.stderr).not.toContain(key);
 
     const none = ['--store', store, '--provider', 'none', '--slot', 'byok'];
-    const verified = runCli([...none, 'verify', 'orders', '--kek', `literal:${key}`]);
+    const verified = await cli([...none, 'verify', 'orders', '--kek', `literal:${key}`]);
     expect(verified.code).not.toBe(0);
     expect(verified.stdout + verified.stderr).not.toContain(key);
   });
 
-  it('a master key file that others can read is refused; chmod 600 makes it work', () => {
+  it('a master key file that others can read is refused; chmod 600 makes it work', async () => {
     const keyFile = join(dir, 'master.key');
     writeFileSync(keyFile, randomBytes(32).toString('base64'));
     const flags = ['--store', store, '--provider', 'local', '--slot', 'dev', '--secret-dir', dir];
     chmodSync(keyFile, 0o644);
-    const refused = runCli([...flags, '--master-key', `file:${keyFile}`, 'create', 'files']);
+    const refused = await cli([...flags, '--master-key', `file:${keyFile}`, 'create', 'files']);
     expect(refused.code).toBe(ExitCode.config);
     expect(refused.stderr).toMatch(/readable by group or others \(mode 0644\): refused; chmod 600/);
     chmodSync(keyFile, 0o600);
-    expect(runCli([...flags, '--master-key', `file:${keyFile}`, 'create', 'files']).code).toBe(0);
+    expect((await cli([...flags, '--master-key', `file:${keyFile}`, 'create', 'files'])).code).toBe(0);
   });
 });
