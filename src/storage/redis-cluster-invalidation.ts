@@ -24,7 +24,8 @@
  */
 import { InvalidArgumentError, StoreUnavailableError } from '../errors.js';
 import type { InvalidationFeed, InvalidationListener } from '../unwrap/invalidation.js';
-import { type FeedConnection, loadRedis, NodeTracking } from './redis-invalidation.js';
+import { loadRedis } from './load-redis.js';
+import { type FeedConnection, NodeTracking } from './redis-invalidation.js';
 import { DEFAULT_KEY_PREFIX, parseKeyPrefix } from './redis-keys.js';
 
 /** One node of the cluster: where to connect. */

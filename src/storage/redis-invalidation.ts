@@ -17,10 +17,10 @@
  * @module
  */
 
-import { InvalidArgumentError, MissingDependencyError } from '../errors.js';
+import { InvalidArgumentError } from '../errors.js';
 import { isValidIndexName } from '../names.js';
-import { importPeer } from '../providers/support.js';
 import type { InvalidationFeed, InvalidationListener } from '../unwrap/invalidation.js';
+import { loadRedis } from './load-redis.js';
 import { DEFAULT_KEY_PREFIX, parseKeyPrefix } from './redis-keys.js';
 
 /** Options of {@link redisInvalidationFeed}. */
@@ -105,15 +105,6 @@ class RedisInvalidationFeed implements InvalidationFeed {
   async close(): Promise<void> {
     this.#closed = true;
     this.#node?.close();
-  }
-}
-
-/** ioredis' `Redis` class, loaded on first use. @throws MissingDependencyError */
-export async function loadRedis(): Promise<typeof import('ioredis').Redis> {
-  try {
-    return (await importPeer<typeof import('ioredis')>('ioredis')).Redis;
-  } catch (cause) {
-    throw new MissingDependencyError('ioredis', 'the Redis invalidation feed', cause);
   }
 }
 
