@@ -60,6 +60,12 @@ export {
   postgresAvailable,
   startPostgres,
 } from './postgres-server.js';
+// The conformance suites for plugin authors: pass your test framework's { describe, it, expect }.
+export {
+  type ProviderFaults,
+  type ProviderFixture,
+  runProviderConformance,
+} from './provider-conformance.js';
 export {
   type PyKmipClientCertificate,
   type PyKmipClientCertificateOptions,
@@ -93,4 +99,12 @@ export {
   softHsmAvailable,
   startSoftHsm,
 } from './softhsm.js';
+export { runStoreConformance, type StoreFixture, sampleEnvelope } from './store-conformance.js';
+export type {
+  ConformanceExpect,
+  ConformanceMatchers,
+  ConformancePromiseMatchers,
+  ConformanceTestApi,
+  ErrorClass,
+} from './test-api.js';
 export { makeTestTls, sharedTestTls, type TestTls, type TestTlsOptions } from './test-ca.js';
