@@ -460,3 +460,30 @@ describe('errors of multi-wrap unwraps are typed', () => {
     await client.close();
   });
 });
+
+describe('DEKs over a multi-wrap envelope', () => {
+  it('rotateKek wraps the new KEK under every slot with the same policy; values stay readable through any wrap', async () => {
+    const { IndexKeyring } = await import('../../src/keyring/keyring.js');
+    const { client, controls } = multiClient(['a', 'b', 'c']);
+    const keyring = await IndexKeyring.createIndex(client, 'orders', {
+      slots: ['a', 'b', 'c'],
+      threshold: 2,
+    });
+    await keyring.createDek();
+    const token = await keyring.encryptValue('alice@example.com');
+    const before = await client.getEnvelope('orders');
+    const report = await keyring.rotateKek();
+    expect(report).toBeDefined();
+    const after = await client.getEnvelope('orders');
+    expect(after.version).toBe(before.version + 1);
+    expect([after.kmsName, ...after.wraps!.map((w) => w.kmsName)]).toEqual(['a', 'b', 'c']);
+    expect(after.threshold).toBe(2);
+    expect(Buffer.from(after.kekCheck!).equals(Buffer.from(before.kekCheck!))).toBe(false); // a new KEK
+    // A fresh keyring, with slot a down: b and c's shares recover the new KEK.
+    controls.a!.fail = 'all';
+    const fresh = new IndexKeyring(client, 'orders');
+    expect(await fresh.decryptValue(token)).toBe('alice@example.com');
+    expect(await fresh.decryptValue(await fresh.encryptValue('bob@example.com'))).toBe('bob@example.com');
+    await client.close();
+  });
+});
