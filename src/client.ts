@@ -208,8 +208,8 @@ export interface RecoverOptions {
    */
   readonly toSlots?: readonly string[];
   /**
-   * The envelope's KEK check as recorded outside the store (`kms-envelope inspect --json` at
-   * create time): when given, recovery refuses an envelope whose check differs, so a store
+   * The envelope's KEK check as recorded outside the store at create time (`kekCheck` of
+   * `kms-envelope create --json` or `get --json`): when given, recovery refuses an envelope whose check differs, so a store
    * writer cannot make you adopt a KEK of their own (see docs/threat-model.md).
    */
   readonly expectedKekCheck?: Uint8Array;

@@ -270,7 +270,7 @@ export function addEnvelopeCommands(program: Command, ctx: CliContext): void {
     )
     .option(
       '--expected-kek-check <base64>',
-      'the kekCheck recorded outside the store at create time (inspect --json): refuse an envelope whose check differs',
+      'the kekCheck recorded outside the store at create time (create --json or get --json): refuse an envelope whose check differs',
       base64Arg,
     )
     .action(
