@@ -803,16 +803,9 @@ export class KmsEnvelopeClient {
     }
     const kek = await this.#unwrapBlob(index, current, options, true);
     try {
+      // A schema 1 envelope is upgraded here: it gets a creation id, and the v2 binding.
       const slot = parseSlotName(options.toSlot ?? current.kmsName);
-      const next = await this.#wrapInto(kek, index, slot, current.encryptionContext, options.signal, {
-        version: current.version + 1,
-        createdAt: current.createdAt,
-        updatedAt: Math.max(this.#now(), current.createdAt),
-        // A schema 1 envelope is upgraded here: it gets a creation id, and the v2 binding.
-        creationId: current.creationId ?? newCreationId(),
-      });
-      await this.#pushRotated(index, current, next);
-      return next;
+      return await this.#pushRewrapped(index, current, kek, [slot], undefined, options.signal);
     } finally {
       kek.zero();
     }

@@ -24,6 +24,23 @@ import { caught, multiClient } from './helpers.js';
 
 const IDX = parseIndexName('orders');
 
+/**
+ * Replaces slot b's wrap (share 2 of 3) with one that really unwraps (right binding, b's key) but
+ * to a KEK of the writer's choice, as an Encrypt holder of b's key could.
+ */
+async function forgeSecondary(
+  client: ReturnType<typeof multiClient>['client'],
+  store: ReturnType<typeof multiClient>['store'],
+  blob: KmsBlob,
+) {
+  const provider = await client.kms.provider('b');
+  const forged = await provider.wrap(Kek.generate(), wrapBindingOf(IDX, parseSlotName('b'), blob, 2, 3));
+  await overwrite(store, {
+    ...blob,
+    wraps: [{ ...blob.wraps![0]!, wrappedKek: new Uint8Array(forged.wrappedKek) }, blob.wraps![1]!],
+  });
+}
+
 /** Pushes `blob` over what is stored, as a store writer could. */
 async function overwrite(store: ReturnType<typeof multiClient>['store'], blob: KmsBlob) {
   await store.delete(IDX);
@@ -204,13 +221,7 @@ describe('multi-wrap envelopes: a store writer', () => {
     const { client, controls, store, kms } = multiClient(['a', 'b', 'c']);
     const kek = await client.createIndex('orders', { slots: ['a', 'b', 'c'] });
     const blob = await client.getEnvelope('orders');
-    // A wrap that really unwraps (right binding, slot b's key) but to a KEK of the writer's choice.
-    const provider = await client.kms.provider('b');
-    const forged = await provider.wrap(Kek.generate(), wrapBindingOf(IDX, parseSlotName('b'), blob, 2, 3));
-    await overwrite(store, {
-      ...blob,
-      wraps: [{ ...blob.wraps![0]!, wrappedKek: new Uint8Array(forged.wrappedKek) }, blob.wraps![1]!],
-    });
+    await forgeSecondary(client, store, blob);
     controls.a!.fail = 'all';
     const tampers: unknown[] = [];
     const onTamper = (e: unknown) => tampers.push(e);
@@ -328,12 +339,7 @@ describe('threshold envelopes (k of n, Shamir)', () => {
     const { client, controls, store } = multiClient(['a', 'b', 'c']);
     const kek = await client.createIndex('orders', { slots: ['a', 'b', 'c'], threshold: 2 });
     const blob = await client.getEnvelope('orders');
-    const provider = await client.kms.provider('b');
-    const forged = await provider.wrap(Kek.generate(), wrapBindingOf(IDX, parseSlotName('b'), blob, 2, 3));
-    await overwrite(store, {
-      ...blob,
-      wraps: [{ ...blob.wraps![0]!, wrappedKek: new Uint8Array(forged.wrappedKek) }, blob.wraps![1]!],
-    });
+    await forgeSecondary(client, store, blob);
     const tampers: Array<{ slots: string[]; reason: string }> = [];
     const onTamper = (e: unknown) => tampers.push(e as { slots: string[]; reason: string });
     diagnosticsChannel.subscribe(Channels.tamper, onTamper);
