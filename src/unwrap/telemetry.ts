@@ -70,13 +70,23 @@ export interface MeterLike {
  * @throws MissingDependencyError when `@opentelemetry/api` is not installed.
  */
 export function openTelemetryMeter(): MeterLike {
-  let api: { metrics: { getMeter(name: string): MeterLike } };
-  try {
-    api = createRequire(import.meta.url)('@opentelemetry/api') as typeof api;
-  } catch (cause) {
-    throw new MissingDependencyError('@opentelemetry/api', "the client's meter: 'opentelemetry'", cause);
-  }
+  const api = loadOpenTelemetryApi<{ metrics: { getMeter(name: string): MeterLike } }>(
+    "the client's meter: 'opentelemetry'",
+  );
   return api.metrics.getMeter('kms-envelope');
+}
+
+/**
+ * The optional peer `@opentelemetry/api`, loaded synchronously (metrics and tracing both use it),
+ * typed as the subset the caller needs.
+ * @throws MissingDependencyError naming `usedBy` when it is not installed.
+ */
+export function loadOpenTelemetryApi<T>(usedBy: string): T {
+  try {
+    return createRequire(import.meta.url)('@opentelemetry/api') as T;
+  } catch (cause) {
+    throw new MissingDependencyError('@opentelemetry/api', usedBy, cause);
+  }
 }
 
 /** Per-slot numbers, as `client.stats()` returns them. */

@@ -30,8 +30,8 @@
  *
  * @module
  */
-import { createRequire } from 'node:module';
-import { KmsEnvelopeError, MissingDependencyError } from '../errors.js';
+import { KmsEnvelopeError } from '../errors.js';
+import { loadOpenTelemetryApi } from './telemetry.js';
 
 /** A span attribute value, as OpenTelemetry takes it. */
 export type TraceAttributeValue = string | number | boolean;
@@ -105,12 +105,9 @@ const STATUS_ERROR = 2;
  * @throws MissingDependencyError when `@opentelemetry/api` is not installed.
  */
 export function openTelemetryTracer(): TracerLike {
-  let api: { trace: { getTracer(name: string): TracerLike } };
-  try {
-    api = createRequire(import.meta.url)('@opentelemetry/api') as typeof api;
-  } catch (cause) {
-    throw new MissingDependencyError('@opentelemetry/api', "the client's tracing: 'opentelemetry'", cause);
-  }
+  const api = loadOpenTelemetryApi<{ trace: { getTracer(name: string): TracerLike } }>(
+    "the client's tracing: 'opentelemetry'",
+  );
   return api.trace.getTracer('kms-envelope');
 }
 
