@@ -185,11 +185,14 @@ export {
   type WrapEvent,
 } from './unwrap/telemetry.js';
 export {
+  type KmsOperation,
   openTelemetryTracer,
   type SpanLike,
   SpanNames,
   type SpanOptionsLike,
   TraceAttribute,
+  type TraceAttributes,
+  type TraceAttributeValue,
   type TracerLike,
 } from './unwrap/tracing.js';
 export {

@@ -129,22 +129,38 @@ export interface UnwrapStats {
 
 /** A tried or skipped wrap (see {@link Channels.wrap}). */
 export interface WrapEvent {
+  /** The index. */
   readonly index: string;
+  /** The wrap's slot. */
   readonly slot: string;
+  /** The wrap's provider. */
   readonly provider: string;
+  /** The envelope's version. */
   readonly version: number;
+  /** 1 for the primary, i + 2 for `wraps[i]`. */
   readonly share: number;
+  /** `ok`, `tampered`, or the error code. */
   readonly outcome: string;
+  /** Not tried (not admitted, or the deadline passed). */
   readonly skipped: boolean;
+  /** How long the KMS call took (0 when skipped). */
   readonly durationMs: number;
 }
 
 /** A tamper signal (see {@link Channels.tamper}). */
 export interface TamperEvent {
+  /** The index. */
   readonly index: string;
+  /** The envelope's version. */
   readonly version: number;
+  /** The slots of the refused wraps. */
   readonly slots: readonly string[];
+  /** Their providers, in the same order. */
   readonly providers: readonly string[];
+  /**
+   * `kek-check`: a wrap's KEK is not the envelope's; `share`: one share does not combine with the
+   * good ones; `combination`: no k of the shares give the KEK.
+   */
   readonly reason: 'kek-check' | 'share' | 'combination';
 }
 

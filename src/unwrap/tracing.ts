@@ -40,16 +40,23 @@ export type TraceAttributes = Record<string, TraceAttributeValue>;
 
 /** The structural subset of an OpenTelemetry `Span` used here. */
 export interface SpanLike {
+  /** Sets one attribute. */
   setAttribute(key: string, value: TraceAttributeValue): unknown;
+  /** Sets the status (`code` 2 is an error). */
   setStatus(status: { code: number; message?: string }): unknown;
+  /** Adds a timed event (a failed attempt of a retried call). */
   addEvent?(name: string, attributes?: TraceAttributes): unknown;
+  /** Records an error: our typed errors with code, name, message and stack, never a cause. */
   recordException?(exception: { name: string; code?: string; message?: string; stack?: string }): unknown;
+  /** Ends the span. */
   end(): void;
 }
 
 /** Options of a new span, as OpenTelemetry's `SpanOptions` has them. */
 export interface SpanOptionsLike {
+  /** OpenTelemetry's `SpanKind` (0 internal, 2 client). */
   kind?: number;
+  /** The span's first attributes. */
   attributes?: TraceAttributes;
 }
 
@@ -59,17 +66,25 @@ export interface SpanOptionsLike {
  * call runs, so spans started inside nest under it).
  */
 export interface TracerLike {
+  /** Starts a span (not made active). */
   startSpan(name: string, options?: SpanOptionsLike): SpanLike;
+  /** Starts a span and runs `fn` with it as the active span. */
   startActiveSpan?(name: string, options: SpanOptionsLike, fn: (span: SpanLike) => unknown): unknown;
 }
 
 /** Span names. */
 export const SpanNames = {
+  /** A KMS call: `kms-envelope.kms.wrap`, `.unwrap`, `.rewrap` (`.call` when unnamed). */
   kms: (operation: KmsOperation | undefined) => `kms-envelope.kms.${operation ?? 'call'}`,
+  /** The event of a failed attempt inside a retried KMS call's span. */
   kmsAttemptFailed: 'kms-envelope.kms.attempt_failed',
+  /** An envelope read (`get`, or `getEncoded` with `kms_envelope.store.encoded`). */
   storeGet: 'kms-envelope.store.get',
+  /** A strict create. */
   storeCreate: 'kms-envelope.store.create',
+  /** A push (upsert, or compare-and-set with `kms_envelope.store.expected_version`). */
   storePush: 'kms-envelope.store.push',
+  /** A delete. */
   storeDelete: 'kms-envelope.store.delete',
 } as const;
 
@@ -78,18 +93,27 @@ export type KmsOperation = 'wrap' | 'unwrap' | 'rewrap';
 
 /** Attribute keys. */
 export const TraceAttribute = {
+  /** The KMS slot. */
   slot: 'kms_envelope.slot',
+  /** The provider id. */
   provider: 'kms_envelope.provider',
+  /** The index. */
   index: 'kms_envelope.index',
+  /** `ok`, or the error code. */
   outcome: 'kms_envelope.outcome',
+  /** How many attempts a KMS call took. */
   attempts: 'kms_envelope.attempts',
+  /** On a failed-attempt event: which attempt. */
   attempt: 'kms_envelope.attempt',
+  /** On a failed-attempt event: how long it took. */
   durationMs: 'kms_envelope.duration_ms',
+  /** The store's kind (`memory`, `disk`, `redis`, `postgres`, …). */
   store: 'kms_envelope.store',
   /** On `store.get`: the raw stored bytes were read (`getEncoded`, the every-call cache). */
   encoded: 'kms_envelope.store.encoded',
   /** On `store.push`: a compare-and-set on this expected version. */
   expectedVersion: 'kms_envelope.store.expected_version',
+  /** On failure: the error code, or a plain class name. */
   errorType: 'error.type',
 } as const;
 
