@@ -339,6 +339,25 @@ export function buildRequestMessage(
 }
 
 /**
+ * The protocol version a Response Message's header says the server answered in, or `undefined`
+ * when the header has none (a malformed response; {@link parseResponseMessage} refuses it).
+ */
+export function responseProtocolVersion(message: TtlvItem): KmipVersion | undefined {
+  const header =
+    message.tag === Tag.ResponseMessage ? findOne(message, Tag.ResponseHeader, 'Structure') : undefined;
+  const version = header === undefined ? undefined : findOne(header, Tag.ProtocolVersion, 'Structure');
+  if (version === undefined) return undefined;
+  const major = findOne(version, Tag.ProtocolVersionMajor, 'Integer')?.value;
+  const minor = findOne(version, Tag.ProtocolVersionMinor, 'Integer')?.value;
+  return major === undefined || minor === undefined ? undefined : { major, minor };
+}
+
+/** Whether `got` is an older KMIP version than `wanted` (another major counts as older). */
+export function olderKmipVersion(got: KmipVersion, wanted: KmipVersion): boolean {
+  return got.major !== wanted.major || got.minor < wanted.minor;
+}
+
+/**
  * Reads a decoded Response Message into one result per requested operation (matched by Unique
  * Batch Item ID when several were sent). A single failure without an operation (the server could
  * not read the request) is the result of every operation.
@@ -778,9 +797,12 @@ export class KmipClient {
     });
     try {
       let results: KmipBatchResult[];
+      let answered: KmipVersion | undefined;
       try {
+        const message = decodeTtlv(frame, { maxBytes: this.#maxResponseBytes });
+        answered = responseProtocolVersion(message);
         results = parseResponseMessage(
-          decodeTtlv(frame, { maxBytes: this.#maxResponseBytes }),
+          message,
           items.map((i) => i.operation),
         );
       } catch (err) {
@@ -788,6 +810,19 @@ export class KmipClient {
           ...where,
           cause: err,
         });
+      }
+      // A server that answers in an older version may have read the request as that version
+      // (KMIP 1.2 has no authenticated-encryption fields): never act on a success it reports so.
+      // Its failures are mapped as any failure (nothing of theirs is used).
+      if (
+        answered !== undefined &&
+        olderKmipVersion(answered, this.#version) &&
+        results.some((result) => result.failure === undefined)
+      ) {
+        throw new ConfigError(
+          `the KMIP server answered in KMIP ${answered.major}.${answered.minor}, not the ${this.#version.major}.${this.#version.minor} asked for`,
+          where,
+        );
       }
       try {
         return parse(results);

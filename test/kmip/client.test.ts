@@ -7,6 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { createServer as createTlsServer } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   AccessDeniedError,
@@ -23,12 +24,15 @@ import {
   KmipClient,
   type KmipClientOptions,
   locatePayload,
+  olderKmipVersion,
   parseGetPayload,
   parseResponseMessage,
+  responseProtocolVersion,
 } from '../../src/kmip/client.js';
 import { KeyFormatType, ObjectType, Operation, State, Tag } from '../../src/kmip/tags.js';
 import { decodeTtlv, requireOne, textString } from '../../src/kmip/ttlv.js';
 import { type PyKmipHandle, pyKmipAvailable, startPyKmip } from '../../src/testing/pykmip.js';
+import { sharedTestTls } from '../../src/testing/test-ca.js';
 import { serviceAvailable } from '../helpers/services.js';
 
 const vectors = JSON.parse(
@@ -95,8 +99,46 @@ describe('request builder and response parser against the KMIP 1.1 Test Cases', 
           r.uniqueIdentifier,
         );
       }
+      // The spec's test cases answer in KMIP 1.1: older than anything this client asks for.
+      expect(responseProtocolVersion(decodeTtlv(Buffer.from(row.hex, 'hex')))).toEqual({
+        major: 1,
+        minor: 1,
+      });
     });
   }
+
+  it('a success answered in an older protocol version than asked for is refused, never acted on', async () => {
+    // A TLS server that answers every request with the spec's Create response (a KMIP 1.1 header).
+    const created = vectors.messages.find((r) => r.name.startsWith('Create response'))!;
+    const tls = await sharedTestTls();
+    const server = createTlsServer({ cert: tls.certPem, key: tls.keyPem }, (socket) =>
+      socket.once('data', () => socket.end(Buffer.from(created.hex, 'hex'))),
+    );
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const client = new KmipClient({
+      host: '127.0.0.1',
+      port: (server.address() as { port: number }).port,
+      ca: tls.caPem,
+      cert: tls.certPem,
+      key: Buffer.from(tls.keyPem),
+    });
+    try {
+      const err = await client.createSymmetricKey().catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(ConfigError);
+      expect((err as Error).message).toMatch(/answered in KMIP 1\.1, not the 1\.2 asked for/);
+    } finally {
+      await client.close();
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+
+  it('an answer in an older protocol version than asked for is older; a newer minor is not', () => {
+    expect(olderKmipVersion({ major: 1, minor: 1 }, { major: 1, minor: 2 })).toBe(true);
+    expect(olderKmipVersion({ major: 1, minor: 2 }, { major: 1, minor: 4 })).toBe(true);
+    expect(olderKmipVersion({ major: 1, minor: 4 }, { major: 1, minor: 4 })).toBe(false);
+    expect(olderKmipVersion({ major: 1, minor: 4 }, { major: 1, minor: 2 })).toBe(false);
+    expect(olderKmipVersion({ major: 2, minor: 0 }, { major: 1, minor: 4 })).toBe(true);
+  });
 });
 
 const hasPyKmip = () =>
