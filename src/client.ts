@@ -29,7 +29,7 @@ import {
 import { Kek } from './keys/kek.js';
 import { kekCheckValue, kekMatchesCheck } from './keys/kek-check.js';
 import { type IndexName, isValidName, parseIndexName, parseSlotName, type SlotName } from './names.js';
-import type { KmsProvider, WrapContext } from './providers/provider.js';
+import type { KmsProvider, WrapContext, WrappedKek } from './providers/provider.js';
 import { KmsRegistry, type KmsRegistryOptions } from './providers/registry.js';
 import { slotServesIndex } from './providers/slot.js';
 import { decodeStored } from './storage/bind.js';
@@ -46,7 +46,7 @@ import {
   sameEnvelope,
 } from './unwrap/kek-cache.js';
 import { callLeased, KekLease, runLeased } from './unwrap/kek-lease.js';
-import { hasSyncUnwrap, KmsCaller, type KmsCallOptions } from './unwrap/kms-calls.js';
+import { hasSyncUnwrap, KmsCaller, type KmsCallOptions, type KmsCallTarget } from './unwrap/kms-calls.js';
 import { unwrapWraps, type WrapOutcome, type WrapUnwrapper } from './unwrap/multi-wrap.js';
 import { type MeterLike, openTelemetryMeter, Telemetry, type UnwrapStats } from './unwrap/telemetry.js';
 import { resolveTracer, type TracerLike } from './unwrap/tracing.js';
@@ -1019,8 +1019,8 @@ export class KmsEnvelopeClient {
       schemaVersion: KMS_BLOB_SCHEMA_VERSION,
       creationId: current.creationId ?? newCreationId(),
     };
-    const from = bindingOf(index, slot, current);
-    const to = bindingOf(index, slot, next);
+    const from = wrapBindingOf(index, slot, current);
+    const to = wrapBindingOf(index, slot, next);
     const wrapped = await this.#caller.run(
       { slot, provider: provider.id, index, operation: 'rewrap' },
       (deadline) => rewrap(current, { ...from, signal: deadline }, { ...to, signal: deadline }),
@@ -1043,26 +1043,8 @@ export class KmsEnvelopeClient {
   async verify(indexName: string, options: UnwrapOptions = {}): Promise<VerifyReport> {
     const index = parseIndexName(indexName);
     const blob = await this.store.get(index);
-    if (isMultiWrap(blob)) {
-      if (options.kek !== undefined) throw new InvalidArgumentError(SUPPLIED_KEK_ONLY_NONE, { index });
-      await this.#admitGeneration(index, blob, true);
-      const { kek, outcomes } = await unwrapWraps(index, blob, this.#unwrapperFor(index), {
-        signal: options.signal,
-        deadlineMs: this.#deadlineMs,
-        exhaustive: true,
-      });
-      kek.zero();
-      this.#raiseHighWater(index, blob);
-      return {
-        index,
-        slot: blob.kmsName,
-        provider: blob.provider,
-        version: blob.version,
-        kekChecked: true,
-        wraps: outcomes,
-      };
-    }
-    const kek = await this.#unwrapBlob(index, blob, options, true);
+    // Every wrap of a multi-wrap envelope is tried, so each one's outcome is known.
+    const { kek, outcomes } = await this.#unwrapServed(index, blob, options, true, true);
     kek.zero();
     return {
       index,
@@ -1070,6 +1052,7 @@ export class KmsEnvelopeClient {
       provider: blob.provider,
       version: blob.version,
       kekChecked: blob.kekCheck !== undefined,
+      ...(outcomes === undefined ? {} : { wraps: outcomes }),
     };
   }
 
@@ -1259,17 +1242,43 @@ export class KmsEnvelopeClient {
       admit: (entry) => this.#unwrapProvider(index, entry.kmsName, entry.provider),
       isOpen: (slot) => this.#caller.isOpen(slot),
       unwrap: (entry, provider, context, signal) =>
-        this.#caller.run(
+        this.#callUnwrap(
           { slot: entry.kmsName, provider: provider.id, index, operation: 'unwrap' },
-          async (deadline) => {
-            const unwrapped = await provider.unwrap(entry, { ...context, signal: deadline });
-            if (deadline.aborted) unwrapped.zero();
-            return unwrapped;
-          },
+          provider,
+          entry,
+          context,
           signal,
         ),
       telemetry: this.#telemetry,
     };
+  }
+
+  /**
+   * One provider unwrap through the KMS call policy (deadline, retries, breaker); `suppliedKek`
+   * for provider `none`.
+   */
+  #callUnwrap(
+    target: KmsCallTarget,
+    provider: KmsProvider,
+    wrapped: WrappedKek,
+    context: WrapContext,
+    signal: AbortSignal | undefined,
+    suppliedKek?: Kek,
+  ): Promise<Kek> {
+    return this.#caller.run(
+      target,
+      async (deadline) => {
+        const unwrapped = await provider.unwrap(wrapped, {
+          ...context,
+          signal: deadline,
+          ...(suppliedKek ? { suppliedKek } : {}),
+        });
+        // Too late: the caller has already been told the deadline passed. Do not leak the key.
+        if (deadline.aborted) unwrapped.zero();
+        return unwrapped;
+      },
+      signal,
+    );
   }
 
   async #wrapInto(
@@ -1438,23 +1447,26 @@ export class KmsEnvelopeClient {
 
   /**
    * {@link #unwrapBlob}, and which slot served: for a multi-wrap envelope the wrap (or the shares'
-   * slots joined by `+`) that {@link unwrapWraps} used.
+   * slots joined by `+`) that {@link unwrapWraps} used, and, with `exhaustive` (verify), every
+   * wrap's outcome.
    */
   async #unwrapServed(
     index: IndexName,
     blob: KmsBlob,
     options: UnwrapOptions,
     stored: boolean,
-  ): Promise<{ kek: Kek; servedBy?: string }> {
+    exhaustive = false,
+  ): Promise<{ kek: Kek; servedBy?: string; outcomes?: readonly WrapOutcome[] }> {
     if (!isMultiWrap(blob)) return { kek: await this.#unwrapSingle(index, blob, options, stored) };
     if (options.kek !== undefined) throw new InvalidArgumentError(SUPPLIED_KEK_ONLY_NONE, { index });
     await this.#admitGeneration(index, blob, stored);
-    const { kek, served } = await unwrapWraps(index, blob, this.#unwrapperFor(index), {
+    const { kek, served, outcomes } = await unwrapWraps(index, blob, this.#unwrapperFor(index), {
       signal: options.signal,
       deadlineMs: this.#deadlineMs,
+      exhaustive,
     });
     if (stored) this.#raiseHighWater(index, blob);
-    return { kek, servedBy: served.map((wrap) => wrap.kmsName).join('+') };
+    return { kek, servedBy: served.map((wrap) => wrap.kmsName).join('+'), outcomes };
   }
 
   /** Unwraps a single-wrap envelope with its slot's provider. */
@@ -1471,24 +1483,11 @@ export class KmsEnvelopeClient {
     }
     const slot = parseSlotName(blob.kmsName);
     const target = { slot, provider: provider.id, index, operation: 'unwrap' as const };
-    const context = bindingOf(index, slot, blob);
+    const context = wrapBindingOf(index, slot, blob);
     const kek =
       options.kek === undefined && hasSyncUnwrap(provider)
         ? this.#caller.runSync(target, () => provider.unwrapSync(blob, context), options.signal)
-        : await this.#caller.run(
-            target,
-            async (deadline) => {
-              const unwrapped = await provider.unwrap(blob, {
-                ...context,
-                signal: deadline,
-                ...(options.kek ? { suppliedKek: options.kek } : {}),
-              });
-              // Too late: the caller has already been told the deadline passed. Do not leak the key.
-              if (deadline.aborted) unwrapped.zero();
-              return unwrapped;
-            },
-            options.signal,
-          );
+        : await this.#callUnwrap(target, provider, blob, context, options.signal, options.kek);
     if (blob.kekCheck !== undefined && !kekMatchesCheck(kek, blob.kekCheck)) {
       kek.zero();
       throw new KekMismatchError("the KEK does not match the envelope's KEK check value", where);
@@ -1496,18 +1495,6 @@ export class KmsEnvelopeClient {
     if (stored) this.#raiseHighWater(index, blob);
     return kek;
   }
-}
-
-/** What a wrap of `blob` is bound to: schema 2 envelopes add their version and creation id. */
-function bindingOf(
-  index: IndexName,
-  slot: SlotName,
-  blob: Pick<KmsBlob, 'encryptionContext' | 'version' | 'creationId'>,
-): WrapContext {
-  const base = { index, slot, encryptionContext: blob.encryptionContext };
-  return blob.creationId === undefined
-    ? base
-    : { ...base, version: blob.version, creationId: blob.creationId };
 }
 
 const SUPPLIED_KEK_ONLY_NONE = 'a KEK can only be supplied for envelopes of provider "none"';

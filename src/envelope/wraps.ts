@@ -48,16 +48,17 @@ export function slotsOf(blob: KmsBlob): string[] {
 }
 
 /**
- * What the wrap with share number `share` of an envelope with these fields is bound to: index,
- * its own slot, the envelope's context, version and creation id (schema 2 and 3), and for a
- * threshold envelope the policy and the share number.
+ * What the wrap with share number `share` (of `shares`) of an envelope with these fields is bound
+ * to: index, its own slot, the envelope's context, version and creation id (schema 2 and 3), and
+ * for a threshold envelope the policy and the share number. For a single-wrap envelope (or any
+ * wrap of an any-one envelope) `share` and `shares` play no part.
  */
 export function wrapBindingOf(
   index: IndexName,
   slot: SlotName,
   blob: Pick<KmsBlob, 'encryptionContext' | 'version' | 'creationId' | 'threshold'>,
-  share: number,
-  shares: number,
+  share = 1,
+  shares = 1,
 ): WrapContext {
   const base = { index, slot, encryptionContext: blob.encryptionContext };
   if (blob.creationId === undefined) return base;
@@ -92,18 +93,15 @@ export function checkPolicy(slots: readonly string[], threshold: number | undefi
   }
 }
 
-/** Share y-values (Shamir over GF(256)) of one KEK, each as a 32-byte key to wrap. */
-export type KekShares = Kek[];
-
 /**
- * Splits `kek` into `shares` Shamir shares, any `threshold` of which recover it; returns the
+ * Splits `kek` into `shares` Shamir shares (over GF(256)), any `threshold` of which recover it; returns the
  * 32-byte y-values of the shares with x = 1 … `shares`, in that order (share i + 1 at index i).
  * The caller zeroes them.
  *
  * The library picks x coordinates at random; all 255 are made and those with x = 1 … n kept (the
  * others are wiped), so the position of a wrap is its x coordinate and nothing else is stored.
  */
-export async function splitKek(kek: Kek, shares: number, threshold: number): Promise<KekShares> {
+export async function splitKek(kek: Kek, shares: number, threshold: number): Promise<Kek[]> {
   // The library checks `constructor === Uint8Array`: a Buffer would be refused.
   const secret = new Uint8Array(kek.expose());
   let all: Uint8Array[] = [];

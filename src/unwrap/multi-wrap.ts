@@ -24,7 +24,13 @@ import {
   wrapBindingOf,
   wrapsOf,
 } from '../envelope/wraps.js';
-import { AllWrapsFailedError, DeadlineExceededError, KekMismatchError, KmsEnvelopeError } from '../errors.js';
+import {
+  AllWrapsFailedError,
+  DeadlineExceededError,
+  ErrorCode,
+  KekMismatchError,
+  KmsEnvelopeError,
+} from '../errors.js';
 import type { Kek } from '../keys/kek.js';
 import { kekMatchesCheck } from '../keys/kek-check.js';
 import type { IndexName, SlotName } from '../names.js';
@@ -124,7 +130,7 @@ export async function unwrapWraps(
       share: entry.share,
       outcome: outcome.ok
         ? 'ok'
-        : outcome.error?.code === 'KMS_ENVELOPE_KEK_MISMATCH'
+        : outcome.error?.code === ErrorCode.kekMismatch
           ? 'tampered'
           : (outcome.error?.code ?? 'skipped'),
       skipped: outcome.skipped,

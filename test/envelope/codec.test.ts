@@ -4,12 +4,12 @@ import { isDeepStrictEqual } from 'node:util';
 import fc from 'fast-check';
 import { Builder, ByteBuffer } from 'flatbuffers';
 import { describe, expect, it } from 'vitest';
-import { crc32c } from '../../src/envelope/checksum.js';
 import { decodeKmsBlob, encodeKmsBlob } from '../../src/envelope/codec.js';
 import { CREATION_ID_LENGTH, type KmsBlob, KmsBlobLimits } from '../../src/envelope/kms-blob.js';
 import { InvalidArgumentError, MalformedEnvelopeError } from '../../src/errors.js';
-import { ContextEntry, KMSBlob, Wrap } from '../../src/generated/kms_blob_generated.js';
+import { KMSBlob } from '../../src/generated/kms_blob_generated.js';
 import { sampleBlob } from '../helpers/blobs.js';
+import { buildWithFlatc, byUtf8, withTrailer } from '../helpers/flatc-blob.js';
 
 const vectorDir = join(import.meta.dirname, '../vectors/envelopes');
 const kinds = readdirSync(vectorDir)
@@ -64,14 +64,6 @@ function attempt(bytes: Uint8Array): KmsBlob | 'malformed' {
 function expectValid(blob: KmsBlob): void {
   const again = decodeKmsBlob(encodeKmsBlob(blob));
   if (!isDeepStrictEqual(again, blob)) expect(again).toEqual(blob);
-}
-
-/** A copy of `fb` (without trailer) with a fresh valid CRC32C trailer. */
-function withTrailer(fb: Uint8Array): Uint8Array {
-  const out = new Uint8Array(fb.length + 4);
-  out.set(fb);
-  new DataView(out.buffer).setUint32(fb.length, crc32c(fb), true);
-  return out;
 }
 
 /** No C0 control characters or DEL (the codec refuses them in text fields). */
@@ -143,9 +135,6 @@ const sampleWrap = {
   wrappedKek: new Uint8Array([9, 8, 7]),
 };
 
-/** UTF-8 byte order of strings: the order in which context entries are stored. */
-const byUtf8 = (a: string, b: string): number => Buffer.compare(Buffer.from(a), Buffer.from(b));
-
 /** The context sorted by key in stored order (toEqual ignores key order; this is for reading). */
 function normalized(blob: KmsBlob): KmsBlob {
   const ctx = blob.encryptionContext;
@@ -157,55 +146,6 @@ function normalized(blob: KmsBlob): KmsBlob {
         .map((key) => [key, ctx[key]!]),
     ),
   };
-}
-
-/** Builds a buffer with the flatc-generated builder (back to front, its own layout). */
-function buildWithFlatc(blob: KmsBlob, extra?: (b: Builder) => void): Uint8Array {
-  const b = new Builder(256);
-  const entries = Object.keys(blob.encryptionContext)
-    .sort(byUtf8)
-    .map((k) =>
-      ContextEntry.createContextEntry(b, b.createString(k), b.createString(blob.encryptionContext[k]!)),
-    );
-  const ctx = entries.length ? KMSBlob.createEncryptionContextVector(b, entries) : 0;
-  const strings = [blob.kmsName, blob.provider, blob.keyId, blob.region, blob.indexName].map((s) =>
-    b.createString(s),
-  );
-  const wrapped = KMSBlob.createWrappedKekVector(b, blob.wrappedKek);
-  const check = blob.kekCheck ? KMSBlob.createKekCheckVector(b, blob.kekCheck) : 0;
-  const creation = blob.creationId ? KMSBlob.createCreationIdVector(b, blob.creationId) : 0;
-  const wrapTables = (blob.wraps ?? []).map((w) =>
-    Wrap.createWrap(
-      b,
-      b.createString(w.kmsName),
-      b.createString(w.provider),
-      w.keyId === '' ? 0 : b.createString(w.keyId),
-      w.region === '' ? 0 : b.createString(w.region),
-      Wrap.createWrappedKekVector(b, w.wrappedKek),
-    ),
-  );
-  const wraps = wrapTables.length > 0 ? KMSBlob.createWrapsVector(b, wrapTables) : 0;
-  // startKMSBlob() makes room for the known fields only; endObject() would drop later ones.
-  if (extra) b.startObject(18);
-  else KMSBlob.startKMSBlob(b);
-  KMSBlob.addKmsName(b, strings[0]!);
-  KMSBlob.addProvider(b, strings[1]!);
-  KMSBlob.addKeyId(b, strings[2]!);
-  KMSBlob.addRegion(b, strings[3]!);
-  KMSBlob.addWrappedKek(b, wrapped);
-  KMSBlob.addVersion(b, blob.version);
-  KMSBlob.addCreatedAt(b, BigInt(blob.createdAt));
-  KMSBlob.addIndexName(b, strings[4]!);
-  if (ctx) KMSBlob.addEncryptionContext(b, ctx);
-  KMSBlob.addUpdatedAt(b, BigInt(blob.updatedAt));
-  if (check) KMSBlob.addKekCheck(b, check);
-  if (creation) KMSBlob.addCreationId(b, creation);
-  if (blob.schemaVersion !== 1) KMSBlob.addSchemaVersion(b, blob.schemaVersion);
-  if (wraps) KMSBlob.addWraps(b, wraps);
-  if (blob.threshold !== undefined) KMSBlob.addThreshold(b, blob.threshold);
-  extra?.(b);
-  KMSBlob.finishKMSBlobBuffer(b, KMSBlob.endKMSBlob(b));
-  return withTrailer(b.asUint8Array());
 }
 
 describe('KMSBlob codec', () => {

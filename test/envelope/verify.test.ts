@@ -2,14 +2,15 @@
 // recomputes the CRC32C trailer (so the checksum does not hide the structure check), and expects
 // MalformedEnvelopeError naming that check. Offsets follow the layout that encodeKmsBlob writes
 // (schemas/README.md, "Layout written by kms-envelope").
+
 import { Builder } from 'flatbuffers';
 import { describe, expect, it } from 'vitest';
-import { crc32c } from '../../src/envelope/checksum.js';
 import { decodeKmsBlob, encodeKmsBlob } from '../../src/envelope/codec.js';
 import { type KmsBlob, KmsBlobLimits } from '../../src/envelope/kms-blob.js';
 import { MalformedEnvelopeError } from '../../src/errors.js';
 import { ContextEntry, KMSBlob } from '../../src/generated/kms_blob_generated.js';
 import { sampleBlob } from '../helpers/blobs.js';
+import { withTrailer } from '../helpers/flatc-blob.js';
 
 const VTABLE = 8;
 const TABLE = 36;
@@ -41,13 +42,6 @@ function patched(edit: (fb: Uint8Array, view: DataView) => void, source: KmsBlob
   const fb = stored.slice(0, stored.length - 4);
   edit(fb, new DataView(fb.buffer));
   return withTrailer(fb);
-}
-
-function withTrailer(fb: Uint8Array): Uint8Array {
-  const out = new Uint8Array(fb.length + 4);
-  out.set(fb);
-  new DataView(out.buffer).setUint32(fb.length, crc32c(fb), true);
-  return out;
 }
 
 function indexOf(haystack: Uint8Array, needle: string): number {

@@ -1,6 +1,4 @@
-import { Builder } from 'flatbuffers';
 import { describe, expect, it } from 'vitest';
-import { crc32c } from '../../src/envelope/checksum.js';
 import { decodeKmsBlob, encodeKmsBlob } from '../../src/envelope/codec.js';
 import type { KmsBlob, KmsWrap } from '../../src/envelope/kms-blob.js';
 import {
@@ -13,9 +11,9 @@ import {
   wrapsOf,
 } from '../../src/envelope/wraps.js';
 import { InvalidArgumentError, MalformedEnvelopeError } from '../../src/errors.js';
-import { KMSBlob, Wrap } from '../../src/generated/kms_blob_generated.js';
 import { Kek } from '../../src/keys/kek.js';
 import { parseIndexName, parseSlotName } from '../../src/names.js';
+import { buildWithFlatc } from '../helpers/flatc-blob.js';
 
 const wrap = (name: string, provider = 'local'): KmsWrap => ({
   kmsName: name,
@@ -44,45 +42,7 @@ const base: KmsBlob = {
 
 /** A buffer written by flatc's builder, with wraps as given (no value checks on the way). */
 function flatc(blob: KmsBlob, wraps: readonly KmsWrap[], threshold?: number): Uint8Array {
-  const b = new Builder(512);
-  const tables = wraps.map((w) =>
-    Wrap.createWrap(
-      b,
-      b.createString(w.kmsName),
-      b.createString(w.provider),
-      b.createString(w.keyId),
-      0,
-      Wrap.createWrappedKekVector(b, w.wrappedKek),
-    ),
-  );
-  const vector = KMSBlob.createWrapsVector(b, tables);
-  const strings = [blob.kmsName, blob.provider, blob.keyId, blob.region, blob.indexName].map((s) =>
-    b.createString(s),
-  );
-  const wrapped = KMSBlob.createWrappedKekVector(b, blob.wrappedKek);
-  const check = blob.kekCheck ? KMSBlob.createKekCheckVector(b, blob.kekCheck) : 0;
-  const creation = blob.creationId ? KMSBlob.createCreationIdVector(b, blob.creationId) : 0;
-  KMSBlob.startKMSBlob(b);
-  KMSBlob.addKmsName(b, strings[0]!);
-  KMSBlob.addProvider(b, strings[1]!);
-  KMSBlob.addKeyId(b, strings[2]!);
-  KMSBlob.addRegion(b, strings[3]!);
-  KMSBlob.addWrappedKek(b, wrapped);
-  KMSBlob.addVersion(b, blob.version);
-  KMSBlob.addCreatedAt(b, BigInt(blob.createdAt));
-  KMSBlob.addIndexName(b, strings[4]!);
-  KMSBlob.addUpdatedAt(b, BigInt(blob.updatedAt));
-  if (check) KMSBlob.addKekCheck(b, check);
-  if (creation) KMSBlob.addCreationId(b, creation);
-  KMSBlob.addSchemaVersion(b, blob.schemaVersion);
-  KMSBlob.addWraps(b, vector);
-  if (threshold !== undefined) KMSBlob.addThreshold(b, threshold);
-  KMSBlob.finishKMSBlobBuffer(b, KMSBlob.endKMSBlob(b));
-  const fb = b.asUint8Array();
-  const out = new Uint8Array(fb.length + 4);
-  out.set(fb);
-  new DataView(out.buffer).setUint32(fb.length, crc32c(fb, 0, fb.length), true);
-  return out;
+  return buildWithFlatc({ ...blob, wraps, threshold });
 }
 
 describe('the wraps of an envelope: the rules a reader enforces', () => {

@@ -31,9 +31,9 @@ import {
 } from '../../src/kmip/client.js';
 import { KeyFormatType, ObjectType, Operation, State, Tag } from '../../src/kmip/tags.js';
 import { decodeTtlv, requireOne, textString } from '../../src/kmip/ttlv.js';
-import { type PyKmipHandle, pyKmipAvailable, startPyKmip } from '../../src/testing/pykmip.js';
+import { type PyKmipHandle, startPyKmip } from '../../src/testing/pykmip.js';
 import { sharedTestTls } from '../../src/testing/test-ca.js';
-import { serviceAvailable } from '../helpers/services.js';
+import { hasPyKmip, pyKmipClientOptions } from '../helpers/pykmip.js';
 
 const vectors = JSON.parse(
   readFileSync(new URL('../vectors/kmip/messages.json', import.meta.url), 'utf8'),
@@ -141,24 +141,10 @@ describe('request builder and response parser against the KMIP 1.1 Test Cases', 
   });
 });
 
-const hasPyKmip = () =>
-  serviceAvailable(
-    'PyKMIP',
-    pyKmipAvailable(),
-    'apt-get install python3-pykmip openssl (Debian; the server runs under /usr/bin/python3)',
-  );
-
 describe.skipIf(!hasPyKmip())('KmipClient against PyKMIP', () => {
   let server: PyKmipHandle;
   let client: KmipClient;
-  const optionsFor = (over: Partial<KmipClientOptions> = {}): KmipClientOptions => ({
-    host: server.host,
-    port: server.port,
-    ca: server.ca,
-    cert: server.clientCert,
-    key: Buffer.from(server.clientKey),
-    ...over,
-  });
+  const optionsFor = (over: Partial<KmipClientOptions> = {}) => pyKmipClientOptions(server, over);
   beforeAll(async () => {
     server = await startPyKmip();
     client = new KmipClient(optionsFor());

@@ -11,7 +11,6 @@ import {
   KekMismatchError,
   KmsEnvelopeError,
   ProviderUnavailableError,
-  SlotNotAllowedError,
   ThrottledError,
   UnwrapFailedError,
   VersionConflictError,
@@ -218,7 +217,7 @@ describe('multi-wrap envelopes: create and unwrap (anyOf)', () => {
 
 describe('multi-wrap envelopes: a store writer', () => {
   it('a secondary wrap of another KEK is refused as a tamper signal, even though another wrap serves', async () => {
-    const { client, controls, store, kms } = multiClient(['a', 'b', 'c']);
+    const { client, controls, store } = multiClient(['a', 'b', 'c']);
     const kek = await client.createIndex('orders', { slots: ['a', 'b', 'c'] });
     const blob = await client.getEnvelope('orders');
     await forgeSecondary(client, store, blob);
@@ -251,7 +250,6 @@ describe('multi-wrap envelopes: a store writer', () => {
     controls.c!.fail = 'all';
     const err = (await caught(client.unwrap('orders'))) as AllWrapsFailedError;
     expect(err.failures.find((f) => f.slot === 'b')?.error).toBeInstanceOf(KekMismatchError);
-    void kms;
     await client.close();
   });
 
@@ -462,7 +460,6 @@ describe('errors of multi-wrap unwraps are typed', () => {
     expect(await caught(client.unwrap('orders', { kek: Kek.generate() }))).toBeInstanceOf(
       InvalidArgumentError,
     );
-    expect(SlotNotAllowedError).toBeDefined();
     await client.close();
   });
 });
@@ -479,7 +476,7 @@ describe('DEKs over a multi-wrap envelope', () => {
     const token = await keyring.encryptValue('alice@example.com');
     const before = await client.getEnvelope('orders');
     const report = await keyring.rotateKek();
-    expect(report).toBeDefined();
+    expect(report).toMatchObject({ dryRun: false, resumed: false, rewrapped: 1 });
     const after = await client.getEnvelope('orders');
     expect(after.version).toBe(before.version + 1);
     expect([after.kmsName, ...after.wraps!.map((w) => w.kmsName)]).toEqual(['a', 'b', 'c']);

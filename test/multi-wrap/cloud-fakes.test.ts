@@ -15,6 +15,7 @@ import {
   AccessDeniedError,
   AllWrapsFailedError,
   KekMismatchError,
+  KeyNotFoundError,
   ProviderUnavailableError,
   SlotNotAllowedError,
   ThrottledError,
@@ -511,7 +512,9 @@ describe('break-glass recovery after every cloud is gone', () => {
     expect(dr.requests.map((r) => r.operation)).toEqual(['Encrypt', 'Decrypt']);
     // A second recovery with the key of another pair is refused, and changes nothing.
     const other = await generateRecipientKeyPair('x25519');
-    expect(await caught(operator.recover('orders', { privateKey: other.privateKey }))).toBeInstanceOf(Error);
+    expect(await caught(operator.recover('orders', { privateKey: other.privateKey }))).toBeInstanceOf(
+      KeyNotFoundError,
+    );
     expect((await operator.getEnvelope('orders')).version).toBe(2);
   });
 

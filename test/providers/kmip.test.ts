@@ -29,27 +29,17 @@ import { parseIndexName, parseSlotName } from '../../src/names.js';
 import { KmsRegistry, type KmsRegistryOptions } from '../../src/providers/registry.js';
 import type { KmsSlotInput } from '../../src/providers/slot.js';
 import { StorageConfig } from '../../src/storage/config.js';
-import { type PyKmipHandle, pyKmipAvailable, startPyKmip } from '../../src/testing/pykmip.js';
-import { serviceAvailable } from '../helpers/services.js';
+import { type PyKmipHandle, startPyKmip } from '../../src/testing/pykmip.js';
+import { hasPyKmip, pyKmipClientOptions } from '../helpers/pykmip.js';
 import { runProviderConformance } from './conformance.js';
 
-const available = serviceAvailable(
-  'PyKMIP',
-  pyKmipAvailable(),
-  'apt-get install python3-pykmip openssl (Debian; the server runs under /usr/bin/python3)',
-);
+const available = hasPyKmip();
 
 let shared: Promise<{ server: PyKmipHandle; admin: KmipClient }> | undefined;
 function pykmip() {
   shared ??= (async () => {
     const server = await startPyKmip();
-    const admin = new KmipClient({
-      host: server.host,
-      port: server.port,
-      ca: server.ca,
-      cert: server.clientCert,
-      key: Buffer.from(server.clientKey),
-    });
+    const admin = new KmipClient(pyKmipClientOptions(server));
     return { server, admin };
   })();
   return shared;
@@ -266,13 +256,7 @@ describe.skipIf(!available)('kmip faults PyKMIP can produce (key mode, no key ca
 
   it('a stopped server: a retryable ProviderUnavailableError', async () => {
     const server = await startPyKmip();
-    const admin = new KmipClient({
-      host: server.host,
-      port: server.port,
-      ca: server.ca,
-      cert: server.clientCert,
-      key: Buffer.from(server.clientKey),
-    });
+    const admin = new KmipClient(pyKmipClientOptions(server));
     const uid = await activeKey(admin);
     await admin.close();
     const client = faultClient(server, uid);
@@ -341,14 +325,7 @@ describe.skipIf(!available)('kmip provider details', () => {
     // KMIP 1.2 has no additional-data field: PyKMIP cannot read the request, and the provider says
     // delegated mode needs KMIP 1.4 authenticated encryption.
     const uid = await activeKey(admin);
-    const old = new KmipClient({
-      host: server.host,
-      port: server.port,
-      ca: server.ca,
-      cert: server.clientCert,
-      key: Buffer.from(server.clientKey),
-      protocolVersion: KMIP_1_2,
-    });
+    const old = new KmipClient(pyKmipClientOptions(server, { protocolVersion: KMIP_1_2 }));
     try {
       const err = await createKmipProvider({ keyId: uid, client: old, mode: 'delegated' })
         .wrap(Kek.generate(), ctx())
@@ -358,14 +335,7 @@ describe.skipIf(!available)('kmip provider details', () => {
     } finally {
       await old.close();
     }
-    const modern = new KmipClient({
-      host: server.host,
-      port: server.port,
-      ca: server.ca,
-      cert: server.clientCert,
-      key: Buffer.from(server.clientKey),
-      protocolVersion: KMIP_1_4,
-    });
+    const modern = new KmipClient(pyKmipClientOptions(server, { protocolVersion: KMIP_1_4 }));
     try {
       const d = createKmipProvider({ keyId: uid, client: modern, mode: 'delegated' });
       const kek = Kek.generate();
