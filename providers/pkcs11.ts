@@ -27,8 +27,11 @@
  * call's deadline, so a slow token never blocks the event loop or other requests. Login is per
  * application and token in PKCS#11: the first session logs in, the others find it logged in. A
  * session lost to a token reset (`CKR_SESSION_HANDLE_INVALID`, `CKR_USER_NOT_LOGGED_IN`,
- * `CKR_DEVICE_REMOVED`, `CKR_TOKEN_NOT_PRESENT`, a `C_Finalize` elsewhere ...) is opened and
- * logged in again, and the call retried once. pkcs11js's `C_EncryptAsync` family was not used:
+ * `CKR_DEVICE_REMOVED`, `CKR_TOKEN_NOT_PRESENT`, a `C_Finalize` elsewhere ..., or a vague
+ * `CKR_GENERAL_ERROR` / `CKR_DEVICE_ERROR` after which the session is found closed or logged
+ * out: SoftHSM2's answer to a call racing a `C_CloseAllSessions`) is opened and logged in again,
+ * and the call retried once. A vague code on a session still open stands (on `C_Decrypt` SoftHSM2
+ * means a bad tag by it). pkcs11js's `C_EncryptAsync` family was not used:
  * it covers only the data calls (`C_Login`, `C_OpenSession` and `C_FindObjects` would still block
  * the event loop) and cannot be abandoned at a deadline.
  *

@@ -56,6 +56,12 @@ export interface Pkcs11InjectedFault {
   readonly delayMs?: number;
   /** Fails the operation's main call with this CKR code instead of making it. */
   readonly failWith?: number;
+  /**
+   * With `failWith`: first closes the worker's session, as another thread's `C_CloseAllSessions`
+   * racing the call would. The worker then decides from the token's state, as for a real failure,
+   * whether to open a new session and retry (an injected fault alone is never retried).
+   */
+  readonly closeSessionFirst?: boolean;
 }
 
 /** Main thread → worker. */
@@ -334,6 +340,22 @@ export function pkcs11WorkerMain(): void {
     if (ckr === 0x190 || ckr === 0x32 || ckr === 0xe0) slot = undefined;
   }
 
+  /**
+   * A GENERAL_ERROR or DEVICE_ERROR is read as a lost session (closed or logged out by another
+   * thread while the call ran: SoftHSM2 answers GENERAL_ERROR then) only when the session is
+   * found gone or logged out afterwards. Otherwise it stands: on C_Decrypt SoftHSM2 answers
+   * GENERAL_ERROR for a bad GCM tag, which must stay an unwrap failure and is never retried.
+   */
+  function lostMidCall(ckr: number): boolean {
+    const vague = ckr === 0x05 /* GENERAL_ERROR */ || ckr === 0x30; /* DEVICE_ERROR */
+    if (!vague || session === undefined) return false;
+    try {
+      return !loggedIn(session);
+    } catch {
+      return true;
+    }
+  }
+
   const loggedIn = (s: Handle): boolean => {
     const state = call('C_GetSessionInfo', () => lib!.C_GetSessionInfo(s)).state;
     return state === CKS_RO_USER_FUNCTIONS || state === CKS_RW_USER_FUNCTIONS;
@@ -444,6 +466,15 @@ export function pkcs11WorkerMain(): void {
     checkKey(s, key, USAGE[op]);
     const injected = (name: string) => {
       if (fault?.failWith !== undefined) {
+        if (fault.closeSessionFirst) {
+          call('C_CloseSession', () => l.C_CloseSession(s));
+          refuse({
+            kind: 'ckr',
+            ckr: fault.failWith,
+            fn: name,
+            detail: `CKR 0x${fault.failWith.toString(16)} from ${name} after its session was closed`,
+          });
+        }
         refuse({
           kind: 'ckr',
           ckr: fault.failWith,
@@ -538,7 +569,12 @@ export function pkcs11WorkerMain(): void {
         const failure = err instanceof Refusal ? err.failure : undefined;
         const ckr = failure?.kind === 'ckr' ? failure.ckr : undefined;
         const injectedFault = failure?.detail.includes('(test seam)') === true;
-        if (attempt === 0 && ckr !== undefined && RECOVERABLE.has(ckr) && !injectedFault) {
+        if (
+          attempt === 0 &&
+          ckr !== undefined &&
+          !injectedFault &&
+          (RECOVERABLE.has(ckr) || lostMidCall(ckr))
+        ) {
           reset(ckr);
           continue;
         }

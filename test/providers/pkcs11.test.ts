@@ -8,8 +8,9 @@
  * the token; "access denied" is a real PIN change plus a logout (the provider's re-login is
  * refused with CKR_PIN_INCORRECT), restored after that one call; "key not found" is a real
  * relabel of the key, restored after that one call; "down" moves the token's storage away and
- * closes every session. Only the delay and the busy answer (CKR_FUNCTION_FAILED) come from the
- * provider's test seam in the worker, not from the token: SoftHSM2 is never slow or busy.
+ * closes every session. Only the delay, the busy answer (CKR_FUNCTION_FAILED) and a vague CKR
+ * after a session closed under the call come from the provider's test seam in the worker, not
+ * from the token: SoftHSM2 is never slow or busy, and that race is timing-bound.
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -243,6 +244,37 @@ describe.skipIf(!hasSoftHsm)('pkcs11 against SoftHSM2', () => {
       hsm.logout();
       await running;
       hsm.closeAllSessions();
+      expect((await p.unwrap(wrapped, ctx())).equals(kek)).toBe(true);
+    });
+  });
+
+  it('a vague CKR (GENERAL_ERROR, DEVICE_ERROR) on a session closed under the call is a lost session: a new one, one retry', async () => {
+    // SoftHSM2 answers CKR_GENERAL_ERROR (not SESSION_HANDLE_INVALID) to a call whose session
+    // another thread's C_CloseAllSessions closed while it ran; the race itself is timing-bound,
+    // so the seam closes the session and answers that code, and the worker decides as it would.
+    await withHsm(async (_hsm, provider) => {
+      let next: { failWith: number; closeSessionFirst?: boolean } | undefined;
+      const seam: Pkcs11TestSeam = {
+        beforeCall: () => {
+          const fault = next;
+          next = undefined;
+          return fault;
+        },
+      };
+      const p = await provider({ testSeam: seam, sessions: 1, mechanism: 'gcm' });
+      const kek = Kek.generate();
+      next = { failWith: 0x30 /* DEVICE_ERROR */, closeSessionFirst: true };
+      const wrapped = await p.wrap(kek, ctx());
+      next = { failWith: 0x05 /* GENERAL_ERROR */, closeSessionFirst: true };
+      // Not an unwrap failure (which a multi-wrap client would count as tamper): the KEK.
+      expect((await p.unwrap(wrapped, ctx())).equals(kek)).toBe(true);
+      // The same code with the session still open stands: on C_Decrypt it is a bad tag.
+      next = { failWith: 0x05 };
+      await expect(p.unwrap(wrapped, ctx())).rejects.toThrow(UnwrapFailedError);
+      next = { failWith: 0x30 };
+      await expect(p.wrap(kek, ctx())).rejects.toThrow(ProviderUnavailableError);
+      // A real bad tag (another index's AAD) on a live session is not retried into success either.
+      await expect(p.unwrap(wrapped, ctx('idx-2'))).rejects.toThrow(UnwrapFailedError);
       expect((await p.unwrap(wrapped, ctx())).equals(kek)).toBe(true);
     });
   });
