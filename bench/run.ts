@@ -412,6 +412,34 @@ async function wireCases(): Promise<CaseResult[]> {
   ];
 }
 
+/**
+ * A long-lived keyring's cached decrypt (its DEK lookup, with the max-age check that lets it
+ * follow invalidations) vs decryptString with the same DEK from a resolver that only awaits.
+ */
+async function keyringCases(): Promise<CaseResult[]> {
+  const client = new KmsEnvelopeClient({
+    store: StorageConfig.memory(),
+    kms: {
+      slots: { dev: { provider: 'local', masterKey: `literal:${randomBytes(32).toString('base64url')}` } },
+      secrets: { allowLiteral: true },
+    },
+  });
+  const keyring = await IndexKeyring.createIndex(client, 'bench-keyring', { slot: 'dev' });
+  const dek = await keyring.createDek();
+  const token = await keyring.encryptValue('x'.repeat(64));
+  const resolve = async () => dek;
+  const rows = [
+    await runCase({
+      name: 'keyring decryptValue (64 B, DEK cached) vs decryptString, DEK from an async resolver',
+      ours: () => keyring.decryptValue(token),
+      baseline: () => decryptString(token, resolve),
+      target: { maxRatio: 1.2 },
+    }),
+  ];
+  await client.close();
+  return rows;
+}
+
 /** rotateKek of 10,000 DEK records: records per second (a throughput figure, no baseline). */
 async function rotateThroughput(): Promise<string[]> {
   const lines: string[] = [];
@@ -516,7 +544,7 @@ async function cloudCases(): Promise<{ rows: CaseResult[]; notes: string[] }> {
   }
 }
 
-// BENCH_ONLY=unwrap,cloud,local,redis,invalidation,postgres,redis-cluster,multi-wrap,codec,wire,disk,rotate runs only those sections (default: all).
+// BENCH_ONLY=unwrap,cloud,local,redis,invalidation,postgres,redis-cluster,multi-wrap,codec,wire,keyring,disk,rotate runs only those sections (default: all).
 const only = process.env.BENCH_ONLY?.split(',').map((part) => part.trim());
 const wanted = (section: string) => only === undefined || only.includes(section);
 const none = { rows: [] as CaseResult[], notes: [] as string[] };
@@ -540,6 +568,7 @@ const results = [
   ...multiWrapResults.rows,
   ...(wanted('codec') ? await codecCases() : []),
   ...(wanted('wire') ? await wireCases() : []),
+  ...(wanted('keyring') ? await keyringCases() : []),
   ...(wanted('disk') ? await diskCases() : []),
 ];
 console.log(

@@ -30,7 +30,10 @@ const client = new KmsEnvelopeClient({
   kms: { slots: { main: { provider: 'local', masterKey: 'env:SERVICE_MASTER_KEY' } } },
 });
 
-/** One keyring per index for the life of the process: it caches the DEKs it unwrapped. */
+/**
+ * One keyring per index for the life of the process: it caches the DEKs it unwrapped, for at
+ * most the client's cache TTL, and drops them when the client reports the index changed.
+ */
 const keyrings = new Map<string, Promise<IndexKeyring>>();
 function keyringFor(index: string): Promise<IndexKeyring> {
   let keyring = keyrings.get(index);

@@ -103,6 +103,12 @@ export interface KmsEnvelopeClientOptions {
   readonly invalidation?: InvalidationFeed;
 }
 
+/**
+ * A listener of {@link KmsEnvelopeClient.onInvalidate}: the index whose envelope changed, or
+ * `undefined` when it may be any index.
+ */
+export type IndexChangeListener = (index: IndexName | undefined) => void;
+
 /** Options of {@link KmsEnvelopeClient.createIndex}. */
 export interface CreateIndexOptions {
   /** The KMS slot that wraps the new KEK (or give {@link slots}). */
@@ -291,6 +297,7 @@ export class KmsEnvelopeClient {
   readonly #minVersion: KmsEnvelopeClientOptions['minVersion'];
   readonly #feed: InvalidationFeed | undefined;
   readonly #feedStarted: Promise<void>;
+  readonly #listeners = new Set<IndexChangeListener>();
 
   constructor(options: KmsEnvelopeClientOptions) {
     const tracer = resolveTracer(options.tracing);
@@ -318,12 +325,12 @@ export class KmsEnvelopeClient {
         : this.#feed
             .start({
               changed: (index) => {
-                if (isValidName(index)) this.#cache?.invalidate(index);
+                if (isValidName(index)) this.#invalidated(index as IndexName);
               },
-              lost: () => this.#cache?.clear(),
+              lost: () => this.#invalidated(undefined),
             })
             // Entries cached before the feed listened were not covered by it.
-            .then(() => this.#cache?.clear());
+            .then(() => this.#invalidated(undefined));
     this.#feedStarted.catch(() => {}); // reported by invalidationReady()
   }
 
@@ -766,14 +773,57 @@ export class KmsEnvelopeClient {
     };
   }
 
-  /** Drops the cached KEKs of `indexName` (every tenant), zeroing them. */
+  /**
+   * Drops the cached KEKs of `indexName` (every tenant), zeroing them (a KEK leased or borrowed
+   * by `withKek` when its lease ends), and tells the {@link onInvalidate} listeners.
+   */
   invalidate(indexName: string): void {
-    this.#cache?.invalidate(parseIndexName(indexName));
+    this.#invalidated(parseIndexName(indexName));
   }
 
-  /** Drops every cached KEK, zeroing them. */
+  /** Drops every cached KEK, zeroing them, and tells the {@link onInvalidate} listeners. */
   clearCache(): void {
-    this.#cache?.clear();
+    this.#invalidated(undefined);
+  }
+
+  /**
+   * The cache's time to live in ms (`cache.ttlMs`, default 60 s); `undefined` with the cache
+   * off. An {@link IndexKeyring} keeps its keys no longer than this by default.
+   */
+  get cacheTtlMs(): number | undefined {
+    return this.#cache?.ttlMs;
+  }
+
+  /**
+   * Calls `listener` whenever this client drops what it knows of an index's KEK: with the index
+   * after a rotate or delete through this client, an {@link invalidate}, or the `invalidation`
+   * feed's message that another instance changed the envelope; with `undefined` when it may be
+   * any index ({@link clearCache}, the feed lost or (re)started, {@link close}). It runs whether
+   * or not the client has a cache: for caches of your own that derive from a KEK
+   * ({@link IndexKeyring} uses it). A listener that throws is reported as a process warning
+   * (its error's name only) and does not stop the others.
+   * @returns the function that unsubscribes `listener`.
+   */
+  onInvalidate(listener: IndexChangeListener): () => void {
+    this.#listeners.add(listener);
+    return () => {
+      this.#listeners.delete(listener);
+    };
+  }
+
+  #invalidated(index: IndexName | undefined): void {
+    if (index === undefined) this.#cache?.clear();
+    else this.#cache?.invalidate(index);
+    for (const listener of [...this.#listeners]) {
+      try {
+        listener(index);
+      } catch (err) {
+        process.emitWarning(
+          `an onInvalidate listener threw (${err instanceof Error ? err.name : typeof err})`,
+          'KmsEnvelopeWarning',
+        );
+      }
+    }
   }
 
   /** Unwrap, cache and KMS-call numbers since the client was made. */
@@ -991,7 +1041,7 @@ export class KmsEnvelopeClient {
       expectedVersion: current.version,
       expectedCreationId: current.creationId ?? NO_CREATION_ID,
     });
-    this.#cache?.invalidate(index);
+    this.#invalidated(index);
     this.#raiseHighWater(index, next);
   }
 
@@ -1121,14 +1171,14 @@ export class KmsEnvelopeClient {
       }
     }
     await this.store.delete(index);
-    this.#cache?.invalidate(index);
+    this.#invalidated(index);
     // A creation made after this starts again at version 1, with a creation id of its own.
     this.#highWater.delete(index);
   }
 
   /** Closes the providers and the store (a caller-supplied Redis client stays open). */
   async close(): Promise<void> {
-    this.#cache?.clear();
+    this.#invalidated(undefined);
     this.#providers.clear();
     this.#caller.shutdown();
     await this.#feed?.close();

@@ -7,6 +7,7 @@
 
 export type {
   CreateIndexOptions,
+  IndexChangeListener,
   KmsEnvelopeClientOptions,
   PrepareEnvelopeOptions,
   RecoverOptions,

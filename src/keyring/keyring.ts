@@ -53,7 +53,58 @@ export interface KeyringOptions {
   readonly signal?: AbortSignal;
   /** Clock in epoch seconds (tests). */
   readonly now?: () => number;
+  /**
+   * How long the keyring keeps the KEKs and DEKs it opened, in ms: by default the client's cache
+   * TTL (`client.cacheTtlMs`), or 60 s when the client caches nothing. The next use after it
+   * opens them again (one KMS unwrap of the KEK), so a KEK disabled in the KMS or an index
+   * deleted by another instance stops working here within it, with or without an invalidation
+   * feed. `Infinity` keeps them for the keyring's life (until {@link IndexKeyring.clearCache}).
+   */
+  readonly maxAgeMs?: number;
+  /**
+   * How long a key the keyring dropped (at `maxAgeMs`, or when the client reports the index
+   * changed: see {@link KmsEnvelopeClient.onInvalidate}) stays usable by a caller that already
+   * holds it, in ms after its load settled, before it is zeroed; default 5000. A caller that
+   * keeps a DEK's {@link KeyContext} past it gets InvalidArgumentError ("zeroed"), never another
+   * key. {@link IndexKeyring.clearCache} zeroes at once.
+   */
+  readonly retireGraceMs?: number;
 }
+
+/** The keys a keyring opened, dropped together (at their max age, or on an invalidation). */
+interface OpenedKeys {
+  readonly keks: Map<string, Promise<Kek>>;
+  readonly deks: Map<string, Promise<KeyContext>>;
+  readonly expiresAt: number;
+  timer?: ReturnType<typeof setTimeout>;
+  retired: boolean;
+}
+
+/** setTimeout's longest delay; a longer max age is checked on use only. */
+const MAX_TIMER_MS = 2_147_483_647;
+
+/**
+ * Drops `opened` (its maps emptied, so later users load again) and zeroes its keys `graceMs`
+ * after each load settled. Idempotent.
+ */
+function retireKeys(opened: OpenedKeys, graceMs: number): Promise<void> {
+  opened.retired = true;
+  clearTimeout(opened.timer);
+  const keks = [...opened.keks.values()];
+  const deks = [...opened.deks.values()];
+  opened.keks.clear();
+  opened.deks.clear();
+  const zero = (keys: readonly PromiseSettledResult<{ zero(): void }>[]) => {
+    for (const k of keys) if (k.status === 'fulfilled') k.value.zero();
+  };
+  return Promise.allSettled([...keks, ...deks.map((d) => d.then((context) => context.key))]).then((keys) => {
+    if (graceMs <= 0) zero(keys);
+    else setTimeout(() => zero(keys), graceMs).unref();
+  });
+}
+
+/** Unsubscribes a keyring that was collected from its client's invalidations. */
+const UNSUBSCRIBE = new FinalizationRegistry<() => void>((unsubscribe) => unsubscribe());
 
 /** What {@link IndexKeyring.listDeks} shows of a DEK (never the key). */
 export interface DekInfo {
@@ -181,17 +232,64 @@ export class IndexKeyring {
   readonly #client: KmsEnvelopeClient;
   readonly #store: EnvelopeStore & RecordStore;
   readonly #options: KeyringOptions;
-  readonly #keks = new Map<string, Promise<Kek>>();
-  readonly #deks = new Map<string, Promise<KeyContext>>();
+  readonly #maxAgeMs: number;
+  readonly #retireGraceMs: number;
+  #opened: OpenedKeys | undefined;
   /** Provider `none`: the new KEK of a rotation, as passed to rotateKek. */
   #rotationKek: Kek | undefined;
 
-  /** @throws ConfigError when the client's store keeps no records. */
+  /**
+   * @throws ConfigError when the client's store keeps no records; InvalidArgumentError for a
+   * `maxAgeMs` that is not positive or a `retireGraceMs` that is negative or not finite.
+   */
   constructor(client: KmsEnvelopeClient, index: string, options: KeyringOptions = {}) {
     this.index = parseIndexName(index);
     this.#client = client;
     this.#store = recordStoreOf(client, this.index);
     this.#options = options;
+    const maxAgeMs = options.maxAgeMs ?? client.cacheTtlMs ?? 60_000;
+    if (!(maxAgeMs > 0)) throw new InvalidArgumentError('maxAgeMs must be a positive number of ms');
+    const graceMs = options.retireGraceMs ?? 5000;
+    if (!(graceMs >= 0 && Number.isFinite(graceMs)))
+      throw new InvalidArgumentError('retireGraceMs must be a finite number of ms, 0 or more');
+    this.#maxAgeMs = maxAgeMs;
+    this.#retireGraceMs = graceMs;
+    // Held weakly: a keyring nobody uses any more is collected, and then unsubscribed.
+    const self = new WeakRef(this);
+    const name = this.index;
+    const unsubscribe = client.onInvalidate((changed) => {
+      const keyring = changed === undefined || changed === name ? self.deref() : undefined;
+      if (keyring !== undefined) keyring.#drop();
+    });
+    UNSUBSCRIBE.register(this, unsubscribe);
+  }
+
+  /** The keys opened now: a new set once the last one was dropped or reached its max age. */
+  #keys(): OpenedKeys {
+    const opened = this.#opened;
+    if (opened !== undefined && !opened.retired && Date.now() < opened.expiresAt) return opened;
+    if (opened !== undefined) void retireKeys(opened, this.#retireGraceMs);
+    const fresh: OpenedKeys = {
+      keks: new Map(),
+      deks: new Map(),
+      expiresAt: Date.now() + this.#maxAgeMs,
+      retired: false,
+    };
+    if (this.#maxAgeMs <= MAX_TIMER_MS) {
+      // Zeroed at its age even if the keyring is not used again (the timer holds only the keys).
+      const graceMs = this.#retireGraceMs;
+      fresh.timer = setTimeout(() => void retireKeys(fresh, graceMs), this.#maxAgeMs);
+      fresh.timer.unref();
+    }
+    this.#opened = fresh;
+    return fresh;
+  }
+
+  /** The client reported the index changed: drop the opened keys (zeroed after the grace). */
+  #drop(): void {
+    const opened = this.#opened;
+    this.#opened = undefined;
+    if (opened !== undefined) void retireKeys(opened, this.#retireGraceMs);
   }
 
   /**
@@ -286,7 +384,7 @@ export class IndexKeyring {
 
   /** The KEK of slot `slotId`: the current envelope's, or a rotation's in progress; verified. */
   #kek(slotId: KekSlotId): Promise<Kek> {
-    return cachedLoad(this.#keks, slotId, () => this.#loadKek(slotId));
+    return cachedLoad(this.#keys().keks, slotId, () => this.#loadKek(slotId));
   }
 
   async #loadKek(slotId: KekSlotId): Promise<Kek> {
@@ -375,7 +473,7 @@ export class IndexKeyring {
     if (options.activate !== false)
       await this.#store.putRecord(this.index, 'meta', META.active, Buffer.from(id));
     const context: KeyContext = { keyid: id, key, alg: alg.id };
-    this.#deks.set(id, Promise.resolve(context));
+    this.#keys().deks.set(id, Promise.resolve(context));
     return context;
   }
 
@@ -425,7 +523,7 @@ export class IndexKeyring {
     } catch (err) {
       return Promise.reject(err);
     }
-    return cachedLoad(this.#deks, dekId, () => this.#loadDek(dekId));
+    return cachedLoad(this.#keys().deks, dekId, () => this.#loadDek(dekId));
   }
 
   async #loadDek(id: DekId): Promise<KeyContext> {
@@ -499,7 +597,7 @@ export class IndexKeyring {
     if (!options.dryRun) {
       for (const id of staleDeks) {
         await this.#store.deleteRecord(this.index, 'dek', id);
-        this.#deks.delete(id);
+        this.#opened?.deks.delete(id);
       }
       for (const id of staleChecks) await this.#store.deleteRecord(this.index, 'meta', id);
       if (staleActive) await this.#store.deleteRecord(this.index, 'meta', META.active);
@@ -568,12 +666,9 @@ export class IndexKeyring {
 
   /** Forgets and zeroes the cached KEKs and DEKs. */
   async clearCache(): Promise<void> {
-    const keks = [...this.#keks.values()];
-    const deks = [...this.#deks.values()];
-    this.#keks.clear();
-    this.#deks.clear();
-    for (const k of await Promise.allSettled(keks)) if (k.status === 'fulfilled') k.value.zero();
-    for (const d of await Promise.allSettled(deks)) if (d.status === 'fulfilled') d.value.key.zero();
+    const opened = this.#opened;
+    this.#opened = undefined;
+    if (opened !== undefined) await retireKeys(opened, 0);
   }
 
   /**
@@ -627,8 +722,33 @@ export class IndexKeyring {
     }
     if (rotation === undefined) rotation = await this.#startRotation(current, currentSlot, options.newKek);
 
-    const oldKek = currentSlot === undefined ? undefined : await this.#kek(currentSlot);
-    const newKek = await this.#kek(rotation.slotId);
+    // Copies of its own: the keyring's are dropped (and zeroed) by an invalidation meanwhile,
+    // which this rotation's own push causes.
+    const oldKek = currentSlot === undefined ? undefined : copyKek(await this.#kek(currentSlot));
+    let newKek: Kek;
+    try {
+      newKek = copyKek(await this.#kek(rotation.slotId));
+    } catch (err) {
+      oldKek?.zero();
+      throw err;
+    }
+    try {
+      return await this.#rewrapAndPush(options, current, currentSlot, rotation, resumed, oldKek, newKek);
+    } finally {
+      oldKek?.zero();
+      newKek.zero();
+    }
+  }
+
+  async #rewrapAndPush(
+    options: RotateKekOptions,
+    current: KmsBlob,
+    currentSlot: KekSlotId | undefined,
+    rotation: Rotation,
+    resumed: boolean,
+    oldKek: Kek | undefined,
+    newKek: Kek,
+  ): Promise<RotateKekReport> {
     const target = rotation.slotId;
     const batchSize = options.batchSize ?? 256;
     const rewrapped: DekId[] = [];
@@ -748,12 +868,17 @@ export class IndexKeyring {
   async #finishRotation(rotation: Rotation): Promise<void> {
     if (rotation.fromSlotId !== undefined) {
       await this.#store.deleteRecord(this.index, 'meta', META.kekCheck(rotation.fromSlotId));
-      const old = this.#keks.get(rotation.fromSlotId);
-      this.#keks.delete(rotation.fromSlotId);
+      const old = this.#opened?.keks.get(rotation.fromSlotId);
+      this.#opened?.keks.delete(rotation.fromSlotId);
       old?.then((k) => k.zero()).catch(() => {});
     }
     await this.#store.deleteRecord(this.index, 'meta', META.rotation);
   }
+}
+
+/** A KEK of its own with the same bytes (the caller zeroes it). */
+function copyKek(kek: Kek): Kek {
+  return Kek.fromBytes(kek.expose());
 }
 
 function sameBytes(a: Uint8Array | undefined, b: Uint8Array | undefined): boolean {
