@@ -104,8 +104,8 @@ describe('IndexKeyring on one client (disk store)', () => {
     const callsBefore = c.stats().slots.dev?.kmsCalls ?? 0;
     c.invalidate('orders');
     // Within the grace the caller's key still works; the keyring itself already forgot it.
-    expect(encryptString('v2', held)).toMatch(/^\$/);
     expect(held.key.isZeroed).toBe(false);
+    expect(encryptString('v2', held)).toMatch(/^\$/);
     const reopened = await keyring.getDek(made.keyid);
     expect(reopened).not.toBe(held);
     expect(c.stats().slots.dev?.kmsCalls ?? 0).toBeGreaterThan(callsBefore); // the KEK was unwrapped again
@@ -136,8 +136,8 @@ describe('IndexKeyring on one client (disk store)', () => {
     const held = await reader.activeDek();
     expect(await reader.decryptValue(token)).toBe('secret value');
     await a.delete('orders'); // another instance; b has no feed
-    // Stale within the age (the documented bound), then refused: its DEK record is gone.
-    expect(await reader.decryptValue(token)).toBe('secret value');
+    // Served from the keyring until the age (the documented bound), then refused: its DEK
+    // record is gone. (Not asserted stale: on a loaded machine the delete may outlast 300 ms.)
     await eventually(() => fails(reader.decryptValue(token)), 2000, 'a deleted index refused');
     await expect(reader.decryptValue(token)).rejects.toThrow(UnknownKeyError);
     expect(held.key.isZeroed).toBe(true); // zeroed by the age timer, not only on the next use
@@ -197,8 +197,8 @@ describe.skipIf(!hasRedis())('IndexKeyring across instances (real redis-server, 
     expect(await keyring.decryptValue(token)).toBe('payload');
     const deletedAt = Date.now();
     await writer.delete('orders');
-    await eventually(() => fails(keyring.decryptValue(token)), 3000, 'the feed reached the keyring');
-    expect(Date.now() - deletedAt).toBeLessThan(3000);
+    await eventually(() => fails(keyring.decryptValue(token)), 10_000, 'the feed reached the keyring');
+    expect(Date.now() - deletedAt).toBeLessThan(10_000); // far below the keyring's 600 s max age
     await expect(keyring.activeDek()).rejects.toThrow(UnknownKeyError);
     await eventually(async () => held.key.isZeroed, 1000, 'the held DEK zeroed after the grace');
     // A rotation elsewhere (rotateKek): the keyring drops the old KEK and opens the new one.
@@ -212,7 +212,7 @@ describe.skipIf(!hasRedis())('IndexKeyring across instances (real redis-server, 
     await eventually(
       async () =>
         (await there.decryptValue(old)) === 'before' && (reader.stats().slots.dev?.kmsCalls ?? 0) > calls,
-      3000,
+      10_000,
       'the new KEK opened here',
     );
     expect(await there.decryptValue(await there.encryptValue('after'))).toBe('after');
