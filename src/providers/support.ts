@@ -138,10 +138,15 @@ export function throwIfAborted(signal: AbortSignal | undefined, where: ErrorCont
   if (signal?.aborted) throw new DeadlineExceededError('the KMS call was aborted (deadline)', where);
 }
 
-/** Whether `err` is the abort of a call whose signal fired (any SDK's spelling of it). */
+/**
+ * Whether `err` is the abort of a call whose signal fired (any SDK's spelling of it). A
+ * `TimeoutError` counts only when the signal fired: otherwise it is the SDK's own timeout, or
+ * what the AWS SDK calls the reset of a kept-alive socket, and the KMS is unavailable, not the
+ * deadline passed.
+ */
 export function isAbort(err: unknown, signal: AbortSignal | undefined): boolean {
   const name = (err as { name?: string } | null)?.name;
-  return (signal?.aborted ?? false) || name === 'AbortError' || name === 'TimeoutError';
+  return (signal?.aborted ?? false) || name === 'AbortError';
 }
 
 /** Parses an HTTP `Retry-After` (seconds or a date) into milliseconds. */
