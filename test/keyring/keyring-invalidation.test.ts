@@ -5,6 +5,7 @@
  * default); a dropped key stays usable by a caller holding it for `retireGraceMs`, then is
  * zeroed; a rotation survives its own invalidation and a `clearCache` in the middle.
  */
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -164,6 +165,22 @@ describe('IndexKeyring on one client (disk store)', () => {
     for (let i = 0; i < 6; i++) expect(await keyring.decryptValue(tokens[i]!)).toBe(`value ${i}`);
     await c.close();
   });
+});
+
+it('keyrings nobody holds are collected and unsubscribed: 200,000 of them leave the heap almost as it was', () => {
+  const run = spawnSync(
+    process.execPath,
+    ['--expose-gc', '--import', 'tsx', join(import.meta.dirname, '../helpers/keyring-gc-worker.ts')],
+    { encoding: 'utf8', timeout: 120_000 },
+  );
+  expect(run.status, run.stderr).toBe(0);
+  const { growth, keptDropped } = JSON.parse(run.stdout.trim().split('\n').at(-1)!) as {
+    growth: number;
+    keptDropped: boolean;
+  };
+  // A listener left subscribed per keyring costs ~160 B: 200,000 of them about 32 MB.
+  expect(growth).toBeLessThan(8 * 1024 * 1024);
+  expect(keptDropped).toBe(true);
 });
 
 describe.skipIf(!hasRedis())('IndexKeyring across instances (real redis-server, invalidation feed)', () => {

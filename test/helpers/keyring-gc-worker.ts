@@ -1,0 +1,38 @@
+/**
+ * Child process of keyring-invalidation.test.ts (run with --expose-gc): makes and drops many
+ * keyrings on one client and prints the heap growth once they are collected, and whether an
+ * invalidation still reaches a keyring that is kept.
+ */
+import { randomBytes } from 'node:crypto';
+import { KmsEnvelopeClient } from '../../src/client.js';
+import { IndexKeyring } from '../../src/keyring/keyring.js';
+import { StorageConfig } from '../../src/storage/config.js';
+
+const gc = (globalThis as { gc?: () => void }).gc;
+if (gc === undefined) throw new Error('run with --expose-gc');
+const settle = async () => {
+  for (let i = 0; i < 6; i++) {
+    gc();
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+};
+const client = new KmsEnvelopeClient({
+  store: StorageConfig.memory(),
+  kms: {
+    slots: { dev: { provider: 'local', masterKey: `literal:${randomBytes(32).toString('base64url')}` } },
+    secrets: { allowLiteral: true },
+  },
+});
+const kept = await IndexKeyring.createIndex(client, 'orders', { slot: 'dev', retireGraceMs: 0 });
+const dek = await kept.createDek();
+await settle();
+const before = process.memoryUsage().heapUsed;
+for (let i = 0; i < 200_000; i++) new IndexKeyring(client, 'orders');
+await settle();
+const growth = process.memoryUsage().heapUsed - before;
+client.invalidate('orders');
+await new Promise((resolve) => setTimeout(resolve, 10));
+// The kept keyring heard it: its DEK zeroed (grace 0), and it loads the DEK again.
+const reloaded = (await kept.getDek(dek.keyid)) !== dek;
+console.log(JSON.stringify({ growth, keptDropped: dek.key.isZeroed && reloaded }));
+await client.close();
