@@ -450,7 +450,8 @@ export class IndexKeyring {
 
   /**
    * Creates a DEK (random, of `alg`), wraps it under the current KEK, stores its record and,
-   * unless `activate` is false, makes it the active DEK for new values.
+   * unless `activate` is false, makes it the active DEK for new values. The context returned is
+   * the keyring's cached one: see {@link getDek} for how long it may be held.
    */
   async createDek(options: { alg?: string; activate?: boolean } = {}): Promise<KeyContext> {
     const alg = algorithm(options.alg ?? recommendedDataAlg());
@@ -514,6 +515,12 @@ export class IndexKeyring {
    * load (store outage, KMS error, corrupt record) is forgotten, so the next call tries again.
    * The id is parsed to its canonical form before it becomes the cache key, so every accepted
    * spelling of one id shares one entry.
+   *
+   * The context is the keyring's, not a copy: use it for the work at hand and ask again for the
+   * next (a cached lookup). Once the keyring drops it (at `maxAgeMs`, or when the client reports
+   * the index changed) it is zeroed `retireGraceMs` later, and a holder then gets
+   * InvalidArgumentError from it; a batch that runs longer asks per chunk, or uses
+   * {@link encryptValue} / {@link decryptValue}, which look the key up on each call.
    * @throws InvalidKeyIdError, UnknownKeyError, KekMismatchError, and the store's errors.
    */
   getDek(id: string): Promise<KeyContext> {
@@ -638,7 +645,10 @@ export class IndexKeyring {
     }
   }
 
-  /** The DEK new values are encrypted under. @throws UnknownKeyError when there is none. */
+  /**
+   * The DEK new values are encrypted under (the keyring's context: see {@link getDek} for how
+   * long it may be held). @throws UnknownKeyError when there is none.
+   */
   async activeDek(): Promise<KeyContext> {
     const active = await this.#store.getRecord(this.index, 'meta', META.active);
     if (active === undefined) {
