@@ -30,10 +30,11 @@
  * `CKR_DEVICE_REMOVED`, `CKR_TOKEN_NOT_PRESENT`, a `C_Finalize` elsewhere ..., or a vague
  * `CKR_GENERAL_ERROR` / `CKR_DEVICE_ERROR` after which the session is found closed or logged
  * out: SoftHSM2's answer to a call racing a `C_CloseAllSessions`) is opened and logged in again,
- * and the call retried once. A vague code on a session still open stands (on `C_Decrypt` SoftHSM2
- * means a bad tag by it). pkcs11js's `C_EncryptAsync` family was not used:
- * it covers only the data calls (`C_Login`, `C_OpenSession` and `C_FindObjects` would still block
- * the event loop) and cannot be abandoned at a deadline.
+ * and the call retried, at most twice in a row (a reset and a logout right after it). A vague
+ * code on a session still open stands (on `C_Decrypt` SoftHSM2 means a bad tag by it).
+ * pkcs11js's `C_EncryptAsync` family was not used: it covers only the data calls (`C_Login`,
+ * `C_OpenSession` and `C_FindObjects` would still block the event loop) and cannot be abandoned
+ * at a deadline.
  *
  * **PIN.** A secret reference (`env:`, `file:`, `secret:`), resolved into bytes once and kept as
  * a redacted {@link SecretKey}-like value; each worker gets a copy it wipes on close. pkcs11js's
@@ -251,7 +252,7 @@ const hex = (ckr: number) => `0x${ckr.toString(16).padStart(8, '0')}`;
 /**
  * Maps a failure of the worker to kms-envelope's typed errors. Exported for tests and wrappers.
  * Every CKR not named here (`CKR_DEVICE_ERROR`, `CKR_DEVICE_REMOVED`, `CKR_TOKEN_NOT_PRESENT`,
- * `CKR_FUNCTION_FAILED`, `CKR_SESSION_HANDLE_INVALID` after the retry ...) is a retryable
+ * `CKR_FUNCTION_FAILED`, `CKR_SESSION_HANDLE_INVALID` after the retries ...) is a retryable
  * {@link ProviderUnavailableError}.
  */
 export function mapPkcs11Failure(
@@ -279,6 +280,11 @@ export function mapPkcs11Failure(
       return new KeyDisabledError(`the token key may not be used: ${failure.detail}`, ctx);
     case 'key-unfit':
       return new ConfigError(failure.detail, ctx);
+    case 'session-lost':
+      return new ProviderUnavailableError(
+        `the token session was lost under ${failure.fn ?? 'the call'} again after its retries`,
+        ctx,
+      );
     case 'token-mismatch':
     case 'bad-input':
       return new UnwrapFailedError('cannot unwrap the KEK', ctx);

@@ -57,11 +57,12 @@ export interface Pkcs11InjectedFault {
   /** Fails the operation's main call with this CKR code instead of making it. */
   readonly failWith?: number;
   /**
-   * With `failWith`: first closes the worker's session, as another thread's `C_CloseAllSessions`
-   * racing the call would. The worker then decides from the token's state, as for a real failure,
-   * whether to open a new session and retry (an injected fault alone is never retried).
+   * With `failWith`: the first `sessionLosses` attempts of the operation each first close the
+   * worker's session, as another thread's `C_CloseAllSessions` racing the call would. The worker
+   * then decides from the token's state, as for a real failure, whether to open a new session and
+   * retry (an injected fault alone is never retried).
    */
-  readonly closeSessionFirst?: boolean;
+  readonly sessionLosses?: number;
 }
 
 /** Main thread → worker. */
@@ -87,10 +88,13 @@ export interface Pkcs11WorkerFailure {
    * `token-absent`: no slot holds the token; `not-found`: no key with that label / id;
    * `ambiguous`: more than one; `disabled`: the key may not do this (usage flag off, end date
    * passed); `key-unfit`: not an AES-256 key, or extractable; `token-mismatch`: the token is not
-   * the one the envelope names; `bad-input`: malformed input bytes; `other`: anything else.
+   * the one the envelope names; `bad-input`: malformed input bytes; `session-lost`: the session
+   * was lost under the call more often in a row than the worker recovers from (`ckr`, `fn`: the
+   * last answer); `other`: anything else.
    */
   readonly kind:
     | 'ckr'
+    | 'session-lost'
     | 'load'
     | 'token-absent'
     | 'not-found'
@@ -209,13 +213,16 @@ export function pkcs11WorkerMain(): void {
   const CKM_AES_KEY_WRAP_PAD = 0x210a;
   const CKR_USER_ALREADY_LOGGED_IN = 0x100;
   const CKR_CRYPTOKI_ALREADY_INITIALIZED = 0x191;
-  // A session lost to a token reset, a logout or a finalize by someone else: open, log in, retry once.
+  // A session lost to a token reset, a logout or a finalize by someone else: open, log in, retry
+  // (at most RECOVERIES times).
   const RECOVERABLE = new Set([
     0x32 /* DEVICE_REMOVED */, 0x60 /* KEY_HANDLE_INVALID */, 0x82 /* OBJECT_HANDLE_INVALID */,
     0xb0 /* SESSION_CLOSED */, 0xb3 /* SESSION_HANDLE_INVALID */, 0xe0 /* TOKEN_NOT_PRESENT */,
     0x101 /* USER_NOT_LOGGED_IN */, 0x190 /* CRYPTOKI_NOT_INITIALIZED */,
   ]);
   const GCM_IV_LENGTH = 12;
+  /** Sessions lost in a row that one call recovers from: a reset and a logout right after it are two. */
+  const RECOVERIES = 2;
 
   const pkcs11 = require(config.pkcs11jsPath) as { PKCS11: new () => Pkcs11Lib; CK_PARAMS_AES_GCM: number };
   let lib: Pkcs11Lib | undefined;
@@ -466,7 +473,7 @@ export function pkcs11WorkerMain(): void {
     checkKey(s, key, USAGE[op]);
     const injected = (name: string) => {
       if (fault?.failWith !== undefined) {
-        if (fault.closeSessionFirst) {
+        if (fault.sessionLosses !== undefined && fault.sessionLosses > 0) {
           call('C_CloseSession', () => l.C_CloseSession(s));
           refuse({
             kind: 'ckr',
@@ -564,19 +571,21 @@ export function pkcs11WorkerMain(): void {
         if (expectTokenLabel !== undefined && expectTokenLabel !== tokenLabel) {
           refuse({ kind: 'token-mismatch', detail: 'the envelope names another token' });
         }
-        return operate(op, data, aad, attempt === 0 ? fault : undefined);
+        const losing = fault?.sessionLosses !== undefined && attempt < fault.sessionLosses;
+        return operate(op, data, aad, attempt === 0 || losing ? fault : undefined);
       } catch (err) {
         const failure = err instanceof Refusal ? err.failure : undefined;
         const ckr = failure?.kind === 'ckr' ? failure.ckr : undefined;
         const injectedFault = failure?.detail.includes('(test seam)') === true;
-        if (
-          attempt === 0 &&
-          ckr !== undefined &&
-          !injectedFault &&
-          (RECOVERABLE.has(ckr) || lostMidCall(ckr))
-        ) {
+        const lost = ckr !== undefined && !injectedFault && (RECOVERABLE.has(ckr) || lostMidCall(ckr));
+        if (lost && attempt < RECOVERIES) {
           reset(ckr);
           continue;
+        }
+        // Never an answer about the input (a vague code on C_Decrypt would read as a bad tag).
+        if (lost && failure !== undefined && !RECOVERABLE.has(ckr)) {
+          reset(ckr);
+          refuse({ ...failure, kind: 'session-lost', detail: `${failure.detail}, the session lost again` });
         }
         throw err;
       }

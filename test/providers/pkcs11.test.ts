@@ -248,12 +248,12 @@ describe.skipIf(!hasSoftHsm)('pkcs11 against SoftHSM2', () => {
     });
   });
 
-  it('a vague CKR (GENERAL_ERROR, DEVICE_ERROR) on a session closed under the call is a lost session: a new one, one retry', async () => {
+  it('a vague CKR (GENERAL_ERROR, DEVICE_ERROR) on a session closed under the call is a lost session: a new one, up to two retries, never an unwrap failure', async () => {
     // SoftHSM2 answers CKR_GENERAL_ERROR (not SESSION_HANDLE_INVALID) to a call whose session
     // another thread's C_CloseAllSessions closed while it ran; the race itself is timing-bound,
     // so the seam closes the session and answers that code, and the worker decides as it would.
     await withHsm(async (_hsm, provider) => {
-      let next: { failWith: number; closeSessionFirst?: boolean } | undefined;
+      let next: { failWith: number; sessionLosses?: number } | undefined;
       const seam: Pkcs11TestSeam = {
         beforeCall: () => {
           const fault = next;
@@ -263,10 +263,16 @@ describe.skipIf(!hasSoftHsm)('pkcs11 against SoftHSM2', () => {
       };
       const p = await provider({ testSeam: seam, sessions: 1, mechanism: 'gcm' });
       const kek = Kek.generate();
-      next = { failWith: 0x30 /* DEVICE_ERROR */, closeSessionFirst: true };
+      next = { failWith: 0x30 /* DEVICE_ERROR */, sessionLosses: 1 };
       const wrapped = await p.wrap(kek, ctx());
-      next = { failWith: 0x05 /* GENERAL_ERROR */, closeSessionFirst: true };
+      next = { failWith: 0x05 /* GENERAL_ERROR */, sessionLosses: 1 };
       // Not an unwrap failure (which a multi-wrap client would count as tamper): the KEK.
+      expect((await p.unwrap(wrapped, ctx())).equals(kek)).toBe(true);
+      // Two losses in a row (a reset, then a logout during the retry) are recovered; a third is not.
+      next = { failWith: 0x05, sessionLosses: 2 };
+      expect((await p.unwrap(wrapped, ctx())).equals(kek)).toBe(true);
+      next = { failWith: 0x05, sessionLosses: 3 };
+      await expect(p.unwrap(wrapped, ctx())).rejects.toThrow(ProviderUnavailableError);
       expect((await p.unwrap(wrapped, ctx())).equals(kek)).toBe(true);
       // The same code with the session still open stands: on C_Decrypt it is a bad tag.
       next = { failWith: 0x05 };
