@@ -109,6 +109,20 @@ export interface KmsEnvelopeClientOptions {
  */
 export type IndexChangeListener = (index: IndexName | undefined) => void;
 
+/** Calls each listener; one that throws is a process warning naming only its error's class. */
+function notify(listeners: ReadonlySet<IndexChangeListener>, index: IndexName | undefined): void {
+  for (const listener of listeners) {
+    try {
+      listener(index);
+    } catch (err) {
+      process.emitWarning(
+        `an onInvalidate listener threw (${err instanceof Error ? err.name : typeof err})`,
+        'KmsEnvelopeWarning',
+      );
+    }
+  }
+}
+
 /** Options of {@link KmsEnvelopeClient.createIndex}. */
 export interface CreateIndexOptions {
   /** The KMS slot that wraps the new KEK (or give {@link slots}). */
@@ -297,7 +311,10 @@ export class KmsEnvelopeClient {
   readonly #minVersion: KmsEnvelopeClientOptions['minVersion'];
   readonly #feed: InvalidationFeed | undefined;
   readonly #feedStarted: Promise<void>;
+  /** onInvalidate listeners of every index ... */
   readonly #listeners = new Set<IndexChangeListener>();
+  /** ... and of one (a keyring's), so an invalidation costs what listens to its index. */
+  readonly #indexListeners = new Map<IndexName, Set<IndexChangeListener>>();
 
   constructor(options: KmsEnvelopeClientOptions) {
     const tracer = resolveTracer(options.tracing);
@@ -800,29 +817,42 @@ export class KmsEnvelopeClient {
    * feed's message that another instance changed the envelope; with `undefined` when it may be
    * any index ({@link clearCache}, the feed lost or (re)started, {@link close}). It runs whether
    * or not the client has a cache: for caches of your own that derive from a KEK
-   * ({@link IndexKeyring} uses it). A listener that throws is reported as a process warning
+   * ({@link IndexKeyring} uses it). With `options.index`, only that index's changes and the
+   * `undefined` ones reach `listener`. A listener that throws is reported as a process warning
    * (its error's name only) and does not stop the others.
    * @returns the function that unsubscribes `listener`.
+   * @throws InvalidArgumentError for an invalid `options.index`.
    */
-  onInvalidate(listener: IndexChangeListener): () => void {
-    this.#listeners.add(listener);
+  onInvalidate(listener: IndexChangeListener, options: { readonly index?: string } = {}): () => void {
+    if (options.index === undefined) {
+      this.#listeners.add(listener);
+      return () => {
+        this.#listeners.delete(listener);
+      };
+    }
+    const index = parseIndexName(options.index);
+    let set = this.#indexListeners.get(index);
+    if (set === undefined) {
+      set = new Set();
+      this.#indexListeners.set(index, set);
+    }
+    set.add(listener);
     return () => {
-      this.#listeners.delete(listener);
+      const current = this.#indexListeners.get(index);
+      current?.delete(listener);
+      if (current?.size === 0) this.#indexListeners.delete(index);
     };
   }
 
   #invalidated(index: IndexName | undefined): void {
     if (index === undefined) this.#cache?.clear();
     else this.#cache?.invalidate(index);
-    for (const listener of [...this.#listeners]) {
-      try {
-        listener(index);
-      } catch (err) {
-        process.emitWarning(
-          `an onInvalidate listener threw (${err instanceof Error ? err.name : typeof err})`,
-          'KmsEnvelopeWarning',
-        );
-      }
+    notify(this.#listeners, index);
+    if (index !== undefined) {
+      const set = this.#indexListeners.get(index);
+      if (set !== undefined) notify(set, index);
+    } else {
+      for (const set of this.#indexListeners.values()) notify(set, index);
     }
   }
 

@@ -256,11 +256,13 @@ export class IndexKeyring {
     this.#retireGraceMs = graceMs;
     // Held weakly: a keyring nobody uses any more is collected, and then unsubscribed.
     const self = new WeakRef(this);
-    const name = this.index;
-    const unsubscribe = client.onInvalidate((changed) => {
-      const keyring = changed === undefined || changed === name ? self.deref() : undefined;
-      if (keyring !== undefined) keyring.#drop();
-    });
+    const unsubscribe = client.onInvalidate(
+      () => {
+        const keyring = self.deref();
+        if (keyring !== undefined) keyring.#drop();
+      },
+      { index: this.index },
+    );
     UNSUBSCRIBE.register(this, unsubscribe);
   }
 

@@ -65,21 +65,29 @@ describe('IndexKeyring on one client (disk store)', () => {
     const onWarning = (w: Error) => warnings.push(w.message);
     process.on('warning', onWarning);
     const off = c.onInvalidate((index) => heard.push(index));
+    const heardOrders: (string | undefined)[] = [];
+    const offOrders = c.onInvalidate((index) => heardOrders.push(index), { index: 'orders' });
+    expect(() => c.onInvalidate(() => {}, { index: '../x' })).toThrow(InvalidArgumentError);
     const offThrowing = c.onInvalidate(() => {
       throw new Error('listener bug holding secret-0xdeadbeef');
     });
     c.invalidate('orders');
+    c.invalidate('billing');
     await c.rotate('orders');
     c.clearCache();
     await c.delete('orders');
     await sleep(10); // process warnings are emitted on the next tick
-    expect(heard).toEqual(['orders', 'orders', undefined, 'orders']);
-    expect(warnings.length).toBe(4);
+    expect(heard).toEqual(['orders', 'billing', 'orders', undefined, 'orders']);
+    expect(heardOrders).toEqual(['orders', 'orders', undefined, 'orders']); // not billing
+    expect(warnings.length).toBe(5);
     expect(warnings.join(' ')).not.toContain('secret-0xdeadbeef');
     off();
     offThrowing();
+    offOrders();
+    offOrders(); // twice is harmless
     c.invalidate('orders');
-    expect(heard.length).toBe(4);
+    expect(heard.length).toBe(5);
+    expect(heardOrders.length).toBe(4);
     await c.close();
     process.off('warning', onWarning);
     expect(c.cacheTtlMs).toBe(60_000);
