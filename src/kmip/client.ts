@@ -256,7 +256,7 @@ export function kmipConnectionError(
   if (err instanceof KmsEnvelopeError) return err;
   const code = String((err as { code?: unknown } | null)?.code ?? '');
   const ctx = { ...where, cause: err };
-  // A call without a signal runs under the client's own timeout signal (reason: a TimeoutError).
+  // `signal` is the call's deadline: the caller's, or the client's own `requestTimeoutMs`.
   if (isAbort(err, signal) || code === 'ABORT_ERR')
     return new DeadlineExceededError('the KMIP call was aborted (deadline)', ctx);
   if (
@@ -791,9 +791,11 @@ export class KmipClient {
     if (this.#closed) throw new ProviderUnavailableError('the KMIP client is closed', where);
     if (call.signal?.aborted) throw new DeadlineExceededError('the KMIP call was aborted (deadline)', where);
     const request = buildRequestMessage(this.#version, items, { maxResponseSize: this.#maxResponseBytes });
-    const frame = await this.#exchange(request, call).catch((err: unknown) => {
+    // A call without a signal runs under the client's own timeout: that is its deadline.
+    const signal = call.signal ?? AbortSignal.timeout(this.#requestTimeoutMs);
+    const frame = await this.#exchange(request, signal).catch((err: unknown) => {
       request.fill(0);
-      throw kmipConnectionError(err, where, call.signal);
+      throw kmipConnectionError(err, where, signal);
     });
     try {
       let results: KmipBatchResult[];
@@ -1000,8 +1002,7 @@ export class KmipClient {
 
   // --- the pool ---
 
-  async #exchange(request: Buffer, call: KmipCallOptions): Promise<Buffer> {
-    const signal = call.signal ?? AbortSignal.timeout(this.#requestTimeoutMs);
+  async #exchange(request: Buffer, signal: AbortSignal): Promise<Buffer> {
     const connection = await this.#acquire(signal);
     const onAbort = () => connection.destroy(signal.reason ?? new Error('aborted'));
     signal.addEventListener('abort', onAbort, { once: true });
