@@ -818,8 +818,9 @@ export class KmsEnvelopeClient {
    * any index ({@link clearCache}, the feed lost or (re)started, {@link close}). It runs whether
    * or not the client has a cache: for caches of your own that derive from a KEK
    * ({@link IndexKeyring} uses it). With `options.index`, only that index's changes and the
-   * `undefined` ones reach `listener`. A listener that throws is reported as a process warning
-   * (its error's name only) and does not stop the others.
+   * `undefined` ones reach `listener`. Listeners run synchronously, in the call or the feed
+   * message that dropped the index: keep them quick. A listener that throws is reported as a
+   * process warning (its error's name only) and does not stop the others.
    * @returns the function that unsubscribes `listener`.
    * @throws InvalidArgumentError for an invalid `options.index`.
    */
