@@ -20,6 +20,7 @@ import {
   type Pkcs11WorkerFailure,
   type Pkcs11WorkerRequest,
   type Pkcs11WorkerResponse,
+  type Pkcs11WorkerStart,
   pkcs11WorkerMain,
 } from './worker.js';
 
@@ -68,8 +69,29 @@ interface Member {
 interface ModuleUse {
   users: number;
   initializedByUs: boolean;
+  /** Closing pools' workers of the module, until they have exited (their sessions closed). */
+  readonly stopping: Set<Promise<void>>;
+  /** A closed pool left a worker inside a token call: the module is never finalised then. */
+  leftStuck: boolean;
 }
 const moduleUses = new Map<string, ModuleUse>();
+
+/**
+ * Per module, one lock word shared by every worker of the process (a SharedArrayBuffer in each
+ * worker's data): C_Initialize, finding the token, opening and logging in a session, and
+ * C_Finalize run under it, one thread at a time. PKCS#11 leaves concurrent initialisation to the
+ * application, and SoftHSM2 answers CKR_GENERAL_ERROR or crashes the process when workers
+ * starting together call C_Initialize and C_GetTokenInfo at once.
+ */
+const setupLocks = new Map<string, SharedArrayBuffer>();
+function setupLockOf(module: string): SharedArrayBuffer {
+  let lock = setupLocks.get(module);
+  if (lock === undefined) {
+    lock = new SharedArrayBuffer(4);
+    setupLocks.set(module, lock);
+  }
+  return lock;
+}
 
 /** The worker's source: its function, called; `__name` in case a transpiler kept names. */
 const WORKER_SOURCE = `const __name = (f) => f;\n(${pkcs11WorkerMain.toString()})();`;
@@ -98,7 +120,7 @@ export class Pkcs11Pool {
     this.#pin = pin;
     let use = moduleUses.get(data.module);
     if (use === undefined) {
-      use = { users: 0, initializedByUs: false };
+      use = { users: 0, initializedByUs: false, stopping: new Set(), leftStuck: false };
       moduleUses.set(data.module, use);
     }
     use.users++;
@@ -157,20 +179,30 @@ export class Pkcs11Pool {
     const members = this.#members.filter((m) => !m.dead);
     const stuck = members.filter((m) => m.busy !== undefined);
     const idle = members.filter((m) => m.busy === undefined);
-    // C_Finalize while another thread is inside a call is undefined behaviour: finalise only when
-    // no worker of this pool is stuck, from the last worker, after the others have closed.
-    const finalize = last && this.#use.initializedByUs && stuck.length === 0;
-    const finalizer = finalize ? idle.pop() : undefined;
-    await Promise.all(idle.map((m) => this.#stop(m, false)));
+    // C_Finalize while another thread is inside a call is undefined behaviour (SoftHSM2 can
+    // crash the process): finalise only from the last pool of the module, from its last worker,
+    // once every other worker of every pool of the module has exited, and never after a pool left
+    // a worker stuck in a call.
+    const use = this.#use;
+    if (stuck.length > 0) use.leftStuck = true;
+    const finalizer = last && use.initializedByUs ? idle.pop() : undefined;
+    const stopped = Promise.all(idle.map((m) => this.#stop(m, false))).then(() => undefined);
+    use.stopping.add(stopped);
+    await stopped;
+    use.stopping.delete(stopped);
     if (finalizer !== undefined) {
-      await this.#stop(finalizer, true);
-      this.#use.initializedByUs = false;
+      await Promise.all([...use.stopping]); // other pools closing at the same time
+      // A pool made meanwhile shares the module's initialisation: it finalises when it closes.
+      const finalize = use.users === 0 && !use.leftStuck;
+      await this.#stop(finalizer, finalize);
+      if (finalize) use.initializedByUs = false;
     }
     for (const m of stuck) {
       m.worker.unref();
       void m.worker.terminate().catch(() => undefined);
     }
-    if (last) moduleUses.delete(this.#data.module);
+    if (last && use.users === 0 && moduleUses.get(this.#data.module) === use)
+      moduleUses.delete(this.#data.module);
   }
 
   #stop(member: Member, finalize: boolean): Promise<void> {
@@ -184,6 +216,9 @@ export class Pkcs11Pool {
         resolve();
       });
       member.dead = true;
+      // Referenced until it exits: an idle worker is unreferenced, and a process with nothing
+      // else to do would otherwise end before close() resolves (a script's last `await`).
+      member.worker.ref();
       member.worker.postMessage({ type: 'close', finalize } satisfies Pkcs11WorkerRequest);
     });
   }
@@ -224,7 +259,10 @@ export class Pkcs11Pool {
   #spawn(): Member | undefined {
     const alive = this.#members.filter((m) => !m.dead);
     if (alive.length >= this.#size) return undefined;
-    const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: this.#data });
+    const worker = new Worker(WORKER_SOURCE, {
+      eval: true,
+      workerData: { ...this.#data, setupLock: setupLockOf(this.#data.module) } satisfies Pkcs11WorkerStart,
+    });
     const member: Member = { worker, busy: undefined, dead: false };
     const pin = this.#pin();
     worker.postMessage({ type: 'pin', pin } satisfies Pkcs11WorkerRequest, [pin]);

@@ -37,6 +37,12 @@ export interface Pkcs11WorkerData {
   readonly allowExtractableKey: boolean;
 }
 
+/** What a worker starts with: its data, and the process's setup lock of the module (see pool.ts). */
+export interface Pkcs11WorkerStart extends Pkcs11WorkerData {
+  /** One Int32 word: 0 free, 1 held. */
+  readonly setupLock: SharedArrayBuffer;
+}
+
 /** An operation of the worker. */
 export type Pkcs11Operation =
   /** AES-GCM encrypt of `data` (the KEK) with `aad`: answers `iv(12) ‖ ciphertext ‖ tag(16)`. */
@@ -184,7 +190,7 @@ export function pkcs11WorkerMain(): void {
 
   const { parentPort, workerData } = require('node:worker_threads') as typeof import('node:worker_threads');
   const { randomFillSync } = require('node:crypto') as typeof import('node:crypto');
-  const config = workerData as Pkcs11WorkerData;
+  const config = workerData as Pkcs11WorkerStart;
   const port = parentPort!;
 
   // PKCS#11 constants (the standard's numbers).
@@ -263,7 +269,34 @@ export function pkcs11WorkerMain(): void {
     }
   }
 
+  const lockWord = new Int32Array(config.setupLock);
+  /** How long a worker waits for the setup lock before going ahead (a holder that was terminated). */
+  const SETUP_LOCK_WAIT_MS = 10_000;
+  /** Runs `fn` holding the module's setup lock (one thread of the process at a time). */
+  function underSetupLock<T>(fn: () => T): T {
+    const until = Date.now() + SETUP_LOCK_WAIT_MS;
+    const take = () => Atomics.compareExchange(lockWord, 0, 0, 1) === 0;
+    let held = take();
+    while (!held && Date.now() < until) {
+      Atomics.wait(lockWord, 0, 1, 50);
+      held = take();
+    }
+    try {
+      return fn();
+    } finally {
+      if (held) {
+        Atomics.store(lockWord, 0, 0);
+        Atomics.notify(lockWord, 0, 1);
+      }
+    }
+  }
+
   function ensureSession(): Handle {
+    if (session !== undefined) return session;
+    return underSetupLock(setUp);
+  }
+
+  function setUp(): Handle {
     if (lib === undefined) lib = new pkcs11.PKCS11();
     const l = lib;
     if (!loaded) {
@@ -606,11 +639,13 @@ export function pkcs11WorkerMain(): void {
         }
       }
       if (message.finalize && initialized) {
-        try {
-          lib?.C_Finalize();
-        } catch {
-          // someone else finalised it
-        }
+        underSetupLock(() => {
+          try {
+            lib?.C_Finalize();
+          } catch {
+            // someone else finalised it
+          }
+        });
       }
       pin?.fill(0);
       pin = undefined;
