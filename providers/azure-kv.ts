@@ -330,6 +330,10 @@ export function mapAzureError(
     if (cause.code !== undefined && NETWORK_CODES.has(cause.code)) {
       return new ProviderUnavailableError(`Key Vault could not be reached (${cause.code})`, ctx);
     }
+    // A timeout of the transport whose call's signal did not fire: not our deadline (isAbort).
+    if ((err as { name?: unknown } | null)?.name === 'TimeoutError') {
+      return new ProviderUnavailableError('Key Vault did not answer in time (the transport timed out)', ctx);
+    }
     return new KmsEnvelopeError(`unexpected error from the Key Vault ${operation}`, ctx);
   }
   if (status === 401) return new AccessDeniedError('Key Vault refused the credential (401)', ctx);

@@ -804,8 +804,9 @@ export class KmsEnvelopeClient {
   }
 
   /**
-   * The cache's time to live in ms (`cache.ttlMs`, default 60 s); `undefined` with the cache
-   * off. An {@link IndexKeyring} keeps its keys no longer than this by default.
+   * The cache's time to live in ms (`cache.ttlMs`, default 60 s; 0: entries never expire);
+   * `undefined` with the cache off. An {@link IndexKeyring} keeps its keys no longer than this
+   * by default.
    */
   get cacheTtlMs(): number | undefined {
     return this.#cache?.ttlMs;

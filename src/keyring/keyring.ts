@@ -58,13 +58,15 @@ export interface KeyringOptions {
    * TTL (`client.cacheTtlMs`), or 60 s when the client caches nothing. The next use after it
    * opens them again (one KMS unwrap of the KEK), so a KEK disabled in the KMS or an index
    * deleted by another instance stops working here within it, with or without an invalidation
-   * feed. `Infinity` keeps them for the keyring's life (until {@link IndexKeyring.clearCache}).
+   * feed. A client cache TTL of 0 (no expiry) makes the default `Infinity`: no age bound, so
+   * only invalidations (and {@link IndexKeyring.clearCache}) drop them.
    */
   readonly maxAgeMs?: number;
   /**
-   * How long a key the keyring dropped (at `maxAgeMs`, or when the client reports the index
-   * changed: see {@link KmsEnvelopeClient.onInvalidate}) stays usable by a caller that already
-   * holds it, in ms after its load settled, before it is zeroed; default 5000. A caller that
+   * How long a key the keyring dropped (at `maxAgeMs`, when the client reports the index
+   * changed: see {@link KmsEnvelopeClient.onInvalidate}, or when the keyring itself is garbage
+   * collected) stays usable by a caller that already holds it, in ms after the drop (after its
+   * load settles, for a key still loading then), before it is zeroed; default 5000. A caller that
    * keeps a DEK's {@link KeyContext} past it gets InvalidArgumentError ("zeroed"), never another
    * key. {@link IndexKeyring.clearCache} zeroes at once.
    */
@@ -83,9 +85,16 @@ interface OpenedKeys {
 /** setTimeout's longest delay; a longer max age is checked on use only. */
 const MAX_TIMER_MS = 2_147_483_647;
 
+/** Zeroes `key` after `graceMs` (at once for 0). */
+function zeroLater(key: { zero(): void }, graceMs: number): void {
+  if (graceMs <= 0) key.zero();
+  else setTimeout(() => key.zero(), graceMs).unref();
+}
+
 /**
- * Drops `opened` (its maps emptied, so later users load again) and zeroes its keys `graceMs`
- * after each load settled. Idempotent.
+ * Drops `opened` (its maps emptied, so later users load again) and zeroes each of its keys
+ * `graceMs` after the drop, or after its own load settles if it is still loading (a load that
+ * fails has nothing to zero). Resolves once every load settled. Idempotent.
  */
 function retireKeys(opened: OpenedKeys, graceMs: number): Promise<void> {
   opened.retired = true;
@@ -94,17 +103,28 @@ function retireKeys(opened: OpenedKeys, graceMs: number): Promise<void> {
   const deks = [...opened.deks.values()];
   opened.keks.clear();
   opened.deks.clear();
-  const zero = (keys: readonly PromiseSettledResult<{ zero(): void }>[]) => {
-    for (const k of keys) if (k.status === 'fulfilled') k.value.zero();
-  };
-  return Promise.allSettled([...keks, ...deks.map((d) => d.then((context) => context.key))]).then((keys) => {
-    if (graceMs <= 0) zero(keys);
-    else setTimeout(() => zero(keys), graceMs).unref();
-  });
+  const ignore = () => {};
+  return Promise.all([
+    ...keks.map((k) => k.then((kek) => zeroLater(kek, graceMs), ignore)),
+    ...deks.map((d) => d.then((context) => zeroLater(context.key, graceMs), ignore)),
+  ]).then(ignore);
 }
 
-/** Unsubscribes a keyring that was collected from its client's invalidations. */
-const UNSUBSCRIBE = new FinalizationRegistry<() => void>((unsubscribe) => unsubscribe());
+/** What a keyring leaves behind for its finalizer: it must not reference the keyring. */
+interface KeyringRemains {
+  unsubscribe: () => void;
+  opened: OpenedKeys | undefined;
+  graceMs: number;
+}
+
+/**
+ * When a keyring is collected: unsubscribe it from its client, and retire the keys it had open
+ * (zeroed after the grace: a caller may still hold one).
+ */
+const FINALIZE = new FinalizationRegistry<KeyringRemains>((remains) => {
+  remains.unsubscribe();
+  if (remains.opened !== undefined) void retireKeys(remains.opened, remains.graceMs);
+});
 
 /** What {@link IndexKeyring.listDeks} shows of a DEK (never the key). */
 export interface DekInfo {
@@ -234,7 +254,8 @@ export class IndexKeyring {
   readonly #options: KeyringOptions;
   readonly #maxAgeMs: number;
   readonly #retireGraceMs: number;
-  #opened: OpenedKeys | undefined;
+  /** The open keys, where the finalizer finds them too. */
+  readonly #remains: KeyringRemains;
   /** Provider `none`: the new KEK of a rotation, as passed to rotateKek. */
   #rotationKek: Kek | undefined;
 
@@ -247,7 +268,10 @@ export class IndexKeyring {
     this.#client = client;
     this.#store = recordStoreOf(client, this.index);
     this.#options = options;
-    const maxAgeMs = options.maxAgeMs ?? client.cacheTtlMs ?? 60_000;
+    // A client cache TTL of 0 means its entries never expire: so do the keyring's, by default.
+    const ttl = client.cacheTtlMs;
+    const maxAgeMs =
+      options.maxAgeMs ?? (ttl === undefined ? 60_000 : ttl > 0 ? ttl : Number.POSITIVE_INFINITY);
     if (!(maxAgeMs > 0)) throw new InvalidArgumentError('maxAgeMs must be a positive number of ms');
     const graceMs = options.retireGraceMs ?? 5000;
     if (!(graceMs >= 0 && Number.isFinite(graceMs)))
@@ -263,12 +287,13 @@ export class IndexKeyring {
       },
       { index: this.index },
     );
-    UNSUBSCRIBE.register(this, unsubscribe);
+    this.#remains = { unsubscribe, opened: undefined, graceMs };
+    FINALIZE.register(this, this.#remains);
   }
 
   /** The keys opened now: a new set once the last one was dropped or reached its max age. */
   #keys(): OpenedKeys {
-    const opened = this.#opened;
+    const opened = this.#remains.opened;
     if (opened !== undefined && !opened.retired && Date.now() < opened.expiresAt) return opened;
     if (opened !== undefined) void retireKeys(opened, this.#retireGraceMs);
     const fresh: OpenedKeys = {
@@ -283,14 +308,14 @@ export class IndexKeyring {
       fresh.timer = setTimeout(() => void retireKeys(fresh, graceMs), this.#maxAgeMs);
       fresh.timer.unref();
     }
-    this.#opened = fresh;
+    this.#remains.opened = fresh;
     return fresh;
   }
 
   /** The client reported the index changed: drop the opened keys (zeroed after the grace). */
   #drop(): void {
-    const opened = this.#opened;
-    this.#opened = undefined;
+    const opened = this.#remains.opened;
+    this.#remains.opened = undefined;
     if (opened !== undefined) void retireKeys(opened, this.#retireGraceMs);
   }
 
@@ -457,6 +482,8 @@ export class IndexKeyring {
    */
   async createDek(options: { alg?: string; activate?: boolean } = {}): Promise<KeyContext> {
     const alg = algorithm(options.alg ?? recommendedDataAlg());
+    // The keys open now: if the index changes while this runs, the new DEK is not cached.
+    const opened = this.#keys();
     // During a KEK rotation new DEKs go under the new KEK, so the rotation cannot miss them.
     const slotId = (await this.#rotation())?.slotId ?? (await this.#currentSlot());
     const kek = await this.#kek(slotId);
@@ -476,7 +503,10 @@ export class IndexKeyring {
     if (options.activate !== false)
       await this.#store.putRecord(this.index, 'meta', META.active, Buffer.from(id));
     const context: KeyContext = { keyid: id, key, alg: alg.id };
-    this.#keys().deks.set(id, Promise.resolve(context));
+    // Dropped meanwhile (another instance deleted or rotated the index): the caller has it for
+    // the work at hand, zeroed after the grace like every dropped key; the next use loads again.
+    if (opened.retired) zeroLater(key, this.#retireGraceMs);
+    else opened.deks.set(id, Promise.resolve(context));
     return context;
   }
 
@@ -606,7 +636,7 @@ export class IndexKeyring {
     if (!options.dryRun) {
       for (const id of staleDeks) {
         await this.#store.deleteRecord(this.index, 'dek', id);
-        this.#opened?.deks.delete(id);
+        this.#remains.opened?.deks.delete(id);
       }
       for (const id of staleChecks) await this.#store.deleteRecord(this.index, 'meta', id);
       if (staleActive) await this.#store.deleteRecord(this.index, 'meta', META.active);
@@ -678,8 +708,8 @@ export class IndexKeyring {
 
   /** Forgets and zeroes the cached KEKs and DEKs. */
   async clearCache(): Promise<void> {
-    const opened = this.#opened;
-    this.#opened = undefined;
+    const opened = this.#remains.opened;
+    this.#remains.opened = undefined;
     if (opened !== undefined) await retireKeys(opened, 0);
   }
 
@@ -880,8 +910,8 @@ export class IndexKeyring {
   async #finishRotation(rotation: Rotation): Promise<void> {
     if (rotation.fromSlotId !== undefined) {
       await this.#store.deleteRecord(this.index, 'meta', META.kekCheck(rotation.fromSlotId));
-      const old = this.#opened?.keks.get(rotation.fromSlotId);
-      this.#opened?.keks.delete(rotation.fromSlotId);
+      const old = this.#remains.opened?.keks.get(rotation.fromSlotId);
+      this.#remains.opened?.keks.delete(rotation.fromSlotId);
       old?.then((k) => k.zero()).catch(() => {});
     }
     await this.#store.deleteRecord(this.index, 'meta', META.rotation);

@@ -376,6 +376,16 @@ describe('azure-kv through the SDK pipeline seam', () => {
     const unknown = mapAzureError(new TypeError('x is not a function'), 'unwrap', where, undefined);
     expect(unknown).toBeInstanceOf(KmsEnvelopeError);
     expect(unknown.retryable).toBe(false);
+    // A transport timeout whose call's signal did not fire is not the deadline: unavailable.
+    const timeout = Object.assign(new Error('The operation was aborted due to timeout'), {
+      name: 'TimeoutError',
+    });
+    const timedOut = mapAzureError(timeout, 'unwrap', where, new AbortController().signal);
+    expect(timedOut).toBeInstanceOf(ProviderUnavailableError);
+    expect(timedOut).not.toBeInstanceOf(DeadlineExceededError);
+    expect(timedOut.retryable).toBe(true);
+    const fired = AbortSignal.abort();
+    expect(mapAzureError(timeout, 'unwrap', where, fired)).toBeInstanceOf(DeadlineExceededError);
   });
 
   it('a credential that cannot get a token is AccessDeniedError (or retryable for a token-endpoint outage), never an unwrap failure', () => {

@@ -274,7 +274,8 @@ describe.skipIf(!hasSoftHsm)('pkcs11 against SoftHSM2', () => {
       next = { failWith: 0x05, sessionLosses: 3 };
       await expect(p.unwrap(wrapped, ctx())).rejects.toThrow(ProviderUnavailableError);
       expect((await p.unwrap(wrapped, ctx())).equals(kek)).toBe(true);
-      // The same code with the session still open stands: on C_Decrypt it is a bad tag.
+      // The mapping of that code on C_Decrypt is a bad tag (an injected code alone is never
+      // retried); a real bad tag on a live session follows below.
       next = { failWith: 0x05 };
       await expect(p.unwrap(wrapped, ctx())).rejects.toThrow(UnwrapFailedError);
       next = { failWith: 0x30 };
