@@ -506,20 +506,18 @@ export function pkcs11WorkerMain(): void {
     checkKey(s, key, USAGE[op]);
     const injected = (name: string) => {
       if (fault?.failWith !== undefined) {
-        if (fault.sessionLosses !== undefined && fault.sessionLosses > 0) {
-          call('C_CloseSession', () => l.C_CloseSession(s));
-          refuse({
-            kind: 'ckr',
-            ckr: fault.failWith,
-            fn: name,
-            detail: `CKR 0x${fault.failWith.toString(16)} from ${name} after its session was closed`,
-          });
-        }
+        const code = `CKR 0x${fault.failWith.toString(16)}`;
+        // A lost session is judged as a real failure; a plain injected code carries "(test seam)",
+        // which is never retried.
+        const losesSession = fault.sessionLosses !== undefined && fault.sessionLosses > 0;
+        if (losesSession) call('C_CloseSession', () => l.C_CloseSession(s));
         refuse({
           kind: 'ckr',
           ckr: fault.failWith,
           fn: name,
-          detail: `injected CKR 0x${fault.failWith.toString(16)} (test seam) from ${name}`,
+          detail: losesSession
+            ? `${code} from ${name} after its session was closed`
+            : `injected ${code} (test seam) from ${name}`,
         });
       }
     };

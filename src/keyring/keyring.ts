@@ -253,7 +253,6 @@ export class IndexKeyring {
   readonly #store: EnvelopeStore & RecordStore;
   readonly #options: KeyringOptions;
   readonly #maxAgeMs: number;
-  readonly #retireGraceMs: number;
   /** The open keys, where the finalizer finds them too. */
   readonly #remains: KeyringRemains;
   /** Provider `none`: the new KEK of a rotation, as passed to rotateKek. */
@@ -277,7 +276,6 @@ export class IndexKeyring {
     if (!(graceMs >= 0 && Number.isFinite(graceMs)))
       throw new InvalidArgumentError('retireGraceMs must be a finite number of ms, 0 or more');
     this.#maxAgeMs = maxAgeMs;
-    this.#retireGraceMs = graceMs;
     // Held weakly: a keyring nobody uses any more is collected, and then unsubscribed.
     const self = new WeakRef(this);
     const unsubscribe = client.onInvalidate(
@@ -295,7 +293,7 @@ export class IndexKeyring {
   #keys(): OpenedKeys {
     const opened = this.#remains.opened;
     if (opened !== undefined && !opened.retired && Date.now() < opened.expiresAt) return opened;
-    if (opened !== undefined) void retireKeys(opened, this.#retireGraceMs);
+    if (opened !== undefined) void retireKeys(opened, this.#remains.graceMs);
     const fresh: OpenedKeys = {
       keks: new Map(),
       deks: new Map(),
@@ -304,7 +302,7 @@ export class IndexKeyring {
     };
     if (this.#maxAgeMs <= MAX_TIMER_MS) {
       // Zeroed at its age even if the keyring is not used again (the timer holds only the keys).
-      const graceMs = this.#retireGraceMs;
+      const graceMs = this.#remains.graceMs;
       fresh.timer = setTimeout(() => void retireKeys(fresh, graceMs), this.#maxAgeMs);
       fresh.timer.unref();
     }
@@ -314,9 +312,14 @@ export class IndexKeyring {
 
   /** The client reported the index changed: drop the opened keys (zeroed after the grace). */
   #drop(): void {
+    void this.#retireOpened(this.#remains.graceMs);
+  }
+
+  /** Retires the open keys (see {@link retireKeys}); the next use opens a new set. */
+  #retireOpened(graceMs: number): Promise<void> {
     const opened = this.#remains.opened;
     this.#remains.opened = undefined;
-    if (opened !== undefined) void retireKeys(opened, this.#retireGraceMs);
+    return opened === undefined ? Promise.resolve() : retireKeys(opened, graceMs);
   }
 
   /**
@@ -505,7 +508,7 @@ export class IndexKeyring {
     const context: KeyContext = { keyid: id, key, alg: alg.id };
     // Dropped meanwhile (another instance deleted or rotated the index): the caller has it for
     // the work at hand, zeroed after the grace like every dropped key; the next use loads again.
-    if (opened.retired) zeroLater(key, this.#retireGraceMs);
+    if (opened.retired) zeroLater(key, this.#remains.graceMs);
     else opened.deks.set(id, Promise.resolve(context));
     return context;
   }
@@ -707,10 +710,8 @@ export class IndexKeyring {
   }
 
   /** Forgets and zeroes the cached KEKs and DEKs. */
-  async clearCache(): Promise<void> {
-    const opened = this.#remains.opened;
-    this.#remains.opened = undefined;
-    if (opened !== undefined) await retireKeys(opened, 0);
+  clearCache(): Promise<void> {
+    return this.#retireOpened(0);
   }
 
   /**
@@ -766,19 +767,15 @@ export class IndexKeyring {
 
     // Copies of its own: the keyring's are dropped (and zeroed) by an invalidation meanwhile,
     // which this rotation's own push causes.
-    const oldKek = currentSlot === undefined ? undefined : copyKek(await this.#kek(currentSlot));
-    let newKek: Kek;
+    let oldKek: Kek | undefined;
+    let newKek: Kek | undefined;
     try {
-      newKek = copyKek(await this.#kek(rotation.slotId));
-    } catch (err) {
-      oldKek?.zero();
-      throw err;
-    }
-    try {
+      if (currentSlot !== undefined) oldKek = Kek.fromBytes((await this.#kek(currentSlot)).expose());
+      newKek = Kek.fromBytes((await this.#kek(rotation.slotId)).expose());
       return await this.#rewrapAndPush(options, current, currentSlot, rotation, resumed, oldKek, newKek);
     } finally {
       oldKek?.zero();
-      newKek.zero();
+      newKek?.zero();
     }
   }
 
@@ -916,11 +913,6 @@ export class IndexKeyring {
     }
     await this.#store.deleteRecord(this.index, 'meta', META.rotation);
   }
-}
-
-/** A KEK of its own with the same bytes (the caller zeroes it). */
-function copyKek(kek: Kek): Kek {
-  return Kek.fromBytes(kek.expose());
 }
 
 function sameBytes(a: Uint8Array | undefined, b: Uint8Array | undefined): boolean {
